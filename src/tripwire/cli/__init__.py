@@ -1,0 +1,1 @@
+"""The command-line surface: thin wrappers that parse flags and call the library."""

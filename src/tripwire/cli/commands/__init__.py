@@ -1,0 +1,24 @@
+"""One module per command; each exposes ``register(subparsers) -> parser``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
+    from tripwire.cli.commands import demo, detectors, evaluate, provenance, train
+
+    return [
+        demo.register,
+        train.register,
+        evaluate.register,
+        provenance.register_manifest,
+        provenance.register_verify,
+        detectors.register,
+    ]
+
+
+REGISTRARS = _registrars()

@@ -1,0 +1,1 @@
+"""Detectors of backdoors: in training data, in models and in inputs at run time."""

@@ -1,0 +1,306 @@
+"""The detector contract that every detector of every layer implements.
+
+A detector has a ``name``, the ``threat`` it covers and the inputs it ``needs``. It is
+fitted on a :class:`DetectorInput`, scores items (samples, classes, clients) with
+**higher = more suspicious**, and turns scores into flags through a threshold that is
+*calibrated*: either at a target false-positive rate on clean reference data
+(:meth:`BaseDetector.calibrate`) or, without clean data, by robust statistics on the
+scores themselves (median + z * MAD). Never by a guessed contamination rate.
+
+Scans and the benchmark find detectors through :mod:`tripwire.detectors.registry`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from tripwire.detectors.calibration import robust_threshold, threshold_at_fpr
+from tripwire.errors import InputError, NotFittedError
+
+if TYPE_CHECKING:
+    from tripwire.io.dataset import Dataset
+    from tripwire.models.loading import Model
+
+
+class Threat(StrEnum):
+    """What a detector defends against."""
+
+    POISONING = "poisoning"
+    BACKDOOR = "backdoor"
+    EXTRACTION = "extraction"
+
+
+class Need(StrEnum):
+    """An input a detector can ask for."""
+
+    LABELS = "labels"
+    #: Penultimate-layer activations (or any embedding), one row per item.
+    FEATURES = "features"
+    #: Out-of-sample class probabilities (cross-validated or from retraining), never
+    #: the in-sample predictions of a model that memorised the poisons.
+    PROBS = "probs"
+    MODEL = "model"
+    #: The raw dataset (samples as stored, ids, sources).
+    DATA = "data"
+    #: A client's query stream, in arrival order.
+    QUERIES = "queries"
+
+
+@dataclass
+class DetectorInput:
+    """Everything a detector may read; each detector reads only what it ``needs``.
+
+    Attributes
+    ----------
+    labels
+        Integer labels ``(N,)``.
+    features
+        ``(N, F)`` float features.
+    probs
+        ``(N, C)`` out-of-sample probabilities.
+    model
+        A loaded :class:`~tripwire.models.loading.Model`.
+    data
+        The :class:`~tripwire.io.Dataset` the items come from.
+    queries
+        ``(N, ...)`` model-space query inputs of one client, in arrival order.
+    """
+
+    labels: npt.NDArray[np.int64] | None = None
+    features: npt.NDArray[np.floating[Any]] | None = None
+    probs: npt.NDArray[np.floating[Any]] | None = None
+    model: Model | None = None
+    data: Dataset | None = None
+    queries: npt.NDArray[np.floating[Any]] | None = None
+
+    def available(self) -> frozenset[Need]:
+        """The needs this input can satisfy."""
+        have = {
+            Need.LABELS: self.labels,
+            Need.FEATURES: self.features,
+            Need.PROBS: self.probs,
+            Need.MODEL: self.model,
+            Need.DATA: self.data,
+            Need.QUERIES: self.queries,
+        }
+        return frozenset(k for k, v in have.items() if v is not None)
+
+    def require(self, needs: frozenset[Need], detector: str) -> None:
+        """Raise :class:`InputError` naming what ``detector`` needs but did not get."""
+        missing = sorted(needs - self.available())
+        if missing:
+            raise InputError(
+                f"needs {', '.join(missing)}, which the input does not provide", detector
+            )
+        lengths = {
+            name: len(arr)
+            for name, arr in (
+                ("labels", self.labels),
+                ("features", self.features),
+                ("probs", self.probs),
+            )
+            if arr is not None
+        }
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"inputs disagree in length: {lengths}", detector)
+        for name, arr in (("features", self.features), ("probs", self.probs)):
+            if arr is not None and not np.all(np.isfinite(arr)):
+                raise InputError(f"{name} contain NaN or infinite values", detector)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a threshold was set, so that a reader can judge the flags.
+
+    Attributes
+    ----------
+    method
+        ``fpr``: the ``1 - target_fpr`` quantile of scores on clean reference data;
+        ``robust-z``: median + ``z`` * 1.4826 * MAD of the scored items themselves;
+        ``fixed``: a threshold the user gave.
+    threshold
+        Scores strictly above it are flagged.
+    target_fpr
+        The false-positive rate aimed at (``fpr`` method).
+    n_reference
+        How many scores the threshold was estimated from.
+    """
+
+    method: Literal["fpr", "robust-z", "fixed"]
+    threshold: float
+    target_fpr: float | None = None
+    n_reference: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "threshold": float(self.threshold),
+            "target_fpr": self.target_fpr,
+            "n_reference": self.n_reference,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """Scores, threshold, flags and evidence of one detector on one input.
+
+    ``scores[i]`` is item ``i``'s suspicion (higher = more suspicious, always finite);
+    ``flags[i]`` is ``scores[i] > threshold``.
+    """
+
+    detector: str
+    threat: Threat
+    scores: npt.NDArray[np.float64]
+    threshold: float
+    flags: npt.NDArray[np.bool_]
+    calibration: Calibration
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flagged(self) -> list[int]:
+        """Positions of flagged items, sorted."""
+        return [int(i) for i in np.flatnonzero(self.flags)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists, floats, no NumPy types)."""
+        return {
+            "detector": self.detector,
+            "threat": str(self.threat),
+            "scores": [float(s) for s in self.scores],
+            "threshold": float(self.threshold),
+            "flagged": self.flagged,
+            "calibration": self.calibration.to_dict(),
+            "evidence": self.evidence,
+        }
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """The structural contract; :class:`BaseDetector` implements the plumbing."""
+
+    name: ClassVar[str]
+    threat: ClassVar[Threat]
+    needs: ClassVar[frozenset[Need]]
+
+    def fit(self, inputs: DetectorInput) -> Self: ...
+
+    def score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]: ...
+
+    def calibrate(self, reference: DetectorInput) -> Self: ...
+
+    def detect(self, inputs: DetectorInput) -> DetectorResult: ...
+
+
+class BaseDetector(ABC):
+    """Shared plumbing: validation, calibration and the score-to-flags step.
+
+    Subclasses set the class attributes ``name``, ``threat`` and ``needs`` and implement
+    :meth:`_fit` and :meth:`_score` (and optionally :meth:`_evidence`). Constructors only
+    store hyperparameters (scikit-learn's rule); fitted state ends in ``_``.
+
+    Parameters
+    ----------
+    fpr
+        Target false-positive rate when calibrating on clean reference data.
+    z
+        Robust z-score cut (median + z * MAD) used when no clean reference is given.
+    """
+
+    name: ClassVar[str]
+    threat: ClassVar[Threat]
+    needs: ClassVar[frozenset[Need]]
+
+    def __init__(self, *, fpr: float = 0.01, z: float = 3.5) -> None:
+        self.fpr = fpr
+        self.z = z
+
+    # -- to implement ------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, inputs: DetectorInput) -> None:
+        """Learn whatever the detector needs from ``inputs`` (set attributes ending in _)."""
+
+    @abstractmethod
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        """One finite score per item, higher = more suspicious."""
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        """Detector-specific evidence for the report (JSON-ready)."""
+        return {}
+
+    # -- the contract ------------------------------------------------------------------
+    def fit(self, inputs: DetectorInput) -> Self:
+        """Fit on ``inputs``; returns ``self``."""
+        self._check_params()
+        inputs.require(self.needs, self.name)
+        self._fit(inputs)
+        self.fitted_ = True
+        return self
+
+    def score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        """Score items of ``inputs`` (higher = more suspicious)."""
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError("is not fitted: call fit() first", self.name)
+        inputs.require(self.needs, self.name)
+        scores = np.asarray(self._score(inputs), dtype=np.float64)
+        if scores.ndim != 1 or not np.all(np.isfinite(scores)):
+            raise RuntimeError(f"{self.name} produced non-finite or non-1-D scores")
+        return scores
+
+    def calibrate(self, reference: DetectorInput) -> Self:
+        """Set the threshold at ``fpr`` on scores of clean ``reference`` items."""
+        ref = self.score(reference)
+        self.calibration_ = Calibration(
+            method="fpr",
+            threshold=threshold_at_fpr(ref, self.fpr),
+            target_fpr=self.fpr,
+            n_reference=int(ref.size),
+        )
+        return self
+
+    def detect(self, inputs: DetectorInput) -> DetectorResult:
+        """Fit (if needed), score, threshold and explain ``inputs``."""
+        if not getattr(self, "fitted_", False):
+            self.fit(inputs)
+        scores = self.score(inputs)
+        calibration: Calibration | None = getattr(self, "calibration_", None)
+        if calibration is None:
+            calibration = Calibration(
+                method="robust-z",
+                threshold=robust_threshold(scores, self.z),
+                n_reference=int(scores.size),
+                details={"z": self.z},
+            )
+        flags = scores > calibration.threshold
+        return DetectorResult(
+            detector=self.name,
+            threat=self.threat,
+            scores=scores,
+            threshold=float(calibration.threshold),
+            flags=flags,
+            calibration=calibration,
+            evidence=self._evidence(inputs, scores, flags),
+        )
+
+    def _check_params(self) -> None:
+        if not 0.0 < self.fpr < 1.0:
+            raise InputError(f"fpr must lie in (0, 1), got {self.fpr}", self.name)
+        if self.z <= 0:
+            raise InputError(f"z must be positive, got {self.z}", self.name)
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as given to the constructor (for reports and benchmarks)."""
+        return {k: v for k, v in vars(self).items() if not k.endswith("_")}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"

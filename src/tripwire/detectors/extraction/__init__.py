@@ -1,0 +1,1 @@
+"""Detectors of extraction (filled in by later work; see docs/architecture.md)."""

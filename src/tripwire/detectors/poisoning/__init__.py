@@ -1,0 +1,1 @@
+"""Detectors of poisoning (filled in by later work; see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Model side (PyTorch behind a NumPy boundary): architectures, safe loading, training."""

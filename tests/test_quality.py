@@ -1,0 +1,28 @@
+"""ruff and mypy run as part of the suite, so CI keeps the code clean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"],
+        [sys.executable, "-m", "mypy", "src/tripwire"],
+    ],
+    ids=["ruff", "mypy"],
+)
+def test_static_checks(cmd: list[str]) -> None:
+    if shutil.which("ruff") is None and cmd[2] == "ruff":
+        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    pytest.importorskip(cmd[2])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
