@@ -237,3 +237,78 @@ def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = (out_dir / "report.html").read_text()
     assert "data:image/png;base64," in html  # plots and samples are inline
     assert "<script" not in html and "<link" not in html  # self-contained, no scripts
+
+
+def test_attack_poison_and_asr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], digits_model: Path
+) -> None:
+    src = tmp_path / "digits.npz"
+    from tripwire.io import load_dataset, save_dataset
+
+    tr = load_dataset("bundled:digits")
+    te = load_dataset("bundled:digits", split="test")
+    np.savez(src, x_train=tr.x, y_train=tr.y, x_test=te.x, y_test=te.y)
+    out_path = tmp_path / "bad.npz"
+    code, out, _ = run(
+        capsys,
+        "attack",
+        "poison",
+        str(src),
+        "--kind",
+        "badnets",
+        "--rate",
+        "0.05",
+        "--target",
+        "3",
+        "--param",
+        "size=2",
+        "--out",
+        str(out_path),
+    )
+    assert code == 0 and "poisoned 72 of 1438" in out
+    bad = load_dataset(out_path)
+    assert bad.poisoned is not None and bad.poisoned.sum() == 72
+    assert bad.attack is not None and bad.attack["params"]["size"] == 2
+    with np.load(out_path) as z:
+        assert "x_test" in z.files  # the test split travels along
+    code, out, _ = run(
+        capsys, "attack", "asr", str(digits_model), "--data", str(out_path), "--json"
+    )
+    assert code == 0
+    res = json.loads(out)
+    assert 0.0 <= res["attack_success_rate"] < 0.5  # a clean model ignores the trigger
+    assert res["test_samples"] == len(te)
+    save_dataset(tr, tmp_path / "plain.npz")
+    code, _, err = run(
+        capsys, "attack", "asr", str(digits_model), "--data", str(tmp_path / "plain.npz")
+    )
+    assert code == 2
+    one_line_error(err, "no attack record")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--kind", "nope", "--rate", "0.1", "--target", "1"], "unknown attack kind"),
+        (["--kind", "badnets", "--rate", "0", "--target", "1"], "(0, 1)"),
+        (["--kind", "badnets", "--rate", "1.2", "--target", "1"], "(0, 1)"),
+        (["--kind", "badnets", "--rate", "0.1", "--target", "99"], "not in the data"),
+        (["--kind", "badnets", "--rate", "0.0001", "--target", "1"], "too small"),
+        (["--kind", "badnets", "--rate", "0.1", "--target", "1", "--param", "x"], "NAME=VALUE"),
+    ],
+)
+def test_attack_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, _, err = run(
+        capsys, "attack", "poison", "bundled:digits", *argv, "--out", str(tmp_path / "o.npz")
+    )
+    assert code == 2
+    one_line_error(err, needle)
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_attack_list(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "attack", "list", "--json")
+    assert code == 0
+    assert {"badnets", "blend", "label-flip"} <= {r["kind"] for r in json.loads(out)}
