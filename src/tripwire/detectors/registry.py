@@ -20,7 +20,13 @@ _REGISTRY: dict[str, type[BaseDetector]] = {}
 _loaded = False
 
 #: Modules holding the built-in detectors (imported on first lookup).
-BUILTIN_MODULES = ("tripwire.detectors.backdoor.feature_outlier",)
+BUILTIN_MODULES = (
+    "tripwire.detectors.backdoor.feature_outlier",
+    "tripwire.detectors.poisoning.spectral",
+    "tripwire.detectors.poisoning.activation_clustering",
+    "tripwire.detectors.poisoning.robust_covariance",
+    "tripwire.detectors.poisoning.label_noise",
+)
 
 
 def register(cls: D) -> D:
@@ -41,7 +47,11 @@ def _load_all() -> None:
         return
     _loaded = True
     for mod in BUILTIN_MODULES:
-        import_module(mod)
+        try:
+            import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a missing dependency inside the module, not the module
+                raise
     for ep in entry_points(group="tripwire.detectors"):
         cls = ep.load()
         if isinstance(cls, type) and issubclass(cls, BaseDetector):
