@@ -9,7 +9,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
-    from tripwire.cli.commands import attack, demo, detectors, evaluate, provenance, train
+    from tripwire.cli.commands import attack, bench, demo, detectors, evaluate, provenance, train
 
     return [
         demo.register,
@@ -19,6 +19,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         provenance.register_verify,
         detectors.register,
         attack.register,
+        bench.register,
     ]
 
 

@@ -1,0 +1,321 @@
+"""The attack x detector matrix: poison, train, extract features, detect, measure.
+
+Each poisoning cell (dataset, attack, rate, seed) trains one model on the attacked data,
+computes its penultimate features and cross-validated out-of-sample probabilities, and
+runs every registered detector whose needs those satisfy, plus installed baselines. For
+backdoor cells it also retrains without each detector's flags and measures the attack
+success rate and clean accuracy before and after. Models and finished cells are cached
+under ``cache_dir`` by a key of data, attack, seed and recipe, so a suite resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tripwire import __version__
+from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
+from tripwire.bench.metrics import curve_points, detection_metrics
+from tripwire.bench.suites import AttackCell, DataSpec, Suite
+from tripwire.detectors import DetectorInput, Need, available
+from tripwire.detectors.oos import oos_probabilities
+from tripwire.errors import InputError
+from tripwire.io import Dataset, load_dataset
+from tripwire.progress import progress_enabled
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Trained:
+    """A trained model behind plain NumPy functions."""
+
+    predict: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.int64]]
+    features: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+    accuracy: float
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def stratified_subset(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
+    """A class-balanced subset of ``n`` samples (all of ``ds`` when ``n`` is None)."""
+    if n is None or n >= len(ds):
+        return ds
+    rng = np.random.default_rng(seed)
+    classes = np.unique(ds.y)
+    per = n // len(classes)
+    idx = np.concatenate([rng.permutation(np.flatnonzero(ds.y == c))[:per] for c in classes])
+    return ds.subset(np.sort(idx))
+
+
+def load_suite_data(spec: DataSpec, data_dir: str | None) -> tuple[Dataset, Dataset]:
+    path = spec.spec.format(data_dir=data_dir or "")
+    if "{data_dir}" in spec.spec and not data_dir:
+        raise InputError("this suite needs --data-dir (the shared datasets)", spec.name)
+    train = load_dataset(path, split="train", show_progress=progress_enabled())
+    test = load_dataset(path, split="test", show_progress=progress_enabled())
+    return stratified_subset(train, spec.train_subset), stratified_subset(test, spec.test_subset)
+
+
+def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
+    """Train (or load from the cache) the suite's recipe on ``ds``."""
+    import torch
+
+    from tripwire.models.loading import load_model
+    from tripwire.models.train import TrainConfig, save_model, train_model
+
+    key = _key(
+        {
+            "data": ds.content_sha256(),
+            "arch": spec.arch,
+            "epochs": spec.epochs,
+            "seed": seed,
+            "v": __version__,
+        }
+    )
+    path = cache_dir / "models" / f"{key}.pt"
+    if path.exists():
+        model = load_model(path, device="cpu")
+        acc = float(json.loads(path.with_name(f"{key}.meta.json").read_text())["accuracy"])
+
+        def predict(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+            return np.asarray(model.logits(x).argmax(1), dtype=np.int64)
+
+        return Trained(predict=predict, features=model.features, accuracy=acc)
+    result = train_model(
+        ds,
+        TrainConfig(arch=spec.arch, epochs=spec.epochs, seed=seed),
+        test=test,
+        show_progress=progress_enabled(),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(result, path, ds)
+    net = result.model.eval()
+
+    def predict_t(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(x), 512):
+                out.append(net(torch.from_numpy(x[s : s + 512])).argmax(1).numpy())
+        return np.concatenate(out).astype(np.int64)
+
+    def features_t(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        out = []
+        with torch.inference_mode():
+            for s in range(0, len(x), 512):
+                out.append(net.features(torch.from_numpy(x[s : s + 512])).numpy())
+        return np.concatenate(out).astype(np.float32)
+
+    return Trained(predict=predict_t, features=features_t, accuracy=result.accuracy)
+
+
+def baselines(
+    features: np.ndarray, labels: np.ndarray, probs: np.ndarray
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Installed third-party baselines fed the same inputs: name -> (scores, flags, seconds)."""
+    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    try:
+        from cleanlab.filter import find_label_issues
+    except ImportError:
+        return out
+    t0 = time.perf_counter()
+    flags = find_label_issues(labels, probs)
+    scores = 1.0 - probs[np.arange(len(labels)), labels]
+    out["cleanlab:find_label_issues"] = (scores, np.asarray(flags, bool), time.perf_counter() - t0)
+    return out
+
+
+def run_poison_cell(
+    train: Dataset,
+    test: Dataset,
+    spec: DataSpec,
+    attack: AttackCell,
+    rate: float,
+    seed: int,
+    *,
+    cache_dir: Path,
+    retrain: bool,
+    log: Log,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run one cell; returns its rows (one per detector) and curve data for the report."""
+    t_start = time.perf_counter()
+    if attack.kind == "clean":
+        ds, truth, record = train, np.zeros(len(train), bool), None
+    else:
+        ds = poison_dataset(
+            train,
+            attack.kind,
+            rate=rate,
+            target=attack.target,
+            source=attack.source,
+            seed=seed,
+            **attack.params,
+        )
+        truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
+        record = ds.attack
+    has_trigger = record is not None and get_kind(attack.kind).trigger is not None
+    model = train_cached(ds, test, spec, seed, cache_dir)
+    asr_before = (
+        attack_success_rate(model.predict, test, record)
+        if has_trigger and record is not None
+        else None
+    )
+    t0 = time.perf_counter()
+    feats = model.features(ds.model_input())
+    forward_s = time.perf_counter() - t0
+    probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs)
+    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS})
+    results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    for cls in available(satisfiable_with=have):
+        t1 = time.perf_counter()
+        res = cls().detect(inputs)
+        results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
+    results.update(baselines(feats, ds.y, probs))
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, Any] = {}
+    base = {
+        "dataset": spec.name,
+        "attack": attack.kind,
+        "rate": rate,
+        "seed": seed,
+        "n_samples": len(ds),
+        "clean_accuracy": round(model.accuracy, 6),
+        "asr": None if asr_before is None else round(asr_before, 6),
+        "forward_s": round(forward_s, 3),
+    }
+    for name, (scores, flags, secs) in results.items():
+        row = {
+            **base,
+            "detector": name,
+            **detection_metrics(truth, scores, flags),
+            "time_s": round(secs, 3),
+            "time_vs_forward": round(secs / max(forward_s, 1e-9), 3),
+            "asr_after": None,
+            "clean_accuracy_after": None,
+        }
+        if retrain and has_trigger and record is not None and seed == spec.seeds[0] and flags.any():
+            kept = ds.subset(np.flatnonzero(~flags))
+            again = train_cached(kept, test, spec, seed, cache_dir)
+            row["asr_after"] = round(attack_success_rate(again.predict, test, record), 6)
+            row["clean_accuracy_after"] = round(again.accuracy, 6)
+        rows.append(row)
+        curves[name] = curve_points(truth, scores)
+    log(
+        f"{spec.name} {attack.kind} rate={rate} seed={seed}: "
+        f"{len(results)} detectors, {time.perf_counter() - t_start:.0f} s"
+    )
+    return rows, curves
+
+
+def run_suite(
+    suite: Suite,
+    *,
+    out_dir: Path,
+    cache_dir: Path,
+    data_dir: str | None = None,
+    resume: bool = False,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction"}``."""
+    if suite.needs_data_dir and not data_dir:
+        raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
+    cells_dir = cache_dir / "cells"
+    cells_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    curves: dict[str, Any] = {}
+    examples: dict[str, Any] = {}
+    registered = set(_attack_kinds())
+    for spec in suite.data:
+        train, test = load_suite_data(spec, data_dir)
+        for attack in suite.attacks:
+            if attack.kind != "clean" and attack.kind not in registered:
+                log(f"skipping attack '{attack.kind}': not available in this version")
+                continue
+            for rate in attack.rates:
+                for seed in spec.seeds:
+                    cell_key = _key(
+                        {
+                            "suite": suite.name,
+                            "data": spec.name,
+                            "attack": attack.kind,
+                            "rate": rate,
+                            "seed": seed,
+                            "params": attack.params,
+                            "detectors": [c.name for c in available()],
+                            "v": __version__,
+                        }
+                    )
+                    cell_file = cells_dir / f"{cell_key}.json"
+                    if resume and cell_file.exists():
+                        cached = json.loads(cell_file.read_text())
+                        rows.extend(cached["rows"])
+                        curves.update(cached["curves"])
+                        continue
+                    cell_rows, cell_curves = run_poison_cell(
+                        train,
+                        test,
+                        spec,
+                        attack,
+                        rate,
+                        seed,
+                        cache_dir=cache_dir,
+                        retrain=suite.retrain,
+                        log=log,
+                    )
+                    label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
+                    tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
+                    cell_file.write_text(json.dumps({"rows": cell_rows, "curves": tagged}))
+                    rows.extend(cell_rows)
+                    curves.update(tagged)
+            if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
+                examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
+    extraction = _extraction_cell(log) if suite.extraction else None
+    return {"rows": rows, "curves": curves, "examples": examples, "extraction": extraction}
+
+
+def _attack_kinds() -> list[str]:
+    from tripwire.attacks import kinds
+
+    return list(kinds())
+
+
+def _examples(train: Dataset, attack: AttackCell) -> dict[str, Any]:
+    """Four poisoned inputs beside their clean originals, for the report."""
+    bad = poison_dataset(
+        train,
+        attack.kind,
+        rate=max(0.01, 8 / len(train)),
+        target=attack.target,
+        source=attack.source,
+        seed=0,
+        **attack.params,
+    )
+    if bad.poisoned is None:
+        return {}
+    idx = np.flatnonzero(bad.poisoned)[:4]
+    return {
+        "clean": [train.x[i] for i in idx],
+        "poisoned": [bad.x[i] for i in idx],
+        "labels": [f"{int(train.y[i])}->{int(bad.y[i])}" for i in idx],
+    }
+
+
+def _extraction_cell(log: Log) -> dict[str, Any] | None:
+    """One extraction cell (knockoff against a digits model), where the module exists."""
+    try:
+        from tripwire.bench.extraction_cell import run_extraction_cell
+    except ImportError:
+        log("extraction cell skipped: extraction attacks are not available in this version")
+        return None
+    return run_extraction_cell(log)

@@ -1,0 +1,55 @@
+"""``tripwire bench``: run a benchmark suite and write results.csv/json and report.html."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tripwire.cli.common import console, out
+from tripwire.errors import EXIT_OK
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "bench", help="run the attack x detector benchmark (suites: quick, standard)"
+    )
+    p.add_argument("--suite", default="quick", help="quick (bundled data) or standard")
+    p.add_argument("--out", required=True, metavar="DIR", help="where results go")
+    p.add_argument("--data-dir", help="the shared datasets (standard suite)")
+    p.add_argument(
+        "--cache-dir",
+        default=os.environ.get(
+            "TRIPWIRE_CACHE", str(Path.home() / ".cache" / "tripwire" / "bench")
+        ),
+        help="models and finished cells, keyed by data, attack and seed (outside the repo)",
+    )
+    p.add_argument("--resume", action="store_true", help="reuse finished cells from the cache")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from tripwire.bench.report import write_outputs
+    from tripwire.bench.runner import run_suite
+    from tripwire.bench.suites import get_suite
+
+    suite = get_suite(args.suite)
+    started = time.perf_counter()
+    result = run_suite(
+        suite,
+        out_dir=Path(args.out),
+        cache_dir=Path(args.cache_dir),
+        data_dir=args.data_dir,
+        resume=args.resume,
+        log=lambda msg: console.print(msg),
+    )
+    wall = time.perf_counter() - started
+    write_outputs(suite.name, result, Path(args.out), wall)
+    out(
+        f"{len(result['rows'])} result rows in {wall:.0f} s; written to {args.out} "
+        "(results.csv, results.json, report.html)"
+    )
+    return EXIT_OK
