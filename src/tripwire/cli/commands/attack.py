@@ -67,6 +67,37 @@ def register(sub: Any) -> argparse.ArgumentParser:
     pa.add_argument("--json", action="store_true")
     pa.set_defaults(func=run_asr)
 
+    pe = asub.add_parser(
+        "extract",
+        help="clone a model through its prediction API (OIP v2 URL) or a local model file",
+    )
+    victim = pe.add_mutually_exclusive_group(required=True)
+    victim.add_argument("--url", help="an Open Inference Protocol v2 server (http[s]://host:port)")
+    victim.add_argument("--model", help="a local model file to attack directly (for testing)")
+    pe.add_argument("--name", help="the model's name on the server (default: the URL's only one)")
+    pe.add_argument(
+        "--kind", required=True, help="random, jbda, knockoff, knockoff-adaptive, paced or sybil"
+    )
+    pe.add_argument("--budget", required=True, type=int, help="number of queried samples")
+    pe.add_argument(
+        "--eval",
+        required=True,
+        metavar="DATA",
+        help="the victim's task data, to measure accuracy and fidelity (test split)",
+    )
+    pe.add_argument(
+        "--natural", metavar="DATA", help="natural images of another distribution (knockoff kinds)"
+    )
+    pe.add_argument("--seed-data", metavar="DATA", help="the attacker's small seed set (jbda)")
+    pe.add_argument("--budgets", help="comma-separated budgets to report (default: a ladder)")
+    pe.add_argument("--api-key", help="bearer key for the server")
+    pe.add_argument("--client-id", default="attacker-0", help="X-Client-Id to send")
+    pe.add_argument("--seed", type=int, default=0)
+    pe.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    pe.add_argument("--out", required=True, metavar="STOLEN.pt")
+    pe.add_argument("--json", action="store_true", help="print the result record as JSON")
+    pe.set_defaults(func=run_extract)
+
     pl = asub.add_parser("list", help="list the attack kinds and their parameters")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=run_list)
@@ -150,6 +181,76 @@ def run_asr(args: argparse.Namespace) -> int:
             f"attack success rate {asr:.4f}, clean accuracy {acc:.4f} "
             f"({poisoned.attack['kind']}, {len(test)} test samples)"
         )
+    return EXIT_OK
+
+
+def _eval_split(spec: str) -> Any:
+    from tripwire.io import load_dataset
+
+    try:
+        return load_dataset(spec, split="test")
+    except MissingSplitError:
+        return load_dataset(spec)
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    from tripwire.attacks.extraction import EXTRACTION_KINDS, Victim, extract, save_stolen
+    from tripwire.io import load_dataset
+    from tripwire.models.loading import load_model
+
+    if args.kind not in EXTRACTION_KINDS:
+        raise InputError(
+            f"unknown extraction kind (choose from {', '.join(EXTRACTION_KINDS)})", args.kind
+        )
+    if args.budget < 1:
+        raise InputError("the budget must be at least 1 query", "--budget")
+    if not str(args.out).endswith(".pt"):
+        raise InputError("the stolen model is written as TorchScript: use a .pt name", args.out)
+    budgets = None
+    if args.budgets:
+        try:
+            budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
+        except ValueError:
+            raise InputError("expected comma-separated integers", "--budgets") from None
+        if not budgets or budgets[0] < 1 or budgets[-1] > args.budget:
+            raise InputError(f"budgets must lie in 1..{args.budget}", "--budgets")
+    eval_data = _eval_split(args.eval)
+    natural = load_dataset(args.natural) if args.natural else None
+    seed_data = load_dataset(args.seed_data) if args.seed_data else None
+    if args.model:
+        model = load_model(args.model)
+        model.check_input(eval_data.input_shape, eval_data.n_classes)
+        victim = Victim.from_model(model, name=args.model)
+    else:
+        if not args.name:
+            raise InputError("name the model on the server with --name", "--url")
+        victim = Victim.from_oip(args.url, args.name, api_key=args.api_key)
+    result = extract(
+        victim,
+        args.kind,
+        budget=args.budget,
+        input_shape=eval_data.input_shape,
+        n_classes=eval_data.n_classes,
+        eval_data=eval_data,
+        seed=args.seed,
+        seed_data=seed_data,
+        natural_data=natural,
+        budgets_to_report=budgets,
+        client_id=args.client_id,
+        **parse_params(args.param),
+    )
+    save_stolen(result, args.out)
+    record = result.to_dict()
+    record.pop("queries", None)
+    if args.json:
+        out(json.dumps(record, indent=2))
+    else:
+        for row in record["per_budget"]:
+            out(
+                f"budget {row['budget']:>7}: stolen accuracy {row['accuracy']:.4f}, "
+                f"fidelity {row['fidelity']:.4f}"
+            )
+        out(f"victim accuracy {record['victim_accuracy']:.4f}; stolen model: {args.out}")
     return EXIT_OK
 
 
