@@ -312,3 +312,50 @@ def test_attack_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "attack", "list", "--json")
     assert code == 0
     assert {"badnets", "blend", "label-flip"} <= {r["kind"] for r in json.loads(out)}
+
+
+def test_attack_extract_local_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], digits_model: Path
+) -> None:
+    stolen = tmp_path / "stolen.pt"
+    code, out, _ = run(
+        capsys,
+        "attack",
+        "extract",
+        "--model",
+        str(digits_model),
+        "--kind",
+        "random",
+        "--budget",
+        "60",
+        "--budgets",
+        "30,60",
+        "--eval",
+        "bundled:digits",
+        "--out",
+        str(stolen),
+        "--json",
+    )
+    assert code == 0
+    rec = json.loads(out)
+    assert [r["budget"] for r in rec["per_budget"]] == [30, 60]
+    assert stolen.exists()
+    code, _, err = run(
+        capsys,
+        "attack",
+        "extract",
+        "--model",
+        str(digits_model),
+        "--kind",
+        "random",
+        "--budget",
+        "60",
+        "--budgets",
+        "100",
+        "--eval",
+        "bundled:digits",
+        "--out",
+        str(stolen),
+    )
+    assert code == 2
+    one_line_error(err, "--budgets")

@@ -104,7 +104,7 @@ def _heatmap_png(agg: list[dict[str, Any]], metric: str) -> str | None:
         key = f"{r['attack']}@{r['rate']}"
         if key in cells and r.get(metric) is not None:
             grid[dets.index(r["detector"]), cells.index(key)] = r[metric]
-    fig = MplFigure(figsize=(1.2 + 0.9 * len(cells), 1.0 + 0.45 * len(dets)))
+    fig = MplFigure(figsize=(2.5 + 0.9 * len(cells), 1.5 + 0.45 * len(dets)), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     im = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(cells)), cells, rotation=45, ha="right", fontsize=8)
@@ -123,7 +123,6 @@ def _heatmap_png(agg: list[dict[str, Any]], metric: str) -> str | None:
                 )
     fig.colorbar(im, ax=ax, label=metric)
     ax.set_title(f"{metric} (mean over seeds)")
-    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return base64.b64encode(buf.getvalue()).decode()

@@ -1,0 +1,66 @@
+"""A miniature suite end to end: poison, train, detect, measure, write outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from tripwire.bench.report import COLUMNS, write_outputs
+from tripwire.bench.runner import run_suite
+from tripwire.bench.suites import AttackCell, DataSpec, Suite, get_suite
+from tripwire.errors import InputError
+
+TINY = Suite(
+    name="tiny",
+    data=(DataSpec(name="digits", spec="bundled:digits", seeds=(0,), epochs=3),),
+    attacks=(
+        AttackCell("clean", rates=(0.0,)),
+        AttackCell("badnets", rates=(0.1,), target=0, params={"size": 3}),
+        AttackCell("no-such-attack", rates=(0.1,)),
+    ),
+    extraction=False,
+)
+
+
+def test_tiny_suite(tmp_path: Path) -> None:
+    logs: list[str] = []
+    result = run_suite(
+        TINY, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", log=logs.append
+    )
+    rows = result["rows"]
+    assert any("skipping attack 'no-such-attack'" in m for m in logs)
+    detectors = {r["detector"] for r in rows}
+    assert "feature-outlier" in detectors
+    bd = [r for r in rows if r["attack"] == "badnets"]
+    assert bd and all(r["n_positive"] == round(0.1 * r["n_samples"]) for r in bd)
+    assert all(r["auroc"] is not None and 0.0 <= r["auroc"] <= 1.0 for r in bd)
+    assert all(r["asr"] is not None for r in bd)
+    clean = [r for r in rows if r["attack"] == "clean"]
+    assert clean and all(r["auroc"] is None and r["recall"] is None for r in clean)
+    write_outputs("tiny", result, tmp_path / "out", wall_s=1.0)
+    with open(tmp_path / "out" / "results.csv") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        assert len(list(reader)) == len(rows)
+    assert len(json.loads((tmp_path / "out" / "results.json").read_text())) == len(rows)
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Attack x detector matrix" in html and "data:image/png;base64," in html
+    # A second run with --resume reads every cell from the cache.
+    logs.clear()
+    again = run_suite(
+        TINY, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", resume=True, log=logs.append
+    )
+    assert again["rows"] == rows
+    assert not any("detectors," in m for m in logs)
+
+
+def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--data-dir"):
+        run_suite(get_suite("standard"), out_dir=tmp_path, cache_dir=tmp_path)
+    with pytest.raises(InputError, match="unknown suite"):
+        get_suite("huge")
