@@ -9,7 +9,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
-    from tripwire.cli.commands import attack, bench, demo, detectors, evaluate, provenance, train
+    from tripwire.cli.commands import (
+        attack,
+        bench,
+        demo,
+        detectors,
+        evaluate,
+        provenance,
+        scan_data,
+        train,
+    )
 
     return [
         demo.register,
@@ -20,6 +29,8 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         detectors.register,
         attack.register,
         bench.register,
+        scan_data.register_scan,
+        scan_data.register_clean,
     ]
 
 

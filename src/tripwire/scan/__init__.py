@@ -1,0 +1,1 @@
+"""Scans: orchestrate detectors over data and models into reports and findings."""

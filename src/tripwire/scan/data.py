@@ -1,0 +1,316 @@
+"""``scan-data``: rank every training sample by suspicion, flag the worst, name sources.
+
+Pipeline: features (from the given model's ``features``, a ``.npy`` file, or a proxy
+trained here) -> out-of-sample probabilities (cross-validated proxy on the features,
+never the suspect model's memorised in-sample predictions) -> every registered data
+detector whose needs are met -> one combined score and verdict per sample -> per-source
+enrichment of the flags (hypergeometric test) -> findings.
+
+The combined score puts detectors on one scale: each detector's scores are divided by
+its own calibrated threshold, so 1.0 means "at that detector's threshold"; a sample's
+combined score is the largest of these ratios and it is flagged when any detector flags
+it. The ``poisoned`` ground-truth field of the data is never read.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import hypergeom
+
+from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
+from tripwire.detectors.oos import oos_probabilities
+from tripwire.errors import InputError
+from tripwire.io.dataset import Dataset
+from tripwire.reports import Finding, Rule, Severity, register_rule
+
+RULE_POISON = register_rule(
+    Rule(
+        id="TW101",
+        name="poisoned-samples",
+        short_description="Training samples flagged as likely poisons or backdoor carriers",
+        help="Review the flagged samples; remove them (tripwire clean) and retrain.",
+        default_severity=Severity.HIGH,
+        atlas=("AML.T0020",),
+    )
+)
+RULE_LABELS = register_rule(
+    Rule(
+        id="TW102",
+        name="label-issues",
+        short_description="Training samples whose labels disagree with the data",
+        help="Relabel or remove the flagged samples.",
+        default_severity=Severity.MEDIUM,
+        atlas=("AML.T0020",),
+    )
+)
+RULE_SOURCE = register_rule(
+    Rule(
+        id="TW103",
+        name="suspicious-source",
+        short_description="A data source supplies far more flagged samples than its share",
+        help="Investigate the supplier; verify its deliveries against their manifests.",
+        default_severity=Severity.HIGH,
+        atlas=("AML.T0020", "AML.T0010.002"),
+    )
+)
+RULE_CLASS = register_rule(
+    Rule(
+        id="TW104",
+        name="backdoor-target-class",
+        short_description="One class holds a distinct cluster of suspicious samples",
+        help="A backdoor usually targets one class: scan the model (tripwire scan-model).",
+        default_severity=Severity.HIGH,
+        atlas=("AML.T0020", "AML.T0018.000"),
+    )
+)
+
+#: Inputs a data scan can provide to detectors.
+DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS})
+
+
+@dataclass
+class DataScanResult:
+    """Everything ``scan-data`` reports (JSON-ready through :meth:`sections`)."""
+
+    scores: npt.NDArray[np.float64]
+    flags: npt.NDArray[np.bool_]
+    detectors: dict[str, DetectorResult]
+    timings: dict[str, float]
+    sources: list[dict[str, Any]]
+    per_class: list[dict[str, Any]]
+    findings: list[Finding] = field(default_factory=list)
+    feature_origin: str = ""
+
+    @property
+    def flagged(self) -> list[int]:
+        return [int(i) for i in np.flatnonzero(self.flags)]
+
+    def sections(self) -> dict[str, Any]:
+        return {
+            "scores": [round(float(s), 6) for s in self.scores],
+            "flagged": self.flagged,
+            "detectors": {
+                name: {
+                    "threat": str(r.threat),
+                    "scores": [round(float(s), 6) for s in r.scores],
+                    "threshold": float(r.threshold),
+                    "flagged": r.flagged,
+                    "calibration": r.calibration.to_dict(),
+                    "evidence": r.evidence,
+                    "time_s": round(self.timings.get(name, 0.0), 3),
+                }
+                for name, r in self.detectors.items()
+            },
+            "sources": self.sources,
+            "per_class": self.per_class,
+        }
+
+
+def source_enrichment(
+    sources: npt.NDArray[np.str_], flags: npt.NDArray[np.bool_]
+) -> list[dict[str, Any]]:
+    """Per source: samples, flagged, enrichment (flag share / overall share) and the
+    hypergeometric p-value of seeing at least that many flags by chance."""
+    n = len(flags)
+    k = int(flags.sum())
+    rows = []
+    for src in sorted(set(sources.tolist())):
+        mask = sources == src
+        m = int(mask.sum())
+        x = int(flags[mask].sum())
+        expected = m * k / n if n else 0.0
+        p = float(hypergeom.sf(x - 1, n, k, m)) if x > 0 else 1.0
+        rows.append(
+            {
+                "source": src,
+                "samples": m,
+                "flagged": x,
+                "flag_rate": round(x / m, 6) if m else 0.0,
+                "enrichment": round(x / expected, 4) if expected > 0 else None,
+                "p_value": p,
+            }
+        )
+    return rows
+
+
+def combine(results: dict[str, DetectorResult], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores on a common scale (ratio to each detector's threshold) and the union of flags."""
+    if not results:
+        return np.zeros(n), np.zeros(n, dtype=bool)
+    ratios = []
+    flags = np.zeros(n, dtype=bool)
+    for r in results.values():
+        # Shift so the median is 0: the ratio then means "how far past the threshold".
+        med = float(np.median(r.scores))
+        span = r.threshold - med
+        ratios.append((r.scores - med) / span if span > 0 else np.zeros(n))
+        flags |= r.flags
+    return np.max(np.vstack(ratios), axis=0), flags
+
+
+def scan_data(
+    ds: Dataset,
+    features: npt.NDArray[np.floating[Any]],
+    *,
+    detectors: list[str] | None = None,
+    trusted_features: npt.NDArray[np.floating[Any]] | None = None,
+    trusted_labels: npt.NDArray[np.int64] | None = None,
+    seed: int = 0,
+    feature_origin: str = "",
+    artifact: str | None = None,
+) -> DataScanResult:
+    """Run the data detectors on ``ds`` with its ``features``.
+
+    Parameters
+    ----------
+    detectors
+        Names to run (default: every registered detector whose needs are met).
+    trusted_features, trusted_labels
+        Features of a small clean set: detectors are then calibrated at their FPR on it
+        instead of by robust statistics on the suspect data itself.
+
+    Raises
+    ------
+    InputError
+        Features whose row count does not match the data, a single-class dataset.
+    """
+    feats = np.asarray(features, dtype=np.float64)
+    if feats.ndim != 2 or feats.shape[0] != len(ds):
+        raise InputError(
+            f"features have shape {feats.shape}; expected ({len(ds)}, F), one row per sample",
+            "--features",
+        )
+    if not np.all(np.isfinite(feats)):
+        raise InputError("features contain NaN or infinite values", "--features")
+    if len(np.unique(ds.y)) < 2:
+        raise InputError("a data scan needs at least two classes", ds.path)
+    probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs)
+    chosen = (
+        [get(name) for name in detectors]
+        if detectors
+        else [
+            c
+            for c in available(satisfiable_with=DATA_NEEDS)
+            if c.threat in (Threat.POISONING, Threat.BACKDOOR)
+        ]
+    )
+    results: dict[str, DetectorResult] = {}
+    timings: dict[str, float] = {}
+    for cls in chosen:
+        if not cls.needs <= DATA_NEEDS:
+            raise InputError(
+                f"needs {', '.join(sorted(cls.needs - DATA_NEEDS))}, which a data "
+                "scan does not provide",
+                cls.name,
+            )
+        det = cls()
+        t0 = time.perf_counter()
+        det.fit(inputs)
+        if trusted_features is not None and trusted_labels is not None:
+            t_probs = oos_probabilities(
+                trusted_features, trusted_labels, n_classes=ds.n_classes, random_state=seed
+            )
+            det.calibrate(
+                DetectorInput(
+                    features=np.asarray(trusted_features, np.float64),
+                    labels=trusted_labels,
+                    probs=t_probs,
+                )
+            )
+        results[cls.name] = det.detect(inputs)
+        timings[cls.name] = time.perf_counter() - t0
+    scores, flags = combine(results, len(ds))
+    sources = source_enrichment(ds.source, flags)
+    per_class = [
+        {"class": int(c), "samples": int((ds.y == c).sum()), "flagged": int(flags[ds.y == c].sum())}
+        for c in np.unique(ds.y)
+    ]
+    result = DataScanResult(
+        scores=scores,
+        flags=flags,
+        detectors=results,
+        timings=timings,
+        sources=sources,
+        per_class=per_class,
+        feature_origin=feature_origin,
+    )
+    result.findings = _findings(ds, result, artifact or ds.path)
+    return result
+
+
+def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Finding]:
+    out: list[Finding] = []
+    flagged = res.flagged
+    if flagged:
+        label_dets = [
+            n for n, r in res.detectors.items() if r.threat == Threat.POISONING and r.flags.any()
+        ]
+        share = len(flagged) / len(ds)
+        out.append(
+            Finding(
+                rule_id=RULE_POISON.id,
+                title=f"{len(flagged)} suspicious training samples",
+                message=(
+                    f"{len(flagged)} of {len(ds)} samples ({share:.2%}) are flagged by "
+                    f"{', '.join(sorted(n for n, r in res.detectors.items() if r.flags.any()))}"
+                ),
+                severity=Severity.HIGH if share >= 0.005 else Severity.MEDIUM,
+                confidence=0.7,
+                atlas=("AML.T0020",),
+                artifact=artifact,
+                indices=tuple(flagged),
+                evidence={
+                    "detectors": {n: len(r.flagged) for n, r in res.detectors.items()},
+                    "label_detectors": label_dets,
+                },
+            )
+        )
+        # A class holding most flags is the likely backdoor target.
+        counts = np.array([c["flagged"] for c in res.per_class])
+        if counts.sum() >= 5:
+            top = int(np.argmax(counts))
+            if counts[top] >= 0.5 * counts.sum():
+                cls = res.per_class[top]
+                out.append(
+                    Finding(
+                        rule_id=RULE_CLASS.id,
+                        title=f"class {cls['class']} holds {cls['flagged']} of the flags",
+                        message=(
+                            f"{cls['flagged']} of {int(counts.sum())} flagged samples are "
+                            f"labelled {cls['class']}: a backdoor target is likely"
+                        ),
+                        severity=Severity.HIGH,
+                        confidence=round(float(counts[top] / counts.sum()), 3),
+                        atlas=("AML.T0020", "AML.T0018.000"),
+                        artifact=artifact,
+                        target_class=int(cls["class"]),
+                        evidence={"per_class": res.per_class},
+                    )
+                )
+    n_sources = len(res.sources)
+    for row in res.sources:
+        # Bonferroni over sources: a supplier is named only on strong evidence.
+        if n_sources > 1 and row["flagged"] >= 3 and row["p_value"] * n_sources < 1e-3:
+            out.append(
+                Finding(
+                    rule_id=RULE_SOURCE.id,
+                    title=f"source '{row['source']}' is enriched in flagged samples",
+                    message=(
+                        f"{row['flagged']} of {row['samples']} samples from '{row['source']}' "
+                        f"are flagged ({row['enrichment']}x the overall rate, "
+                        f"p={row['p_value']:.2e})"
+                    ),
+                    severity=Severity.HIGH,
+                    confidence=round(1.0 - min(1.0, row["p_value"] * n_sources), 4),
+                    atlas=("AML.T0020", "AML.T0010.002"),
+                    artifact=artifact,
+                    evidence=row,
+                )
+            )
+    return out

@@ -1,0 +1,116 @@
+"""scan-data orchestration on generated features where the answer is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli.test_cli import one_line_error, run
+from tripwire.errors import InputError
+from tripwire.io import make_dataset
+from tripwire.scan.data import scan_data, source_enrichment
+
+
+def planted(n_per: int = 200, k: int = 4, n_bad: int = 30, seed: int = 0):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per)
+    feats = rng.normal(size=(n_per * k, 24)) + y[:, None] * 4.0
+    bad = np.arange(n_bad) + n_per  # inside class 1's block, relabelled to 0
+    y[bad] = 0
+    feats[bad] = rng.normal(size=(n_bad, 24)) * 0.3 + 12.0  # a tight, far cluster
+    source = np.array(["vendorA"] * (n_per * k))
+    source[bad] = "vendorB"
+    source[-20:] = "vendorB"
+    x = rng.integers(0, 256, (n_per * k, 4, 4), dtype=np.uint8)
+    return make_dataset(x, y, source=source), feats, bad
+
+
+def test_scan_flags_the_planted_cluster_and_names_the_source() -> None:
+    ds, feats, bad = planted()
+    res = scan_data(ds, feats, artifact="data.npz")
+    flagged = set(res.flagged)
+    assert set(bad.tolist()) <= flagged
+    assert len(flagged - set(bad.tolist())) <= 0.02 * len(ds)
+    assert res.scores.shape == (len(ds),) and np.all(np.isfinite(res.scores))
+    rules = {f.rule_id for f in res.findings}
+    assert "TW101" in rules and "TW103" in rules
+    src = next(f for f in res.findings if f.rule_id == "TW103")
+    assert src.evidence["source"] == "vendorB"
+    sections = res.sections()
+    assert sections["flagged"] == sorted(sections["flagged"])
+    assert set(sections["detectors"]) == set(res.detectors)
+    json.dumps(sections)
+
+
+def test_clean_features_raise_few_flags() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 250)
+    feats = rng.normal(size=(1000, 24)) + y[:, None] * 4.0
+    ds = make_dataset(rng.integers(0, 256, (1000, 4, 4), dtype=np.uint8), y)
+    res = scan_data(ds, feats)
+    assert len(res.flagged) <= 0.05 * len(ds)
+    assert not any(f.severity == "critical" for f in res.findings)
+
+
+def test_enrichment_statistics() -> None:
+    src = np.array(["a"] * 90 + ["b"] * 10)
+    flags = np.zeros(100, bool)
+    flags[90:98] = True
+    flags[0] = True
+    rows = {r["source"]: r for r in source_enrichment(src, flags)}
+    assert rows["b"]["flagged"] == 8 and rows["b"]["p_value"] < 1e-6
+    assert rows["a"]["p_value"] > 0.5
+    assert rows["b"]["enrichment"] == pytest.approx(8 / (10 * 9 / 100), rel=1e-3)
+
+
+def test_bad_inputs() -> None:
+    ds, feats, _ = planted()
+    with pytest.raises(InputError, match="one row per sample"):
+        scan_data(ds, feats[:-1])
+    with pytest.raises(InputError, match="NaN"):
+        scan_data(ds, np.full_like(feats, np.nan))
+    one = make_dataset(np.zeros((10, 3), np.float32), np.zeros(10, int))
+    with pytest.raises(InputError, match="two classes"):
+        scan_data(one, np.zeros((10, 3)))
+    with pytest.raises(InputError, match="unknown detector"):
+        scan_data(ds, feats, detectors=["nope"])
+
+
+def test_cli_scan_with_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ds, feats, bad = planted()
+    data = tmp_path / "d.npz"
+    np.savez(data, x=ds.x, y=ds.y, source=ds.source)
+    fpath = tmp_path / "f.npy"
+    np.save(fpath, feats)
+    report = tmp_path / "r.json"
+    code, _, _ = run(
+        capsys,
+        "scan-data",
+        str(data),
+        "--features",
+        str(fpath),
+        "--out",
+        str(report),
+        "--sarif",
+        str(tmp_path / "r.sarif"),
+    )
+    assert code == 1  # high-severity findings
+    rep = json.loads(report.read_text())
+    for key in ("scores", "flagged", "detectors", "sources", "findings"):
+        assert key in rep
+    assert len(rep["scores"]) == len(ds)
+    assert set(bad.tolist()) <= set(rep["flagged"])
+    clean = tmp_path / "clean.npz"
+    code, _, _ = run(capsys, "clean", str(data), "--report", str(report), "--out", str(clean))
+    assert code == 0
+    with np.load(clean) as z:
+        assert len(z["y"]) == len(ds) - len(rep["flagged"])
+    np.save(fpath, feats[:-5])
+    code, _, err = run(
+        capsys, "scan-data", str(data), "--features", str(fpath), "--out", str(report)
+    )
+    assert code == 2
+    one_line_error(err, str(fpath), "one row per sample")
