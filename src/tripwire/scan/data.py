@@ -85,6 +85,7 @@ class DataScanResult:
     per_class: list[dict[str, Any]]
     findings: list[Finding] = field(default_factory=list)
     feature_origin: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def flagged(self) -> list[int]:
@@ -108,6 +109,7 @@ class DataScanResult:
             },
             "sources": self.sources,
             "per_class": self.per_class,
+            "skipped_detectors": self.skipped,
         }
 
 
@@ -202,6 +204,7 @@ def scan_data(
     )
     results: dict[str, DetectorResult] = {}
     timings: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     for cls in chosen:
         if not cls.needs <= DATA_NEEDS:
             raise InputError(
@@ -211,19 +214,27 @@ def scan_data(
             )
         det = cls()
         t0 = time.perf_counter()
-        det.fit(inputs)
-        if trusted_features is not None and trusted_labels is not None:
-            t_probs = oos_probabilities(
-                trusted_features, trusted_labels, n_classes=ds.n_classes, random_state=seed
-            )
-            det.calibrate(
-                DetectorInput(
-                    features=np.asarray(trusted_features, np.float64),
-                    labels=trusted_labels,
-                    probs=t_probs,
+        try:
+            det.fit(inputs)
+            if trusted_features is not None and trusted_labels is not None:
+                t_probs = oos_probabilities(
+                    trusted_features, trusted_labels, n_classes=ds.n_classes, random_state=seed
                 )
-            )
-        results[cls.name] = det.detect(inputs)
+                det.calibrate(
+                    DetectorInput(
+                        features=np.asarray(trusted_features, np.float64),
+                        labels=trusted_labels,
+                        probs=t_probs,
+                    )
+                )
+            results[cls.name] = det.detect(inputs)
+        except InputError as exc:
+            # The data does not suit this detector (too few samples per class, ...): the
+            # others still run, and the report says which was skipped and why.
+            if detectors:
+                raise
+            skipped[cls.name] = exc.message
+            continue
         timings[cls.name] = time.perf_counter() - t0
     scores, flags = combine(results, len(ds))
     sources = source_enrichment(ds.source, flags)
@@ -239,6 +250,7 @@ def scan_data(
         sources=sources,
         per_class=per_class,
         feature_origin=feature_origin,
+        skipped=skipped,
     )
     result.findings = _findings(ds, result, artifact or ds.path)
     return result
