@@ -87,7 +87,7 @@ STANDARD = Suite(
         AttackCell("wanet", rates=(0.01, 0.05, 0.1), target=0),
         AttackCell("label-consistent", rates=(0.01, 0.05, 0.1), target=0),
         AttackCell("label-flip", rates=(0.01, 0.05, 0.2), target=None),
-        AttackCell("pair-flip", rates=(0.01, 0.05, 0.2), target=1, source=7),
+        AttackCell("pair-flip", rates=(0.01, 0.05, 0.2), target=None),
     ),
 )
 
