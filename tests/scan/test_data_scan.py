@@ -20,7 +20,10 @@ def planted(n_per: int = 200, k: int = 4, n_bad: int = 30, seed: int = 0):  # ty
     feats = rng.normal(size=(n_per * k, 24)) + y[:, None] * 4.0
     bad = np.arange(n_bad) + n_per  # inside class 1's block, relabelled to 0
     y[bad] = 0
-    feats[bad] = rng.normal(size=(n_bad, 24)) * 0.3 + 12.0  # a tight, far cluster
+    # A tight cluster away from every class centre (class c sits at 4c in every dim).
+    shift = np.zeros(24)
+    shift[:3] = 10.0
+    feats[bad] = rng.normal(size=(n_bad, 24)) * 0.3 + shift
     source = np.array(["vendorA"] * (n_per * k))
     source[bad] = "vendorB"
     source[-20:] = "vendorB"

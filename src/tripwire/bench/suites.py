@@ -84,7 +84,9 @@ STANDARD = Suite(
         AttackCell("badnets", rates=(0.01, 0.05, 0.1), target=0),
         AttackCell("blend", rates=(0.01, 0.05, 0.1), target=0),
         AttackCell("sig", rates=(0.01, 0.05, 0.1), target=0),
-        AttackCell("wanet", rates=(0.01, 0.05, 0.1), target=0),
+        # WaNet at the paper's s=0.5 is not learnt in a short CPU training run (measured in
+        # tests/attacks): the suite uses a stronger warp so that the backdoor is real.
+        AttackCell("wanet", rates=(0.01, 0.05, 0.1), target=0, params={"s": 5.0}),
         AttackCell("label-consistent", rates=(0.01, 0.05, 0.1), target=0),
         AttackCell("label-flip", rates=(0.01, 0.05, 0.2), target=None),
         AttackCell("pair-flip", rates=(0.01, 0.05, 0.2), target=None),

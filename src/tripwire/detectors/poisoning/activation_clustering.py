@@ -1,0 +1,337 @@
+"""Activation clustering: a poisoned class splits into two clusters, a clean one does not.
+
+Within the target class of a backdoor, the network represents the poisons through the
+trigger and the clean items through the class's own features, so the class's
+activations fall into two clusters, and the smaller one holds the poisons. Each class
+is reduced to a few principal dimensions and split by 2-means.
+
+2-means splits every class into two, so the split alone proves nothing. Its evidence
+is weighed: a class is flagged only when
+
+- the split is **better than chance**: its silhouette beats the silhouettes that
+  2-means reaches on Gaussian data with the class's own variances (simulated), by
+  ``min_silhouette_z`` standard deviations; and
+- the smaller cluster is **small**: at most ``max_cluster_share`` of the class (an
+  even split is a class with two modes, not a poisoned one).
+
+Score of an item: its within-class rank of distance to the centre of its class's
+larger cluster, in [0, 1) (see :func:`continuous_rank`); plus ``2 + silhouette`` for
+items nearer the smaller cluster's centre in a flagged class. With no flagged class
+every score lies below 1, which the robust-z threshold (about 1.8 for ranks) does not
+reach; flagged clusters score above 2.
+
+Known limits: 2-means on about 10 principal dimensions needs poisons that are well
+separated from the clean items; very few poisons (about 1% of a class) seldom form a
+cluster of their own; poisons near half of a class are not flagged (the share rule).
+
+Reference: Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by
+Activation Clustering", AAAI SafeAI workshop, 2019 (arXiv:1811.03728, 2018).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+# threadpoolctl comes with scikit-learn.
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.poisoning.spectral import (
+    MIN_CLASS_SIZE,
+    check_known_classes,
+    check_width,
+    class_indices,
+    features_and_labels,
+    integer_labels,
+    split_by_size,
+    top_directions,
+)
+from tripwire.detectors.registry import register
+from tripwire.errors import InputError
+
+#: Extra score of the items in the smaller cluster of a flagged class (plus silhouette).
+FLAG_OFFSET = 2.0
+
+#: Smallest standard deviation assumed for the null silhouettes (a handful of draws can
+#: agree by chance).
+_MIN_NULL_SD = 0.01
+
+
+def two_means(
+    z: npt.NDArray[np.float64], *, random_state: int | None, n_init: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """2-means of ``z``: assignments with 0 = larger cluster, 1 = smaller, and the two
+    centres in that order."""
+    km = KMeans(n_clusters=2, n_init=n_init, random_state=random_state).fit(z)
+    assign = np.asarray(km.labels_, dtype=np.intp)
+    centres = np.asarray(km.cluster_centers_, dtype=np.float64)
+    if int((assign == 1).sum()) > int((assign == 0).sum()):
+        assign = 1 - assign
+        centres = centres[::-1]
+    return assign, centres
+
+
+def silhouette(
+    z: npt.NDArray[np.float64],
+    assign: npt.NDArray[np.intp],
+    *,
+    max_samples: int,
+    random_state: int | None,
+) -> float:
+    """Mean silhouette of a 2-cluster split, on at most ``max_samples`` items (the
+    pairwise distances are then at most ``max_samples**2``, computed in chunks)."""
+    if np.unique(assign).size < 2:
+        return 0.0
+    size = None if len(z) <= max_samples else max_samples
+    return float(silhouette_score(z, assign, sample_size=size, random_state=random_state))
+
+
+def null_silhouettes(
+    variances: npt.NDArray[np.float64],
+    n: int,
+    *,
+    draws: int,
+    max_samples: int,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
+    """Silhouettes of 2-means on ``draws`` Gaussian samples with the given variances
+    (the class's principal variances): what a split of an unimodal class reaches."""
+    m = min(n, max_samples)
+    out = np.empty(draws)
+    for i in range(draws):
+        g = rng.standard_normal((m, len(variances))) * np.sqrt(variances)
+        seed = int(rng.integers(2**31 - 1))
+        # Fewer restarts than for the class itself: a Gaussian sample has one split.
+        assign, _ = two_means(g, random_state=seed, n_init=3)
+        out[i] = silhouette(g, assign, max_samples=max_samples, random_state=seed)
+    return out
+
+
+def continuous_rank(
+    values: npt.NDArray[np.float64], sorted_reference: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Rank of each value among ``sorted_reference``, in [0, 1), made continuous.
+
+    A value with ``i`` reference values below it lands in ``[i, i + 1) / (n + 1)``, at
+    ``v / (v + median)`` of the bin: the order is kept, ranks stay uniform for the
+    reference items themselves, and two classes of equal size no longer share the same
+    grid of ranks (ties across classes would blunt AUROC).
+    """
+    n = sorted_reference.size
+    below = np.searchsorted(sorted_reference, values, side="left")
+    med = float(np.median(sorted_reference)) if n else 0.0
+    inside = values / (values + med) if med > 0.0 else np.full(values.shape, 0.5)
+    return np.asarray((below + inside) / (n + 1.0), dtype=np.float64)
+
+
+def fit_activation_clusters(
+    features: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    *,
+    n_components: int = 10,
+    min_silhouette_z: float = 3.0,
+    max_cluster_share: float = 0.35,
+    null_draws: int = 5,
+    max_silhouette_samples: int = 1000,
+    min_class_size: int = MIN_CLASS_SIZE,
+    random_state: int | None = 0,
+    detector: str = "activation-clustering",
+) -> dict[str, Any]:
+    """Per class: principal projection, 2-means split, its evidence and the distances
+    that rank the items.
+
+    Returns ``classes`` (class -> fitted arrays and evidence) and ``skipped`` (classes
+    smaller than ``min_class_size``, not scored).
+    """
+    rng = np.random.default_rng(random_state)
+    groups = class_indices(labels)
+    big, small = split_by_size(groups, min_class_size, detector)
+    classes: dict[int, dict[str, Any]] = {}
+    for c in big:
+        xc = features[groups[c]]
+        mean = xc.mean(axis=0)
+        centred = xc - mean
+        comps = top_directions(centred, min(n_components, xc.shape[0] - 1, xc.shape[1]))
+        z = centred @ comps.T
+        seed = int(rng.integers(2**31 - 1))
+        # One thread: these fits are small, and OpenMP workers that spin-wait on a busy
+        # machine made them a hundred times slower.
+        with threadpool_limits(limits=1):
+            assign, centres = two_means(z, random_state=seed, n_init=10)
+            sil = silhouette(z, assign, max_samples=max_silhouette_samples, random_state=seed)
+            null = null_silhouettes(
+                z.var(axis=0),
+                len(z),
+                draws=null_draws,
+                max_samples=max_silhouette_samples,
+                rng=rng,
+            )
+        null_sd = max(float(null.std(ddof=1)), _MIN_NULL_SD)
+        sil_z = (sil - float(null.mean())) / null_sd
+        n_small = int((assign == 1).sum())
+        share = n_small / len(z)
+        flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
+        dist = np.linalg.norm(z - centres[0], axis=1)
+        classes[c] = {
+            "mean": mean,
+            "components": comps,
+            "centres": centres,
+            "sorted_dist": np.sort(dist),
+            "flagged": flagged,
+            "silhouette": sil,
+            "null_silhouette_mean": float(null.mean()),
+            "null_silhouette_sd": null_sd,
+            "silhouette_z": float(sil_z),
+            "sizes": [len(z) - n_small, n_small],
+            "small_share": float(share),
+        }
+    return {"classes": classes, "skipped": small, "width": int(features.shape[1])}
+
+
+def activation_cluster_scores(
+    features: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    model: dict[str, Any],
+    *,
+    detector: str = "activation-clustering",
+) -> npt.NDArray[np.float64]:
+    """Rank of distance to the larger cluster's centre within the class, in [0, 1),
+    plus ``FLAG_OFFSET + silhouette`` for items nearer the smaller cluster's centre of
+    a flagged class; 0 for items of skipped classes."""
+    classes: dict[int, dict[str, Any]] = model["classes"]
+    check_known_classes(labels, classes.keys() | set(model["skipped"]), detector)
+    check_width(features, model["width"], detector)
+    scores = np.zeros(labels.size, dtype=np.float64)
+    for c, idx in class_indices(labels).items():
+        m = classes.get(c)
+        if m is None:
+            continue
+        z = (features[idx] - m["mean"]) @ m["components"].T
+        d_large = np.linalg.norm(z - m["centres"][0], axis=1)
+        rank = continuous_rank(d_large, m["sorted_dist"])
+        if m["flagged"]:
+            in_small = np.linalg.norm(z - m["centres"][1], axis=1) < d_large
+            rank = rank + in_small * (FLAG_OFFSET + m["silhouette"])
+        scores[idx] = rank
+    return scores
+
+
+@register
+class ActivationClusteringDetector(BaseDetector):
+    """Split each class's activations by 2-means and flag small, well-separated clusters.
+
+    Needs ``features`` (penultimate-layer activations on the training data) and
+    ``labels``. See the module docstring for the evidence that flags a class and for
+    the score. Classes with fewer than ``min_class_size`` items are not scored
+    (score 0) and are listed in the evidence under ``skipped_classes``.
+
+    Parameters
+    ----------
+    n_components
+        Principal dimensions each class is reduced to before clustering (the paper
+        uses 10 independent components; principal ones are deterministic).
+    min_silhouette_z
+        How many null standard deviations the class's silhouette must beat.
+    max_cluster_share
+        Largest share of its class that the smaller cluster may hold to be flagged.
+    null_draws
+        Gaussian samples simulated per class for the null silhouette (at least 2).
+    max_silhouette_samples
+        Items per class the silhouette is computed on (bounds time and memory).
+    min_class_size
+        Smallest class that is clustered.
+    random_state
+        Seed of k-means and of the null simulations.
+    fpr, z
+        See :class:`~tripwire.detectors.base.BaseDetector`.
+    """
+
+    name: ClassVar[str] = "activation-clustering"
+    threat: ClassVar[Threat] = Threat.POISONING
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS})
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 10,
+        min_silhouette_z: float = 3.0,
+        max_cluster_share: float = 0.35,
+        null_draws: int = 5,
+        max_silhouette_samples: int = 1000,
+        min_class_size: int = MIN_CLASS_SIZE,
+        random_state: int | None = 0,
+        fpr: float = 0.01,
+        z: float = 3.5,
+    ) -> None:
+        super().__init__(fpr=fpr, z=z)
+        self.n_components = n_components
+        self.min_silhouette_z = min_silhouette_z
+        self.max_cluster_share = max_cluster_share
+        self.null_draws = null_draws
+        self.max_silhouette_samples = max_silhouette_samples
+        self.min_class_size = min_class_size
+        self.random_state = random_state
+
+    def _fit(self, inputs: DetectorInput) -> None:
+        if self.n_components < 1:
+            raise InputError("n_components must be at least 1", self.name)
+        if not 0.0 < self.max_cluster_share <= 0.5:
+            raise InputError(
+                f"max_cluster_share must lie in (0, 0.5], got {self.max_cluster_share}",
+                self.name,
+            )
+        if self.null_draws < 2:
+            raise InputError("null_draws must be at least 2", self.name)
+        if self.max_silhouette_samples < 10:
+            raise InputError("max_silhouette_samples must be at least 10", self.name)
+        if self.min_class_size < 4:
+            raise InputError("min_class_size must be at least 4", self.name)
+        x, y = features_and_labels(inputs, self.name)
+        self.model_ = fit_activation_clusters(
+            x,
+            y,
+            n_components=self.n_components,
+            min_silhouette_z=self.min_silhouette_z,
+            max_cluster_share=self.max_cluster_share,
+            null_draws=self.null_draws,
+            max_silhouette_samples=self.max_silhouette_samples,
+            min_class_size=self.min_class_size,
+            random_state=self.random_state,
+            detector=self.name,
+        )
+
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        x, y = features_and_labels(inputs, self.name)
+        return activation_cluster_scores(x, y, self.model_, detector=self.name)
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        y = integer_labels(inputs.labels if inputs.labels is not None else [], self.name)
+        per_class: dict[int, dict[str, Any]] = {}
+        for c, idx in class_indices(y).items():
+            m = self.model_["classes"].get(c)
+            if m is None:
+                continue
+            per_class[c] = {
+                "items": int(idx.size),
+                "flagged_items": int(flags[idx].sum()),
+                "silhouette": round(float(m["silhouette"]), 4),
+                "null_silhouette_mean": round(float(m["null_silhouette_mean"]), 4),
+                "null_silhouette_sd": round(float(m["null_silhouette_sd"]), 4),
+                "silhouette_z": round(float(m["silhouette_z"]), 2),
+                "cluster_sizes": list(m["sizes"]),
+                "small_cluster_share": round(float(m["small_share"]), 4),
+                "class_flagged": bool(m["flagged"]),
+            }
+        flagged = sorted(c for c, m in self.model_["classes"].items() if m["flagged"])
+        return {
+            "per_class": per_class,
+            "flagged_classes": flagged,
+            "skipped_classes": list(self.model_["skipped"]),
+        }

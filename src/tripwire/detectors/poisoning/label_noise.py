@@ -1,0 +1,376 @@
+"""Label problems: items whose label disagrees with the data.
+
+Two detectors of flipped or wrong labels, random or adversarial:
+
+- ``confident-learning`` reads out-of-sample class probabilities. Per-class thresholds
+  (the mean probability a model gives a class on the items labelled with it) decide
+  which class an item *confidently* belongs to; the items confidently in a class other
+  than their label fill the off-diagonal cells of the *confident joint* and are the
+  label issues (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
+  Uncertainty in Dataset Labels", JAIR 2021).
+- ``knn-label`` reads features: an item whose nearest neighbours carry other labels is
+  suspect (a k-nearest-neighbour label-disagreement filter, in the spirit of Wilson's
+  edited nearest neighbours and of Paudice et al., "Label Sanitization against Label
+  Flipping Poisoning Attacks", 2018).
+
+Both need the inputs to reflect the data, not the labels: probabilities must come from
+models that did not train on the item (cross-validation), features from an embedding
+trained without the labels or robust to their noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.neighbors import NearestNeighbors
+
+from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.poisoning.spectral import features_and_labels, integer_labels
+from tripwire.detectors.registry import register
+from tripwire.errors import InputError
+
+#: Extra score of an item in an off-diagonal cell of the confident joint.
+OFF_DIAGONAL_OFFSET = 2.0
+
+#: How far probability rows may be from summing to one before they are refused.
+_ROW_SUM_TOLERANCE = 1e-3
+
+
+def probs_and_labels(
+    inputs: DetectorInput, detector: str
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """``(N, C)`` row-normalised probabilities and ``(N,)`` labels in ``[0, C)``.
+
+    Raises
+    ------
+    InputError
+        Missing inputs, probabilities that are not 2-D, negative or do not sum to one
+        (within 1e-3; smaller deviations are normalised away), fewer than two classes,
+        or labels outside the probability columns.
+    """
+    if inputs.probs is None or inputs.labels is None:
+        raise InputError("needs probs and labels", detector)
+    p = np.asarray(inputs.probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise InputError(f"probs must be (N, C) with C >= 2, got shape {p.shape}", detector)
+    if np.any(p < 0.0):
+        raise InputError("probs must be non-negative", detector)
+    sums = p.sum(axis=1)
+    if np.any(np.abs(sums - 1.0) > _ROW_SUM_TOLERANCE):
+        raise InputError("probs rows must sum to 1 (pass probabilities, not logits)", detector)
+    y = integer_labels(inputs.labels, detector)
+    if y.size and (int(y.min()) < 0 or int(y.max()) >= p.shape[1]):
+        raise InputError(f"labels must lie in [0, {p.shape[1]}) to index probs", detector)
+    return p / sums[:, None], y
+
+
+def per_class_thresholds(
+    probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """``t_j``: mean predicted probability of class ``j`` over items labelled ``j``;
+    ``inf`` (never confident) for classes no item is labelled with."""
+    n_cls = probs.shape[1]
+    counts = np.bincount(labels, minlength=n_cls).astype(np.float64)
+    sums = np.zeros(n_cls)
+    np.add.at(sums, labels, probs[np.arange(labels.size), labels])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.where(counts > 0, counts, 1.0), np.inf)
+
+
+def confident_classes(
+    probs: npt.NDArray[np.float64], thresholds: npt.NDArray[np.float64]
+) -> npt.NDArray[np.int64]:
+    """For each item, the most probable class among those whose probability reaches
+    their threshold; -1 when no class does."""
+    above = probs >= thresholds[None, :]
+    masked = np.where(above, probs, -1.0)
+    best = np.argmax(masked, axis=1).astype(np.int64)
+    return np.where(above.any(axis=1), best, -1)
+
+
+def confident_joint(
+    labels: npt.NDArray[np.int64], confident: npt.NDArray[np.int64], n_classes: int
+) -> npt.NDArray[np.int64]:
+    """``C[i, j]``: items labelled ``i`` that are confidently of class ``j``."""
+    ok = confident >= 0
+    joint = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(joint, (labels[ok], confident[ok]), 1)
+    return joint
+
+
+def normalised_margin(
+    probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float64]:
+    """``max_{j != y} p_j - p_y`` in [-1, 1]: how much the model prefers another class."""
+    rows = np.arange(labels.size)
+    given = probs[rows, labels]
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    return np.asarray(others.max(axis=1) - given, dtype=np.float64)
+
+
+def reference_rank(
+    values: npt.NDArray[np.float64],
+    sorted_reference: npt.NDArray[np.float64],
+    rng: np.random.Generator | None = None,
+) -> npt.NDArray[np.float64]:
+    """Empirical CDF of ``values`` among ``sorted_reference``, in [0, 1].
+
+    With ``rng``, ties are broken at random within their range (the randomised
+    probability integral transform): saturated probabilities make many margins equal,
+    and tied ranks would put most items on one value, where a robust-z threshold
+    degenerates. The reference items' own ranks are then exactly uniform.
+    """
+    n = max(sorted_reference.size, 1)
+    lo = np.searchsorted(sorted_reference, values, side="left")
+    hi = np.searchsorted(sorted_reference, values, side="right")
+    spread = hi - lo
+    jitter = np.full(values.shape, 0.5) if rng is None else rng.random(values.shape)
+    pos = lo + jitter * spread
+    return np.asarray(pos / n, dtype=np.float64)
+
+
+@register
+class ConfidentLearningDetector(BaseDetector):
+    """Find label issues with confident learning on out-of-sample probabilities.
+
+    Needs ``probs`` (out-of-sample, e.g. cross-validated, class probabilities) and
+    ``labels``. Fitting sets the per-class thresholds ``t_j``.
+
+    Score of item ``i`` with label ``y``: ``2 * [i is in an off-diagonal cell of the
+    confident joint] + rank(margin_i)``, with ``margin_i = max_{j != y} p_ij - p_iy``
+    and ``rank`` its empirical CDF among the fitted items' margins, in [0, 1] (ties
+    broken at random, seeded by ``random_state``). Off-diagonal items thus rank first
+    (by margin among themselves), then every other item by margin. The ranks are
+    uniform, so the robust-z threshold (about 1.8 on them) flags the off-diagonal items
+    and no other while they are a minority.
+
+    Parameters
+    ----------
+    random_state
+        Seed of the tie-breaking.
+    fpr, z
+        See :class:`~tripwire.detectors.base.BaseDetector`.
+    """
+
+    name: ClassVar[str] = "confident-learning"
+    threat: ClassVar[Threat] = Threat.POISONING
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.PROBS, Need.LABELS})
+
+    def __init__(self, *, random_state: int | None = 0, fpr: float = 0.01, z: float = 3.5) -> None:
+        super().__init__(fpr=fpr, z=z)
+        self.random_state = random_state
+
+    def _fit(self, inputs: DetectorInput) -> None:
+        p, y = probs_and_labels(inputs, self.name)
+        if y.size == 0:
+            raise InputError("needs at least one item", self.name)
+        self.thresholds_ = per_class_thresholds(p, y)
+        self.sorted_margins_ = np.sort(normalised_margin(p, y))
+        self.n_classes_ = int(p.shape[1])
+
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        p, y = probs_and_labels(inputs, self.name)
+        if p.shape[1] != self.n_classes_:
+            raise InputError(
+                f"probs have {p.shape[1]} classes, the detector was fitted on {self.n_classes_}",
+                self.name,
+            )
+        confident = confident_classes(p, self.thresholds_)
+        off = (confident >= 0) & (confident != y)
+        rng = np.random.default_rng(self.random_state)
+        rank = reference_rank(normalised_margin(p, y), self.sorted_margins_, rng)
+        return np.asarray(OFF_DIAGONAL_OFFSET * off + rank, dtype=np.float64)
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        p, y = probs_and_labels(inputs, self.name)
+        confident = confident_classes(p, self.thresholds_)
+        joint = confident_joint(y, confident, self.n_classes_)
+        labelled = np.bincount(y, minlength=self.n_classes_)
+        off = joint.sum(axis=1) - np.diag(joint)
+        return {
+            "thresholds": [float(t) if np.isfinite(t) else None for t in self.thresholds_],
+            "confident_joint": joint.tolist(),
+            "off_diagonal": int(off.sum()),
+            # Share of each given label that is confidently another class.
+            "issue_rate_by_label": {
+                int(c): round(float(off[c] / labelled[c]), 4)
+                for c in range(self.n_classes_)
+                if labelled[c] > 0
+            },
+            "no_confident_class": int((confident < 0).sum()),
+        }
+
+
+def knn_disagreement(
+    query: npt.NDArray[np.float64],
+    query_labels: npt.NDArray[np.int64],
+    index: NearestNeighbors,
+    index_labels: npt.NDArray[np.int64],
+    *,
+    k: int,
+    exclude_self: bool,
+    batch_size: int = 2048,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Distance-weighted share of each item's ``k`` nearest neighbours with another
+    label, and the continuous margin ``d_same / (d_same + d_other)``.
+
+    Weights are ``1 / (d + mean d)`` over an item's ``k`` distances: a neighbour at
+    distance 0 weighs ``1 + d / mean d`` times one at distance ``d``, about twice a
+    typical neighbour, so one near duplicate cannot outvote the rest. ``d_same``
+    (``d_other``) is the distance to the nearest neighbour with the same (another)
+    label, the ``k``-th distance when none of the ``k`` has one. Queries run in batches
+    of ``batch_size`` (results ``batch_size * (k + 1)``, on top of scikit-learn's own
+    chunked search); no ``N x N`` matrix is formed. With ``exclude_self``, ``query`` is
+    the indexed data and row ``i`` drops item ``i``.
+    """
+    n = len(query)
+    share = np.empty(n)
+    margin = np.empty(n)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        dist, idx = index.kneighbors(query[start:stop], n_neighbors=k + 1)
+        if exclude_self:
+            rows = np.arange(start, stop)
+            keep = idx != rows[:, None]
+            # Exact duplicates can push an item out of its own list: drop the farthest.
+            keep[keep.all(axis=1), -1] = False
+        else:
+            keep = np.ones(idx.shape, dtype=bool)
+            keep[:, -1] = False
+        dist = dist[keep].reshape(stop - start, k)
+        idx = idx[keep].reshape(stop - start, k)
+        differs = index_labels[idx] != query_labels[start:stop, None]
+        w = 1.0 / (dist + dist.mean(axis=1, keepdims=True) + 1e-12)
+        share[start:stop] = (w * differs).sum(axis=1) / w.sum(axis=1)
+        far = dist[:, -1]
+        d_same = np.where((~differs).any(axis=1), np.where(~differs, dist, np.inf).min(1), far)
+        d_other = np.where(differs.any(axis=1), np.where(differs, dist, np.inf).min(1), far)
+        total = d_same + d_other
+        margin[start:stop] = np.where(total > 0, d_same / np.where(total > 0, total, 1.0), 0.5)
+    return share, margin
+
+
+@register
+class KnnLabelDetector(BaseDetector):
+    """Flag items whose nearest neighbours in feature space carry other labels.
+
+    Needs ``features`` and ``labels``. Fitting indexes the items (a ball tree or brute
+    force, as scikit-learn chooses); scoring the fitted items leaves each item out of
+    its own neighbours, scoring other items (a clean reference) looks them up among the
+    fitted ones.
+
+    The statistic of an item is its distance-weighted share of the ``k`` nearest
+    neighbours whose label differs, ``D`` in [0, 1], plus ``tie_weight`` times the
+    margin ``d_same / (d_same + d_other)`` (distances to the nearest same-label and
+    other-label neighbour), which orders items with equal shares. The score is
+    ``2 * [D >= majority] + rank``, ``rank`` being the statistic's empirical CDF among
+    the fitted items, in [0, 1]: items that the weighted majority of their neighbours
+    contradict rank first (the edited-nearest-neighbour rule), then all others by the
+    statistic. Most clean items have ``D = 0``; on that point mass a robust-z threshold
+    would flag every item with a single disagreeing neighbour, on the ranks it does not.
+
+    Parameters
+    ----------
+    k
+        Neighbours consulted (at most the number of fitted items minus one).
+    majority
+        Weighted share of disagreeing neighbours that sets an item apart.
+    tie_weight
+        Weight of the continuous margin in the statistic; small, so that it only
+        breaks ties between equal shares.
+    batch_size
+        Items queried at once (bounds memory).
+    fpr, z
+        See :class:`~tripwire.detectors.base.BaseDetector`.
+    """
+
+    name: ClassVar[str] = "knn-label"
+    threat: ClassVar[Threat] = Threat.POISONING
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS})
+
+    def __init__(
+        self,
+        *,
+        k: int = 10,
+        majority: float = 0.5,
+        tie_weight: float = 0.1,
+        batch_size: int = 2048,
+        fpr: float = 0.01,
+        z: float = 3.5,
+    ) -> None:
+        super().__init__(fpr=fpr, z=z)
+        self.k = k
+        self.majority = majority
+        self.tie_weight = tie_weight
+        self.batch_size = batch_size
+
+    def _fit(self, inputs: DetectorInput) -> None:
+        if self.k < 1:
+            raise InputError(f"k must be at least 1, got {self.k}", self.name)
+        if not 0.0 < self.majority <= 1.0:
+            raise InputError(f"majority must lie in (0, 1], got {self.majority}", self.name)
+        if self.tie_weight < 0.0:
+            raise InputError("tie_weight must be non-negative", self.name)
+        if self.batch_size < 1:
+            raise InputError("batch_size must be at least 1", self.name)
+        x, y = features_and_labels(inputs, self.name)
+        if len(x) < 2:
+            raise InputError("needs at least 2 items to find neighbours", self.name)
+        self.k_ = min(self.k, len(x) - 1)
+        self.features_ = x
+        self.labels_ = y
+        self.index_ = NearestNeighbors(n_neighbors=self.k_ + 1).fit(x)
+        share, stat = self._statistics(x, y, exclude_self=True)
+        self.fit_share_ = share
+        self.fit_stat_ = stat
+        self.sorted_stat_ = np.sort(stat)
+
+    def _statistics(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], *, exclude_self: bool
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        share, margin = knn_disagreement(
+            x,
+            y,
+            self.index_,
+            self.labels_,
+            k=self.k_,
+            exclude_self=exclude_self,
+            batch_size=self.batch_size,
+        )
+        return share, share + self.tie_weight * margin
+
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        x, y = features_and_labels(inputs, self.name)
+        if x.shape[1] != self.features_.shape[1]:
+            raise InputError(
+                f"features have {x.shape[1]} columns, the detector was fitted on "
+                f"{self.features_.shape[1]}",
+                self.name,
+            )
+        fitted_items = x.shape == self.features_.shape and bool(np.array_equal(x, self.features_))
+        if fitted_items and np.array_equal(y, self.labels_):
+            share, stat = self.fit_share_, self.fit_stat_
+        else:
+            # The fitted items under other labels still leave themselves out.
+            share, stat = self._statistics(x, y, exclude_self=fitted_items)
+        rank = reference_rank(stat, self.sorted_stat_)
+        return np.asarray(2.0 * (share >= self.majority) + rank, dtype=np.float64)
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        y = integer_labels(inputs.labels if inputs.labels is not None else [], self.name)
+        per_class = {
+            int(c): {
+                "items": int((y == c).sum()),
+                "flagged": int(flags[y == c].sum()),
+                "contradicted_by_majority": int((scores[y == c] >= 2.0).sum()),
+            }
+            for c in np.unique(y)
+        }
+        return {"k": int(self.k_), "per_class": per_class}

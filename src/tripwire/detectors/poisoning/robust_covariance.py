@@ -1,0 +1,466 @@
+"""SPECTRE-style detection: robust whitening of each class, then quantum entropy scores.
+
+Spectral signatures look for the poisons along the top direction of a class's raw
+representations, where the clean class's own largest variance often hides them. SPECTRE
+first whitens the class with a *robust* estimate of the clean covariance: the clean
+items then have identity covariance, and the only direction with excess variance is
+the one the poisons add. Quantum entropy scoring (QUE) weighs every direction by
+``exp(alpha * excess variance)``, so it follows that direction when there is one and
+spreads over several when there are many (several triggers).
+
+The robust estimate is the hard part: a compact poison cluster has a smaller
+determinant than the clean majority, so Minimum Covariance Determinant and other
+Mahalanobis-trimming estimators absorb it, and per-coordinate estimators (median/MAD,
+OGK) cannot see a shift spread over many coordinates. (SPECTRE's own filter, after
+Diakonikolas et al., tests fourth moments and is told the poison count; fourth moments
+need far more items per class than a few hundred.) Here the estimate comes from a
+filter that uses what poisons add and a clean Gaussian class lacks, **skewness**: a
+cluster of poisons on one side of the class makes it asymmetric along the poison
+direction. Each round whitens the kept items with their own covariance, climbs to
+directions of locally largest third moment from a few starts, and on each drops the
+items beyond ``z_cut`` robust z-scores on the heavy side; the direction that cuts off
+the largest group wins. A round only counts when that group is larger than what the
+same search cuts from Gaussian data of the same size (simulated), so a clean class
+keeps all its items. The kept items' mean and covariance whiten the whole class, then
+QUE scores it.
+
+Scores are made comparable across classes by mapping each class's QUE values through
+their null distribution (a weighted sum of chi-squares for Gaussian clean data,
+matched in two moments) to a normal z-score: clean items score about N(0, 1) in every
+class. SPECTRE's removal of ``1.5 * epsilon`` items becomes the base class's threshold
+on those z-scores, so no contamination rate is assumed anywhere.
+
+Known limits: with the poisons about half of a class there is no clean majority and no
+asymmetry to find; the filter then trims the tail of the wider group (the clean
+items), and clean items are flagged instead of poisons. With very few poisons (about
+1% of a class) the filter finds them only when they are far out. When nothing is
+filtered the QUE step has no excess direction and the score is a Mahalanobis
+distance, which ranks a compact poison cluster *low*.
+
+References: Hayase, Kong, Somani and Oh, "SPECTRE: Defending Against Backdoor Attacks
+Using Robust Statistics", ICML 2021; Dong, Hopkins and Li, "Quantum Entropy Scoring for
+Fast Robust Mean Estimation and Improved Outlier Detection", NeurIPS 2019.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import ndtri_exp
+from scipy.stats import chi2
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.poisoning.spectral import (
+    MIN_CLASS_SIZE,
+    check_known_classes,
+    check_width,
+    class_indices,
+    features_and_labels,
+    integer_labels,
+    split_by_size,
+    top_directions,
+)
+from tripwire.detectors.registry import register
+from tripwire.errors import InputError
+
+#: Items per principal dimension a class needs (caps the dimension of small classes).
+ITEMS_PER_DIM = 10
+
+#: Lowest z-score reported; QUE values near zero would otherwise map to -inf.
+_Z_FLOOR = -10.0
+
+
+def whitening(
+    z: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean ``(k,)`` and whitening matrix ``W`` ``(k, k)`` of ``z``: ``(z - mean) @ W``
+    has identity covariance. Near-zero variances are floored, not inverted."""
+    mean = z.mean(axis=0)
+    cov = np.atleast_2d(np.cov(z, rowvar=False))
+    vals, vecs = np.linalg.eigh(cov)
+    floor = max(float(vals.max()), 1e-300) * 1e-9
+    return mean, vecs / np.sqrt(np.maximum(vals, floor))
+
+
+def _ascend_skewness(
+    y: npt.NDArray[np.float64], starts: npt.NDArray[np.float64], *, max_iter: int
+) -> npt.NDArray[np.float64]:
+    """Climb ``f(v) = mean((y @ v) ** 3)`` on the unit sphere from each column of
+    ``starts`` (``(k, s)``, unit columns) at once; returns the ``(k, s)`` end points.
+
+    Projected gradient ascent with one adaptive step per start, a step being taken only
+    when ``f`` grows: the plain tensor power iteration is not monotone for odd orders
+    and can wander off the maximum it started at.
+    """
+    v = starts.copy()
+    p = y @ v
+    f = np.mean(p**3, axis=0)
+    step = np.ones(v.shape[1])
+    for _ in range(max_iter):
+        live = np.flatnonzero(step >= 1e-3)  # starts still climbing
+        if live.size == 0:
+            break
+        vl, pl = v[:, live], p[:, live]
+        grad = y.T @ (pl * pl) / len(y)
+        grad -= np.sum(grad * vl, axis=0) * vl
+        cand = vl + step[live] * grad
+        cand /= np.linalg.norm(cand, axis=0)
+        p_cand = y @ cand
+        f_cand = np.mean(p_cand**3, axis=0)
+        better = f_cand > f[live] + 1e-9 * np.abs(f[live])
+        up = live[better]
+        v[:, up], p[:, up], f[up] = cand[:, better], p_cand[:, better], f_cand[better]
+        step[live] = np.where(better, step[live] * 1.5, step[live] * 0.5)
+    return np.asarray(v, dtype=np.float64)
+
+
+def skew_directions(
+    y: npt.NDArray[np.float64], *, max_iter: int = 40, n_axes: int = 3
+) -> npt.NDArray[np.float64]:
+    """Unit directions ``(k, s)`` of locally largest third moment of whitened ``y``,
+    each oriented so that its third moment is positive (towards the heavy side).
+
+    The ascents start from ``mean(y * |y|**2)`` and ``mean(y) - median(y)`` (both point
+    along a skewed direction when there is one) and from the last ``n_axes``
+    coordinate axes (the top principal directions when ``y`` comes from
+    :func:`whitening`, where a large poison share puts its direction).
+    """
+    k = y.shape[1]
+    cols = [
+        (y * np.einsum("ij,ij->i", y, y)[:, None]).mean(axis=0),
+        y.mean(axis=0) - np.median(y, axis=0),
+        *np.eye(k)[::-1][: min(n_axes, k)],
+    ]
+    starts = np.stack([c for c in cols if float(np.linalg.norm(c)) > 0.0], axis=1)
+    starts /= np.linalg.norm(starts, axis=0)
+    starts *= np.where(np.mean((y @ starts) ** 3, axis=0) < 0.0, -1.0, 1.0)
+    return _ascend_skewness(y, starts, max_iter=max_iter)
+
+
+def _cut_along_skew(y: npt.NDArray[np.float64], z_cut: float) -> npt.NDArray[np.bool_]:
+    """The largest group of items beyond ``z_cut`` robust z-scores on the heavy side of
+    a most-skewed direction of ``y`` (already whitened).
+
+    Candidates are chosen by the size of the group they cut off, not by skewness: a
+    large poison share skews its direction less than sampling noise skews others.
+    """
+    best = np.zeros(len(y), dtype=bool)
+    for v in skew_directions(y).T:
+        p = y @ v
+        med = float(np.median(p))
+        mad = float(np.median(np.abs(p - med))) * 1.4826
+        if mad <= 0.0:
+            continue
+        cut = np.asarray((p - med) / mad > z_cut, dtype=bool)
+        if int(cut.sum()) > int(best.sum()):
+            best = cut
+    return best
+
+
+def null_cut_count(n: int, k: int, *, z_cut: float, draws: int, rng: np.random.Generator) -> float:
+    """How many items one filter round drops from clean data: mean + 3 sd of the count
+    over ``draws`` Gaussian samples of ``n`` items in ``k`` dimensions.
+
+    The search for the most skewed direction always finds one in a finite sample, and
+    that direction runs through the sample's own extremes; this is the count to beat.
+    """
+    counts = []
+    for _ in range(draws):
+        g = rng.standard_normal((n, k))
+        mean, w = whitening(g)
+        counts.append(int(_cut_along_skew((g - mean) @ w, z_cut).sum()))
+    arr = np.asarray(counts, dtype=np.float64)
+    return float(arr.mean() + 3.0 * max(float(arr.std()), 1.0))
+
+
+def skew_filter(
+    z: npt.NDArray[np.float64],
+    *,
+    z_cut: float = 3.5,
+    max_rounds: int = 10,
+    null_draws: int = 5,
+    rng: np.random.Generator,
+    null_cache: dict[tuple[int, int], float] | None = None,
+) -> tuple[npt.NDArray[np.bool_], int]:
+    """The items kept by the skewness filter (see the module docstring), and how many
+    rounds dropped items. Never drops half of the items or more.
+
+    ``null_cache`` keeps the simulated null count by ``(n, k)``, so that classes of
+    equal size (balanced datasets) share one simulation.
+    """
+    n, k = z.shape
+    keep = np.ones(n, dtype=bool)
+    if n <= 2 * k + 2:
+        return keep, 0
+    cache = {} if null_cache is None else null_cache
+    if (n, k) not in cache:
+        cache[n, k] = null_cut_count(n, k, z_cut=z_cut, draws=null_draws, rng=rng)
+    beat = cache[n, k]
+    rounds = 0
+    for _ in range(max_rounds):
+        kept = np.flatnonzero(keep)
+        mean, w = whitening(z[kept])
+        cut = _cut_along_skew((z[kept] - mean) @ w, z_cut)
+        n_cut = int(cut.sum())
+        if n_cut <= beat or kept.size - n_cut < max(n / 2, 2 * k + 2):
+            break
+        keep[kept[cut]] = False
+        rounds += 1
+    return keep, rounds
+
+
+def que_weights(
+    w: npt.NDArray[np.float64], alpha: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """Eigenvectors ``U``, weights ``e`` (sum 1) of ``Q = U diag(e) U^T``, and the top
+    eigenvalue of ``Sigma_w = w^T w / n``.
+
+    ``Q = exp(alpha * (Sigma_w - I) / (||Sigma_w||_2 - 1)) / trace``. Without excess
+    variance (``||Sigma_w||_2 <= 1``) there is no direction to follow and ``Q = I / k``.
+    """
+    sigma = (w.T @ w) / max(len(w), 1)
+    vals, vecs = np.linalg.eigh(sigma)
+    top = float(vals[-1])
+    if top - 1.0 <= 1e-9:
+        weights = np.full(len(vals), 1.0 / len(vals))
+    else:
+        expo = alpha * (vals - 1.0) / (top - 1.0)
+        weights = np.exp(expo - expo.max())  # trace normalisation makes the shift free
+        weights /= weights.sum()
+    return vecs, weights, top
+
+
+def que_values(
+    w: npt.NDArray[np.float64], vecs: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``tau_i = w_i^T Q w_i`` for each row of ``w``."""
+    proj = w @ vecs
+    return np.asarray((proj * proj) @ weights, dtype=np.float64)
+
+
+def que_null(weights: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """Scale ``c`` and degrees of freedom ``nu`` with ``tau ~ c * chi2(nu)`` for
+    whitened Gaussian items (Welch-Satterthwaite match of mean and variance)."""
+    s2 = float(np.sum(weights**2))
+    return s2, 1.0 / s2
+
+
+def null_z(tau: npt.NDArray[np.float64], c: float, nu: float) -> npt.NDArray[np.float64]:
+    """Normal z-scores of the upper-tail probabilities of ``tau`` under ``c * chi2(nu)``,
+    computed in log space so that extreme values stay finite."""
+    # logsf underflows to -inf for items far out in the tail; the floor keeps them finite
+    # (and still ranked above every other item).
+    log_sf = np.clip(chi2.logsf(tau / c, nu), -1e300, -1e-300)
+    z = -ndtri_exp(log_sf)
+    return np.asarray(np.clip(z, _Z_FLOOR, None), dtype=np.float64)
+
+
+def fit_class_whitening(
+    z: npt.NDArray[np.float64],
+    *,
+    alpha: float,
+    z_cut: float,
+    null_draws: int,
+    rng: np.random.Generator,
+    null_cache: dict[tuple[int, int], float] | None = None,
+) -> dict[str, Any]:
+    """Robust whitening and QUE weights of one class's projected items ``z``."""
+    keep, rounds = skew_filter(
+        z, z_cut=z_cut, null_draws=null_draws, rng=rng, null_cache=null_cache
+    )
+    loc, w_mat = whitening(z[keep])
+    w = (z - loc) @ w_mat
+    vecs, weights, top = que_weights(w, alpha)
+    scale, dof = que_null(weights)
+    tau = que_values(w, vecs, weights)
+    # Rescale so that the class median sits at the null median: the kept items'
+    # covariance is slightly narrow after trimming, and real classes are not Gaussian.
+    med = float(np.median(tau))
+    return {
+        "location": loc,
+        "whitener": w_mat,
+        "que_vecs": vecs,
+        "que_weights": weights,
+        "ratio": float(chi2.median(dof) * scale / med) if med > 0.0 else 1.0,
+        "null_scale": scale,
+        "null_dof": dof,
+        "dim": int(z.shape[1]),
+        "filtered": int((~keep).sum()),
+        "filter_rounds": rounds,
+        "top_excess_variance": top,
+    }
+
+
+def fit_spectre(
+    features: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    *,
+    n_components: int = 32,
+    alpha: float = 4.0,
+    z_cut: float = 3.5,
+    null_draws: int = 5,
+    min_class_size: int = MIN_CLASS_SIZE,
+    random_state: int | None = 0,
+    detector: str = "spectre",
+) -> dict[str, Any]:
+    """Fit per-class projection, robust whitening and QUE weights.
+
+    Each class is projected on its top ``min(n_components, n_c // ITEMS_PER_DIM, F)``
+    principal directions (at least 1): ten items per dimension keep the third-moment
+    search and the covariance estimable in small classes.
+
+    Returns ``classes`` (class -> fitted arrays and evidence) and ``skipped`` (classes
+    smaller than ``min_class_size``, not scored).
+    """
+    rng = np.random.default_rng(random_state)
+    groups = class_indices(labels)
+    big, small = split_by_size(groups, min_class_size, detector)
+    classes: dict[int, dict[str, Any]] = {}
+    cache: dict[tuple[int, int], float] = {}
+    for c in big:
+        xc = features[groups[c]]
+        mean = xc.mean(axis=0)
+        centred = xc - mean
+        k = max(1, min(n_components, xc.shape[0] // ITEMS_PER_DIM, xc.shape[1]))
+        comps = top_directions(centred, k)
+        z = centred @ comps.T
+        # Hundreds of products of small matrices: BLAS threads only add overhead.
+        with threadpool_limits(limits=1, user_api="blas"):
+            fitted = fit_class_whitening(
+                z, alpha=alpha, z_cut=z_cut, null_draws=null_draws, rng=rng, null_cache=cache
+            )
+        classes[c] = {"mean": mean, "components": comps, "n": int(xc.shape[0]), **fitted}
+    return {"classes": classes, "skipped": small, "width": int(features.shape[1])}
+
+
+def spectre_scores(
+    features: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    model: dict[str, Any],
+    *,
+    detector: str = "spectre",
+) -> npt.NDArray[np.float64]:
+    """Null z-scores of the QUE values of each item within its class (about N(0, 1) for
+    clean items); ``_Z_FLOOR`` for items of skipped classes."""
+    classes: dict[int, dict[str, Any]] = model["classes"]
+    check_known_classes(labels, classes.keys() | set(model["skipped"]), detector)
+    check_width(features, model["width"], detector)
+    scores = np.full(labels.size, _Z_FLOOR, dtype=np.float64)
+    for c, idx in class_indices(labels).items():
+        m = classes.get(c)
+        if m is None:
+            continue
+        z = (features[idx] - m["mean"]) @ m["components"].T
+        w = (z - m["location"]) @ m["whitener"]
+        tau = que_values(w, m["que_vecs"], m["que_weights"]) * m["ratio"]
+        scores[idx] = null_z(tau, m["null_scale"], m["null_dof"])
+    return scores
+
+
+@register
+class SpectreDetector(BaseDetector):
+    """Robustly whiten each class, then score items by quantum entropy (SPECTRE).
+
+    Needs ``features`` (penultimate-layer activations on the training data) and
+    ``labels``. The score of an item is the normal z-score of its QUE value
+    ``w^T Q w`` (``w`` the robustly whitened representation, ``Q`` the trace-normalised
+    ``exp(alpha * (Sigma_w - I) / (||Sigma_w||_2 - 1))`` of its class) under the
+    Gaussian null, so clean items score about N(0, 1) in every class.
+
+    Classes with fewer than ``min_class_size`` items are not scored (score -10) and are
+    listed in the evidence under ``skipped_classes``.
+
+    Parameters
+    ----------
+    n_components
+        Most principal dimensions kept per class (fewer in classes with fewer than
+        ten items per dimension).
+    alpha
+        QUE's focus: 0 weighs all directions equally (Mahalanobis distance), large
+        values follow only the top excess-variance direction (spectral signatures on
+        whitened data). SPECTRE uses 4.
+    z_cut
+        Robust z-score beyond which the skewness filter drops an item.
+    null_draws
+        Gaussian samples simulated per class to calibrate the filter.
+    min_class_size
+        Smallest class that is scored.
+    random_state
+        Seed of the null simulations.
+    fpr, z
+        See :class:`~tripwire.detectors.base.BaseDetector`.
+    """
+
+    name: ClassVar[str] = "spectre"
+    threat: ClassVar[Threat] = Threat.POISONING
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS})
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 32,
+        alpha: float = 4.0,
+        z_cut: float = 3.5,
+        null_draws: int = 5,
+        min_class_size: int = MIN_CLASS_SIZE,
+        random_state: int | None = 0,
+        fpr: float = 0.01,
+        z: float = 3.5,
+    ) -> None:
+        super().__init__(fpr=fpr, z=z)
+        self.n_components = n_components
+        self.alpha = alpha
+        self.z_cut = z_cut
+        self.null_draws = null_draws
+        self.min_class_size = min_class_size
+        self.random_state = random_state
+
+    def _fit(self, inputs: DetectorInput) -> None:
+        if self.n_components < 1:
+            raise InputError("n_components must be at least 1", self.name)
+        if self.alpha < 0.0:
+            raise InputError(f"alpha must be non-negative, got {self.alpha}", self.name)
+        if self.z_cut <= 0.0:
+            raise InputError(f"z_cut must be positive, got {self.z_cut}", self.name)
+        if self.null_draws < 2:
+            raise InputError("null_draws must be at least 2", self.name)
+        if self.min_class_size < 10:
+            raise InputError("min_class_size must be at least 10", self.name)
+        x, y = features_and_labels(inputs, self.name)
+        self.model_ = fit_spectre(
+            x,
+            y,
+            n_components=self.n_components,
+            alpha=self.alpha,
+            z_cut=self.z_cut,
+            null_draws=self.null_draws,
+            min_class_size=self.min_class_size,
+            random_state=self.random_state,
+            detector=self.name,
+        )
+
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        x, y = features_and_labels(inputs, self.name)
+        return spectre_scores(x, y, self.model_, detector=self.name)
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        y = integer_labels(inputs.labels if inputs.labels is not None else [], self.name)
+        per_class: dict[int, dict[str, Any]] = {}
+        for c, idx in class_indices(y).items():
+            m = self.model_["classes"].get(c)
+            if m is None:
+                continue
+            per_class[c] = {
+                "items": int(idx.size),
+                "flagged": int(flags[idx].sum()),
+                "dim": m["dim"],
+                "filtered_when_fitting": m["filtered"],
+                "filter_rounds": m["filter_rounds"],
+                "top_excess_variance": float(m["top_excess_variance"]),
+            }
+        return {"per_class": per_class, "skipped_classes": list(self.model_["skipped"])}

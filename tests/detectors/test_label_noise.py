@@ -1,0 +1,191 @@
+"""confident-learning and knn-label on generated classes with flipped labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, get
+from tripwire.errors import InputError
+
+
+def label_data(
+    flip: float,
+    *,
+    sep: float = 1.2,
+    seed: int = 0,
+    noise_seed: int | None = None,
+    n: int = 300,
+    k: int = 4,
+    dim: int = 20,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Features, out-of-sample probabilities, observed labels and the flipped mask.
+
+    ``k`` unit-variance Gaussian classes of ``n`` items in ``dim`` dimensions; a share
+    ``flip`` of all labels is replaced by another class, uniformly. The probabilities
+    are the Bayes posteriors under the true class means: what a well-specified model
+    that never saw the noisy labels would predict (no training needed).
+    """
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, dim)) * sep
+    noise = np.random.default_rng(seed + 1000 if noise_seed is None else noise_seed)
+    y_true = np.repeat(np.arange(k), n)
+    x = means[y_true] + noise.normal(size=(k * n, dim))
+    logits = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(axis=2)
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    y = y_true.copy()
+    m = round(flip * y.size)
+    idx = noise.choice(y.size, m, replace=False)
+    y[idx] = (y[idx] + noise.integers(1, k, m)) % k
+    return x, probs, y, y != y_true
+
+
+def detect(name: str, x: np.ndarray, p: np.ndarray, y: np.ndarray, **kw: Any) -> DetectorResult:
+    return get(name)(**kw).detect(DetectorInput(features=x, probs=p, labels=y))
+
+
+def quality(truth: np.ndarray, res: DetectorResult) -> tuple[float, float, float]:
+    """AUROC, recall and precision of the flags."""
+    precision = float(truth[res.flags].mean()) if res.flags.any() else 0.0
+    return float(roc_auc_score(truth, res.scores)), float(res.flags[truth].mean()), precision
+
+
+def test_registered_with_their_needs() -> None:
+    assert get("confident-learning").needs == frozenset({Need.PROBS, Need.LABELS})
+    assert get("knn-label").needs == frozenset({Need.FEATURES, Need.LABELS})
+    assert get("confident-learning").threat == get("knn-label").threat == Threat.POISONING
+
+
+# -- confident learning ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flip", [0.05, 0.10, 0.20])
+def test_confident_learning_finds_flips(flip: float) -> None:
+    x, p, y, truth = label_data(flip)
+    res = detect("confident-learning", x, p, y)
+    auroc, recall, precision = quality(truth, res)
+    assert auroc > 0.99 and recall >= 0.9 and precision >= 0.9
+    assert res.calibration.method == "robust-z"
+    ev = res.evidence
+    joint = np.array(ev["confident_joint"])
+    assert joint.sum() + ev["no_confident_class"] == y.size
+    assert ev["off_diagonal"] == pytest.approx(truth.sum(), rel=0.15)
+    assert all(0.0 < t < 1.0 for t in ev["thresholds"])
+    # Flags are the off-diagonal cells of the confident joint, ranked first.
+    assert res.flags.sum() == pytest.approx(ev["off_diagonal"], abs=3)
+
+
+def test_confident_learning_clean_data() -> None:
+    x, p, y, _ = label_data(0.0)
+    res = detect("confident-learning", x, p, y)
+    assert res.flags.mean() < 0.02
+
+
+def test_confident_learning_saturated_probabilities() -> None:
+    # A perfect, overconfident model: one-hot probabilities, all margins tie at -1.
+    x, p, y, _ = label_data(0.10)
+    y_true = np.argmax(p, axis=1)
+    onehot = np.eye(4)[y_true]
+    res = detect("confident-learning", x, onehot, y)
+    mistaken = y != y_true
+    assert res.flags.tolist() == mistaken.tolist()
+    clean = detect("confident-learning", x, onehot, y_true)
+    assert clean.flags.sum() == 0  # ties broken at random: no degenerate threshold
+
+
+def test_confident_learning_calibrated_on_clean_reference() -> None:
+    _, p, y, truth = label_data(0.10)
+    det = get("confident-learning")(fpr=0.05).fit(DetectorInput(probs=p, labels=y))
+    _, rp, ry, _ = label_data(0.0, noise_seed=7)
+    det.calibrate(DetectorInput(probs=rp, labels=ry))
+    res = det.detect(DetectorInput(probs=p, labels=y))
+    assert res.calibration.method == "fpr"
+    assert res.flags[truth].mean() >= 0.95
+    assert res.flags[~truth].mean() <= 0.08
+
+
+def test_confident_learning_validation() -> None:
+    x, p, y, _ = label_data(0.10, n=20)
+    det = get("confident-learning")()
+    with pytest.raises(InputError, match="needs probs"):
+        det.fit(DetectorInput(features=x, labels=y))
+    with pytest.raises(InputError, match="sum to 1"):
+        det.fit(DetectorInput(probs=2.0 * p, labels=y))
+    with pytest.raises(InputError, match="non-negative"):
+        det.fit(DetectorInput(probs=p - 0.5, labels=y))
+    with pytest.raises(InputError, match=r"lie in \[0, 4\)"):
+        det.fit(DetectorInput(probs=p, labels=y + 4))
+    with pytest.raises(InputError, match="C >= 2"):
+        det.fit(DetectorInput(probs=p[:, 0], labels=y))
+    det.fit(DetectorInput(probs=p, labels=y))
+    with pytest.raises(InputError, match="fitted on 4"):
+        det.score(DetectorInput(probs=np.full((3, 3), 1 / 3), labels=np.zeros(3, np.int64)))
+    # A class that no item is labelled with has no threshold (never confident).
+    res = get("confident-learning")().detect(DetectorInput(probs=p, labels=y % 3))
+    assert res.evidence["thresholds"][3] is None
+
+
+# -- k-nearest-neighbour label disagreement ----------------------------------------------
+
+
+@pytest.mark.parametrize("flip", [0.05, 0.10, 0.20])
+def test_knn_label_finds_flips(flip: float) -> None:
+    x, p, y, truth = label_data(flip, sep=1.5)
+    res = detect("knn-label", x, p, y)
+    auroc, recall, precision = quality(truth, res)
+    assert auroc > 0.99 and recall >= 0.95 and precision >= 0.9
+    assert res.evidence["k"] == 10
+
+
+def test_knn_label_clean_data() -> None:
+    x, p, y, _ = label_data(0.0, sep=1.5)
+    res = detect("knn-label", x, p, y)
+    assert res.flags.mean() < 0.02
+    # Most items have no disagreeing neighbour; the scores still spread (ranks).
+    assert np.unique(res.scores).size == res.scores.size
+
+
+def test_knn_label_reference_queries_and_batches() -> None:
+    x, _, y, truth = label_data(0.10, sep=1.5)
+    det = get("knn-label")(fpr=0.05).fit(DetectorInput(features=x, labels=y))
+    small = get("knn-label")(batch_size=100).fit(DetectorInput(features=x, labels=y))
+    np.testing.assert_array_equal(
+        det.score(DetectorInput(features=x, labels=y)),
+        small.score(DetectorInput(features=x, labels=y)),
+    )
+    rx, _, ry, _ = label_data(0.0, sep=1.5, noise_seed=7)
+    det.calibrate(DetectorInput(features=rx, labels=ry))  # looked up among fitted items
+    res = det.detect(DetectorInput(features=x, labels=y))
+    assert res.calibration.method == "fpr"
+    assert res.flags[truth].mean() >= 0.95
+    fx, _, fy, _ = label_data(0.0, sep=1.5, noise_seed=8)  # fresh clean items
+    fresh = det.detect(DetectorInput(features=fx, labels=fy))
+    assert fresh.flags.mean() == pytest.approx(0.05, abs=0.03)
+
+
+def test_knn_label_leaves_only_itself_out() -> None:
+    # Items 0 and 1 are exact duplicates with different labels: each one's nearest
+    # neighbour is the other, which must not be dropped along with the item itself.
+    x = np.array([[0.0], [0.0], [10.0], [10.1], [10.2]])
+    y = np.array([0, 1, 1, 1, 1])
+    res = get("knn-label")(k=1).detect(DetectorInput(features=x, labels=y))
+    assert (res.scores[:2] >= 2.0).all() and (res.scores[2:] < 2.0).all()
+    assert get("knn-label")(k=10).fit(DetectorInput(features=x, labels=y)).k_ == 4
+
+
+def test_knn_label_validation() -> None:
+    x, p, y, _ = label_data(0.10, n=20)
+    with pytest.raises(InputError, match="needs features"):
+        get("knn-label")().fit(DetectorInput(probs=p, labels=y))
+    for bad in ({"k": 0}, {"majority": 0.0}, {"batch_size": 0}, {"tie_weight": -1.0}):
+        with pytest.raises(InputError):
+            detect("knn-label", x, p, y, **bad)
+    with pytest.raises(InputError, match="at least 2 items"):
+        detect("knn-label", x[:1], p[:1], y[:1])
+    det = get("knn-label")().fit(DetectorInput(features=x, labels=y))
+    with pytest.raises(InputError, match="columns"):
+        det.score(DetectorInput(features=x[:, :3], labels=y))

@@ -1,0 +1,206 @@
+"""spectre (robust whitening + quantum entropy scores) on generated backdoor poisons,
+side by side with spectral-signature where their behaviour differs."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from tripwire.detectors import (
+    BaseDetector,
+    DetectorInput,
+    DetectorResult,
+    Need,
+    Threat,
+    get,
+)
+from tripwire.detectors.poisoning.robust_covariance import (
+    null_z,
+    que_null,
+    que_values,
+    que_weights,
+    skew_filter,
+    whitening,
+)
+from tripwire.errors import InputError
+
+
+def backdoor_data(
+    frac: float,
+    *,
+    shift: float = 10.0,
+    seed: int = 0,
+    noise_seed: int | None = None,
+    n: int = 300,
+    k: int = 3,
+    dim: int = 32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``k`` anisotropic Gaussian classes of ``n`` items in ``dim`` dimensions; poisons
+    (``frac * n`` of them) are a tight cluster ``shift`` away from class 0's mean along
+    a random direction, labelled 0. ``seed`` fixes the classes and the poison
+    direction, ``noise_seed`` the draws (fresh draws of the same classes)."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(k, dim)) * 4.0
+    direction = rng.normal(size=dim)
+    direction /= np.linalg.norm(direction)
+    noise = np.random.default_rng(seed + 1000 if noise_seed is None else noise_seed)
+    scales = np.linspace(2.0, 0.5, dim)  # the clean classes' own largest variance
+    y = np.repeat(np.arange(k), n)
+    x = means[y] + noise.normal(size=(k * n, dim)) * scales
+    n_p = round(frac * n)
+    poisons = means[0] + shift * direction + 0.5 * noise.normal(size=(n_p, dim))
+    truth = np.r_[np.zeros(k * n, dtype=bool), np.ones(n_p, dtype=bool)]
+    return np.vstack([x, poisons]), np.r_[y, np.zeros(n_p, dtype=np.int64)], truth
+
+
+def detect(name: str, x: np.ndarray, y: np.ndarray, **kw: Any) -> DetectorResult:
+    return get(name)(**kw).detect(DetectorInput(features=x, labels=y))
+
+
+def auroc(truth: np.ndarray, res: DetectorResult) -> float:
+    return float(roc_auc_score(truth, res.scores))
+
+
+@pytest.fixture(scope="module")
+def fitted_10() -> tuple[BaseDetector, np.ndarray, np.ndarray, np.ndarray]:
+    """The detector fitted on 10% poisons (fpr=0.05 for the calibration test)."""
+    x, y, truth = backdoor_data(0.10)
+    return get("spectre")(fpr=0.05).fit(DetectorInput(features=x, labels=y)), x, y, truth
+
+
+def test_registered_with_its_needs() -> None:
+    cls = get("spectre")
+    assert cls.threat == Threat.POISONING
+    assert cls.needs == frozenset({Need.FEATURES, Need.LABELS})
+
+
+@pytest.mark.parametrize("frac", [0.05, 0.10])
+def test_finds_poisons_without_a_contamination_rate(
+    frac: float, fitted_10: tuple[BaseDetector, np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    if frac == 0.10:
+        det, x, y, truth = fitted_10
+        res = det.detect(DetectorInput(features=x, labels=y))
+    else:
+        x, y, truth = backdoor_data(frac)
+        res = detect("spectre", x, y)
+    assert auroc(truth, res) > 0.99
+    assert res.flags[truth].mean() >= 0.9
+    assert res.flags[~truth].mean() <= 0.01
+    ev = res.evidence["per_class"]
+    # The filter removed the poisons from the target class's estimate, nothing else.
+    assert ev[0]["filtered_when_fitting"] >= round(frac * 300)
+    assert ev[0]["top_excess_variance"] > 2.0
+    assert all(ev[c]["filtered_when_fitting"] == 0 for c in (1, 2))
+
+
+def test_clean_data_scores_like_standard_normal() -> None:
+    x, y, _ = backdoor_data(0.0)
+    res = detect("spectre", x, y)
+    assert res.flags.mean() < 0.02
+    for c in range(3):
+        s = res.scores[y == c]
+        assert abs(float(np.median(s))) < 0.2
+        assert 0.7 < float(np.subtract(*np.percentile(s, [75, 25]))) / 1.349 < 1.3
+    assert all(v["filtered_when_fitting"] == 0 for v in res.evidence["per_class"].values())
+
+
+def test_beats_spectral_signatures_when_the_class_hides_the_poisons() -> None:
+    # A smaller shift: the clean class's own top variance hides the poisons from the
+    # raw top direction, not from the robustly whitened one.
+    x, y, truth = backdoor_data(0.05, shift=6.0)
+    spectre = detect("spectre", x, y)
+    spectral = detect("spectral-signature", x, y)
+    assert auroc(truth, spectre) > 0.99 and spectre.flags[truth].mean() >= 0.9
+    assert auroc(truth, spectral) < auroc(truth, spectre)
+    assert spectral.flags[truth].mean() < 0.1
+
+
+def test_one_percent_far_poisons() -> None:
+    x, y, truth = backdoor_data(0.01, seed=1)
+    spectre = detect("spectre", x, y)
+    spectral = detect("spectral-signature", x, y)
+    assert auroc(truth, spectre) > 0.99
+    assert auroc(truth, spectral) < 0.5
+
+
+def test_a_quarter_of_the_class_is_still_a_minority() -> None:
+    x, y, truth = backdoor_data(1 / 3, shift=8.0)  # 100 poisons, 300 clean items
+    res = detect("spectre", x, y)
+    assert auroc(truth, res) > 0.99 and res.flags[truth].mean() >= 0.95
+    assert res.flags[~truth].mean() <= 0.01
+
+
+def test_known_weakness_poisons_as_half_of_the_class() -> None:
+    # Neither a clean majority nor an asymmetry: SPECTRE is no more robust here than
+    # spectral signatures; both rank the poisons below the clean items.
+    x, y, truth = backdoor_data(1.0)
+    spectre = detect("spectre", x, y)
+    spectral = detect("spectral-signature", x, y)
+    assert auroc(truth, spectre) < 0.5 and auroc(truth, spectral) < 0.5
+    assert spectre.flags[truth].sum() == 0
+
+
+def test_calibrated_on_clean_reference(
+    fitted_10: tuple[BaseDetector, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    det, x, y, truth = fitted_10
+    det = copy.deepcopy(det)  # the fixture's detector stays uncalibrated
+    rx, ry, _ = backdoor_data(0.0, noise_seed=7)
+    det.calibrate(DetectorInput(features=rx, labels=ry))
+    res = det.detect(DetectorInput(features=x, labels=y))
+    assert res.calibration.method == "fpr"
+    assert res.flags[truth].mean() >= 0.95
+    fx, fy, _ = backdoor_data(0.0, noise_seed=8)  # fresh clean items
+    assert det.detect(DetectorInput(features=fx, labels=fy)).flags.mean() == pytest.approx(
+        0.05, abs=0.03
+    )
+    # The fitted items sit closer to their own estimates than fresh ones do, so the
+    # rate among the fitted clean items is lower than the target (conservative).
+    assert res.flags[~truth].mean() <= 0.05
+
+
+def test_building_blocks() -> None:
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(2000, 5)) @ rng.normal(size=(5, 5))
+    mean, w = whitening(g)
+    np.testing.assert_allclose(np.cov((g - mean) @ w, rowvar=False), np.eye(5), atol=1e-8)
+    # Without excess variance QUE weighs all directions alike (Mahalanobis distance).
+    white = (g - mean) @ w
+    _, weights, top = que_weights(white, alpha=4.0)
+    assert np.allclose(weights, 0.2) and top <= 1.0 + 1e-9
+    # The null z-scores of whitened Gaussian items are about N(0, 1).
+    vecs, weights, _ = que_weights(rng.normal(size=(2000, 5)) * [2, 1, 1, 1, 1], 4.0)
+    c, nu = que_null(weights)
+    z = null_z(que_values(rng.normal(size=(20000, 5)), vecs, weights), c, nu)
+    assert abs(float(np.median(z))) < 0.1 and np.all(np.isfinite(z))
+    assert abs(float(np.mean(z > 2.0)) - 0.0228) < 0.01
+    # The filter keeps a clean Gaussian whole.
+    keep, rounds = skew_filter(rng.normal(size=(400, 8)), rng=rng)
+    assert keep.all() and rounds == 0
+
+
+def test_small_classes_determinism_and_validation() -> None:
+    x, y, _ = backdoor_data(0.1, n=100, k=2)
+    xs = np.vstack([x, np.ones((5, x.shape[1]))])
+    ys = np.r_[y, np.full(5, 9)]
+    det = get("spectre")(random_state=3).fit(DetectorInput(features=xs, labels=ys))
+    res = det.detect(DetectorInput(features=xs, labels=ys))
+    again = get("spectre")(random_state=3).detect(DetectorInput(features=xs, labels=ys))
+    np.testing.assert_array_equal(res.scores, again.scores)  # deterministic
+    assert res.evidence["skipped_classes"] == [9]
+    assert np.all(res.scores[ys == 9] == -10.0)  # the lowest score there is
+    assert res.flags[ys == 9].sum() == 0
+    with pytest.raises(InputError, match="not fitted on"):
+        det.score(DetectorInput(features=x[:3], labels=np.full(3, 8)))
+    with pytest.raises(InputError, match="no class has"):
+        detect("spectre", xs[ys == 9], ys[ys == 9])
+    with pytest.raises(InputError, match="needs features"):
+        get("spectre")().fit(DetectorInput(labels=y))
+    for bad in ({"alpha": -1.0}, {"z_cut": 0.0}, {"null_draws": 1}, {"n_components": 0}):
+        with pytest.raises(InputError):
+            detect("spectre", x, y, **bad)
