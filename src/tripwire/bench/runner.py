@@ -146,6 +146,7 @@ def run_poison_cell(
     cache_dir: Path,
     retrain: bool,
     log: Log,
+    retrain_rates: tuple[float, ...] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one cell; returns its rows (one per detector) and curve data for the report."""
     t_start = time.perf_counter()
@@ -204,7 +205,14 @@ def run_poison_cell(
             "asr_after": None,
             "clean_accuracy_after": None,
         }
-        if retrain and has_trigger and record is not None and seed == spec.seeds[0] and flags.any():
+        if (
+            retrain
+            and has_trigger
+            and record is not None
+            and seed == spec.seeds[0]
+            and (retrain_rates is None or rate in retrain_rates)
+            and flags.any()
+        ):
             kept = ds.subset(np.flatnonzero(~flags))
             again = train_cached(kept, test, spec, seed, cache_dir)
             row["asr_after"] = round(attack_success_rate(again.predict, test, record), 6)
@@ -272,6 +280,7 @@ def run_suite(
                         cache_dir=cache_dir,
                         retrain=suite.retrain,
                         log=log,
+                        retrain_rates=suite.retrain_rates,
                     )
                     label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
                     tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}

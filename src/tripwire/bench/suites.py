@@ -39,6 +39,8 @@ class Suite:
     attacks: tuple[AttackCell, ...]
     #: Retrain after removing each detector's flags (backdoor cells, first seed only).
     retrain: bool = True
+    #: Rates at which to retrain (None: all); retraining dominates the suite's time.
+    retrain_rates: tuple[float, ...] | None = None
     extraction: bool = True
     needs_data_dir: bool = False
     description: str = ""
@@ -52,6 +54,7 @@ QUICK = Suite(
         "minutes on 2 CPU cores"
     ),
     data=(DataSpec(name="mnist-5k", spec="bundled:mnist", seeds=(0, 1), epochs=5),),
+    retrain_rates=(0.05,),
     attacks=(
         AttackCell("clean", rates=(0.0,)),
         AttackCell("badnets", rates=(0.05, 0.1), target=0),
