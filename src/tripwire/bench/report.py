@@ -42,6 +42,23 @@ COLUMNS = (
 )
 
 
+#: Metrics averaged over seeds in the aggregate table (and shown in the report).
+AGGREGATED = (
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "auprc",
+    "tpr_at_1fpr",
+    "flag_rate",
+    "asr",
+    "asr_after",
+    "clean_accuracy",
+    "clean_accuracy_after",
+    "time_s",
+)
+
+
 def write_tables(rows: list[dict[str, Any]], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "results.csv", "w", newline="") as fh:
@@ -66,20 +83,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "detector": det,
             "seeds": len(rs),
         }
-        for m in (
-            "precision",
-            "recall",
-            "f1",
-            "auroc",
-            "auprc",
-            "tpr_at_1fpr",
-            "flag_rate",
-            "asr",
-            "asr_after",
-            "clean_accuracy",
-            "clean_accuracy_after",
-            "time_s",
-        ):
+        for m in AGGREGATED:
             s = summarise([r.get(m) for r in rs])
             row[m] = s["mean"]
             row[f"{m}_std"] = s["std"]
@@ -148,18 +152,7 @@ def build_report(suite_name: str, result: dict[str, Any], wall_s: float) -> Repo
         "rate",
         "detector",
         "seeds",
-        "precision",
-        "recall",
-        "f1",
-        "auroc",
-        "auprc",
-        "tpr_at_1fpr",
-        "flag_rate",
-        "asr",
-        "asr_after",
-        "clean_accuracy",
-        "clean_accuracy_after",
-        "time_s",
+        *AGGREGATED,
     ]
     figures.append(
         Figure.table("Results (mean over seeds)", cols, [[r.get(c) for c in cols] for r in agg])
