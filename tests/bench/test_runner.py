@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def test_tiny_suite(tmp_path: Path) -> None:
     assert any("skipping attack 'no-such-attack'" in m for m in logs)
     detectors = {r["detector"] for r in rows}
     assert "feature-outlier" in detectors
+    if importlib.util.find_spec("art") is not None:  # the baselines extra is installed
+        assert {"art:ActivationDefence", "art:SpectralSignatureDefense"} <= detectors
+    if importlib.util.find_spec("cleanlab") is not None:
+        assert "cleanlab:find_label_issues" in detectors
     bd = [r for r in rows if r["attack"] == "badnets"]
     assert bd and all(r["n_positive"] == round(0.1 * r["n_samples"]) for r in bd)
     assert all(r["auroc"] is not None and 0.0 <= r["auroc"] <= 1.0 for r in bd)

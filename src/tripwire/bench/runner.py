@@ -41,6 +41,8 @@ class Trained:
     predict: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.int64]]
     features: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
     accuracy: float
+    #: The torch module, for baselines that need the framework model (ART).
+    module: Any = None
 
 
 def _key(obj: Any) -> str:
@@ -91,7 +93,12 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
         def predict(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
             return np.asarray(model.logits(x).argmax(1), dtype=np.int64)
 
-        return Trained(predict=predict, features=model.features, accuracy=acc)
+        return Trained(
+            predict=predict,
+            features=model.features,
+            accuracy=acc,
+            module=getattr(model, "_module", None),
+        )
     result = train_model(
         ds,
         TrainConfig(arch=spec.arch, epochs=spec.epochs, seed=seed),
@@ -116,22 +123,74 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
                 out.append(net.features(torch.from_numpy(x[s : s + 512])).numpy())
         return np.concatenate(out).astype(np.float32)
 
-    return Trained(predict=predict_t, features=features_t, accuracy=result.accuracy)
+    return Trained(predict=predict_t, features=features_t, accuracy=result.accuracy, module=net)
 
 
 def baselines(
-    features: np.ndarray, labels: np.ndarray, probs: np.ndarray
+    features: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    *,
+    ds: Dataset | None = None,
+    module: Any = None,
+    log: Log = print,
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
-    """Installed third-party baselines fed the same inputs: name -> (scores, flags, seconds)."""
+    """Installed third-party baselines fed the same inputs: name -> (scores, flags, seconds).
+
+    cleanlab's ``find_label_issues`` gets the same out-of-sample probabilities; ART's
+    ActivationDefence and SpectralSignatureDefense get the same trained model and data,
+    with ART's default settings. ART returns verdicts only, so its scores are its flags.
+    """
     out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:
-        return out
-    t0 = time.perf_counter()
-    flags = find_label_issues(labels, probs)
-    scores = 1.0 - probs[np.arange(len(labels)), labels]
-    out["cleanlab:find_label_issues"] = (scores, np.asarray(flags, bool), time.perf_counter() - t0)
+        pass
+    else:
+        t0 = time.perf_counter()
+        flags = find_label_issues(labels, probs)
+        scores = 1.0 - probs[np.arange(len(labels)), labels]
+        out["cleanlab:find_label_issues"] = (
+            scores,
+            np.asarray(flags, bool),
+            time.perf_counter() - t0,
+        )
+    if ds is not None and module is not None:
+        out.update(_art_baselines(ds, module, log))
+    return out
+
+
+def _art_baselines(
+    ds: Dataset, module: Any, log: Log
+) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    try:
+        import torch
+        from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        return {}
+    out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
+    x = ds.model_input()
+    y = np.eye(ds.n_classes, dtype=np.float32)[ds.y]
+    try:
+        clf = PyTorchClassifier(
+            model=module,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=ds.input_shape,
+            nb_classes=ds.n_classes,
+            clip_values=(0.0, 1.0),
+        )
+        defences: list[tuple[str, Any]] = [
+            ("art:ActivationDefence", ActivationDefence),
+            ("art:SpectralSignatureDefense", SpectralSignatureDefense),
+        ]
+        for name, defence in defences:
+            t0 = time.perf_counter()
+            _, is_clean = defence(clf, x, y).detect_poison()
+            flags = ~np.asarray(is_clean, dtype=bool)
+            out[name] = (flags.astype(np.float64), flags, time.perf_counter() - t0)
+    except Exception as exc:  # a third-party baseline must not stop the suite
+        log(f"ART baselines skipped: {exc.__class__.__name__}: {str(exc)[:120]}")
     return out
 
 
@@ -182,7 +241,7 @@ def run_poison_cell(
         t1 = time.perf_counter()
         res = cls().detect(inputs)
         results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
-    results.update(baselines(feats, ds.y, probs))
+    results.update(baselines(feats, ds.y, probs, ds=ds, module=model.module, log=log))
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     base = {
