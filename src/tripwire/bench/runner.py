@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -142,11 +143,9 @@ def baselines(
     with ART's default settings. ART returns verdicts only, so its scores are its flags.
     """
     out: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    try:
+    if find_spec("cleanlab") is not None:
         from cleanlab.filter import find_label_issues
-    except ImportError:
-        pass
-    else:
+
         t0 = time.perf_counter()
         flags = find_label_issues(labels, probs)
         scores = 1.0 - probs[np.arange(len(labels)), labels]
