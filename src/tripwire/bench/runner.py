@@ -233,8 +233,8 @@ def run_poison_cell(
     feats = model.features(ds.model_input())
     forward_s = time.perf_counter() - t0
     probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs)
-    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS})
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds)
+    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     for cls in available(satisfiable_with=have):
         t1 = time.perf_counter()

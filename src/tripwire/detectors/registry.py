@@ -26,6 +26,7 @@ BUILTIN_MODULES = (
     "tripwire.detectors.poisoning.activation_clustering",
     "tripwire.detectors.poisoning.robust_covariance",
     "tripwire.detectors.poisoning.label_noise",
+    "tripwire.detectors.poisoning.dual_space",
 )
 
 

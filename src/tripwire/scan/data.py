@@ -70,7 +70,7 @@ RULE_CLASS = register_rule(
 )
 
 #: Inputs a data scan can provide to detectors.
-DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS})
+DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
 
 
 @dataclass
@@ -192,7 +192,7 @@ def scan_data(
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
     probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs)
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds)
     chosen = (
         [get(name) for name in detectors]
         if detectors

@@ -1,0 +1,259 @@
+"""Dual-space consistency: dirty-label poisons agree with their label only through the model.
+
+A dirty-label backdoor (BadNets, blended, WaNet) or a block of flipped labels makes the
+network learn "trigger -> target": in the trained model's feature space the poisons sit
+together inside the target class, but as *inputs* they still look like the classes they
+were taken from. Clean items agree with their label in both spaces. This detector asks
+the second question of each feature-space cluster:
+
+1. within each class, split the model's features into a few clusters (k-means on the
+   top principal dimensions);
+2. embed the raw inputs (average-pooled to at most 14x14 per channel, then PCA), and for
+   every item find its nearest neighbours in that input space **outside its own
+   cluster**, so that poisons cannot vouch for each other; its disagreement is the share
+   of those neighbours whose label differs from its own;
+3. a cluster's disagreement is the mean over its items. Clean clusters of a class still
+   find their class next door in input space (the other clusters of the class, which
+   look alike); a cluster of poisons finds the source classes.
+
+Score of an item: ``min(cluster disagreement, own disagreement)``, so an item is flagged
+only when its cluster as a whole and the item itself look like another class. The
+threshold is robust over clusters (median + z * 1.4826 * MAD of the cluster
+disagreements, and at least one half: a flagged item's input-space neighbours mostly
+carry another label), so the poison rate is never assumed.
+
+Why clusters and not single items: single-item input-space disagreement is high for
+every hard or ambiguous clean sample (pixel-space kNN errs on a few percent of clean
+MNIST), while a cluster of them is not. Why leave the cluster out: blended and warped
+poisons share their trigger, so their nearest input-space neighbours are each other.
+
+Known limits: clean-label attacks (SIG, label-consistent) keep true labels, so there is
+nothing to disagree with (they are the feature-space detectors' job); a pixel-space
+neighbourhood is a weak classifier on natural colour images, so on CIFAR-10-like data
+clean clusters disagree more and the margin shrinks; very few poisons (about 1% of a
+class) may share a cluster with clean items, where the item-level condition keeps the
+clean ones out. Where the inputs do not predict their labels at all (the median cluster
+disagrees at least half the time), the detector abstains and flags nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from tripwire.detectors.base import BaseDetector, Calibration, DetectorInput, Need, Threat
+from tripwire.detectors.calibration import MAD_TO_SD
+from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE, features_and_labels
+from tripwire.detectors.registry import register
+from tripwire.errors import InputError
+
+#: Largest side (pixels) the inputs are pooled to before the input-space embedding:
+#: pooling blurs small patch triggers away and bounds the neighbour search.
+MAX_POOLED_SIDE = 14
+#: Neighbours searched before dropping same-cluster ones (enough to keep ``k`` others).
+SEARCH_FACTOR = 8
+
+
+def input_embedding(
+    x: npt.NDArray[np.floating[Any]], n_components: int = 40, random_state: int = 0
+) -> npt.NDArray[np.float32]:
+    """A small input-space embedding: average-pool images, flatten, PCA.
+
+    ``x`` is ``(N, C, H, W)`` in [0, 1] or ``(N, D)``.
+    """
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 4:
+        n, c, h, w = arr.shape
+        f = max(1, int(np.ceil(max(h, w) / MAX_POOLED_SIDE)))
+        hh, ww = (h // f) * f, (w // f) * f
+        arr = arr[:, :, :hh, :ww].reshape(n, c, hh // f, f, ww // f, f).mean(axis=(3, 5))
+    flat = arr.reshape(arr.shape[0], -1)
+    k = min(n_components, flat.shape[1], flat.shape[0])
+    if k >= flat.shape[1]:
+        return flat
+    return np.asarray(PCA(k, random_state=random_state).fit_transform(flat), dtype=np.float32)
+
+
+def feature_clusters(
+    features: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    *,
+    n_clusters: int,
+    n_dims: int,
+    random_state: int,
+) -> npt.NDArray[np.int64]:
+    """Cluster id of every item: k-means within each class on its top principal dims.
+
+    Classes smaller than ``MIN_CLASS_SIZE * n_clusters`` stay one cluster.
+    """
+    out = np.full(labels.shape[0], -1, dtype=np.int64)
+    next_id = 0
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if idx.size < MIN_CLASS_SIZE * n_clusters:
+            out[idx] = next_id
+            next_id += 1
+            continue
+        fc = features[idx] - features[idx].mean(axis=0)
+        dims = min(n_dims, fc.shape[1], idx.size - 1)
+        z = PCA(dims, random_state=random_state).fit_transform(fc)
+        km = KMeans(n_clusters, n_init=4, random_state=random_state).fit(z)
+        out[idx] = km.labels_ + next_id
+        next_id += n_clusters
+    return out
+
+
+def leave_cluster_out_disagreement(
+    embedding: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    clusters: npt.NDArray[np.int64],
+    k: int,
+) -> npt.NDArray[np.float64]:
+    """Per item: share of its ``k`` nearest input-space neighbours outside its own
+    cluster whose label differs from its own."""
+    n = embedding.shape[0]
+    n_search = min(n, k * SEARCH_FACTOR + 1)
+    _, nbr = NearestNeighbors(n_neighbors=n_search).fit(embedding).kneighbors(embedding)
+    out = np.zeros(n, dtype=np.float64)
+    for i in range(n):
+        cand = nbr[i]
+        cand = cand[(cand != i) & (clusters[cand] != clusters[i])][:k]
+        if cand.size:
+            out[i] = float(np.mean(labels[cand] != labels[i]))
+    return out
+
+
+@register
+class DualSpaceDetector(BaseDetector):
+    """Flag clusters of a class that agree with their label in feature space only.
+
+    Needs ``features`` (the suspect model's penultimate activations), ``labels`` and
+    ``data`` (the raw inputs). See the module docstring for the method.
+
+    Parameters
+    ----------
+    n_clusters
+        Feature-space clusters per class.
+    n_dims
+        Principal dimensions of a class's features that are clustered.
+    k
+        Input-space neighbours per item.
+    min_disagreement
+        Floor of the threshold: a flagged item's neighbours mostly carry another label.
+    random_state
+        Seed of PCA and k-means.
+    """
+
+    name: ClassVar[str] = "dual-space"
+    threat: ClassVar[Threat] = Threat.BACKDOOR
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS, Need.DATA})
+
+    def __init__(
+        self,
+        *,
+        n_clusters: int = 3,
+        n_dims: int = 10,
+        k: int = 10,
+        min_disagreement: float = 0.5,
+        random_state: int = 0,
+        fpr: float = 0.01,
+        z: float = 3.5,
+    ) -> None:
+        super().__init__(fpr=fpr, z=z)
+        self.n_clusters = n_clusters
+        self.n_dims = n_dims
+        self.k = k
+        self.min_disagreement = min_disagreement
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.n_clusters < 2 or self.k < 1 or self.n_dims < 1:
+            raise InputError("n_clusters must be >= 2, k and n_dims >= 1", self.name)
+        if not 0.0 < self.min_disagreement < 1.0:
+            raise InputError("min_disagreement must lie in (0, 1)", self.name)
+
+    def _fit(self, inputs: DetectorInput) -> None:
+        feats, y = features_and_labels(inputs, self.name)
+        data = inputs.data
+        if data is None or len(data) != y.shape[0]:
+            raise InputError("needs the raw data, one item per label", self.name)
+        emb = input_embedding(data.model_input(), random_state=self.random_state)
+        clusters = feature_clusters(
+            feats,
+            y,
+            n_clusters=self.n_clusters,
+            n_dims=self.n_dims,
+            random_state=self.random_state,
+        )
+        own = leave_cluster_out_disagreement(emb, y, clusters, self.k)
+        ids = np.unique(clusters)
+        cluster_dis = np.array([own[clusters == u].mean() for u in ids])
+        per_item_cluster = cluster_dis[np.searchsorted(ids, clusters)]
+        med = float(np.median(cluster_dis))
+        mad = float(np.median(np.abs(cluster_dis - med))) * MAD_TO_SD
+        threshold = max(self.min_disagreement, med + self.z * mad)
+        # Abstain where the inputs themselves do not predict the labels (typical
+        # clusters disagree as often as not): there is no input-space evidence to weigh.
+        self.abstained_ = med >= self.min_disagreement
+        if self.abstained_:
+            threshold = 1.0
+        # The threshold comes from the clusters' robust statistics, not from the items'.
+        self.calibration_ = Calibration(
+            method="robust-z",
+            threshold=threshold,
+            n_reference=int(ids.size),
+            details={"z": self.z, "over": "clusters", "floor": self.min_disagreement},
+        )
+        self.clusters_ = clusters
+        self.cluster_ids_ = ids
+        self.cluster_disagreement_ = cluster_dis
+        self.item_disagreement_ = own
+        self.scores_ = np.minimum(per_item_cluster, own)
+        self.n_items_ = y.shape[0]
+
+    def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
+        if inputs.labels is None or len(inputs.labels) != self.n_items_:
+            raise InputError(
+                "scores only the data it was fitted on (its clusters are of that data)",
+                self.name,
+            )
+        return np.asarray(self.scores_, dtype=np.float64)
+
+    def calibrate(self, reference: DetectorInput) -> DualSpaceDetector:
+        """Keep the cluster-level threshold: a trusted set has no clusters of its own.
+
+        A clean reference of another size cannot be scored against this data's
+        clusters, so the robust threshold over clusters stands (the report says so).
+        """
+        return self
+
+    def _evidence(
+        self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
+    ) -> dict[str, Any]:
+        y = np.asarray(inputs.labels)
+        thr = self.calibration_.threshold
+        rows = []
+        for u, dis in zip(self.cluster_ids_, self.cluster_disagreement_, strict=True):
+            members = self.clusters_ == u
+            rows.append(
+                {
+                    "class": int(y[members][0]),
+                    "size": int(members.sum()),
+                    "disagreement": round(float(dis), 4),
+                    "flagged_items": int(flags[members].sum()),
+                }
+            )
+        suspicious = [r for r in rows if r["disagreement"] > thr]
+        return {
+            "abstained": bool(self.abstained_),
+            "clusters_per_class": self.n_clusters,
+            "median_cluster_disagreement": round(float(np.median(self.cluster_disagreement_)), 4),
+            "flagged_clusters": suspicious,
+            "target_classes": sorted({r["class"] for r in suspicious if r["flagged_items"]}),
+        }
