@@ -6,10 +6,9 @@ never the suspect model's memorised in-sample predictions) -> every registered d
 detector whose needs are met -> one combined score and verdict per sample -> per-source
 enrichment of the flags (hypergeometric test) -> findings.
 
-The combined score puts detectors on one scale: each detector's scores are divided by
-its own calibrated threshold, so 1.0 means "at that detector's threshold"; a sample's
-combined score is the largest of these ratios and it is flagged when any detector flags
-it. The ``poisoned`` ground-truth field of the data is never read.
+The combined score and verdict come from :mod:`tripwire.scan.ensemble`: self-gated
+detectors' flags stand alone, any other detector's flags need a second detector's
+agreement. The ``poisoned`` ground-truth field of the data is never read.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from tripwire.detectors.oos import oos_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
+from tripwire.scan.ensemble import EnsembleResult, combine
 
 RULE_POISON = register_rule(
     Rule(
@@ -86,6 +86,7 @@ class DataScanResult:
     findings: list[Finding] = field(default_factory=list)
     feature_origin: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
+    ensemble: EnsembleResult | None = None
 
     @property
     def flagged(self) -> list[int]:
@@ -110,6 +111,7 @@ class DataScanResult:
             "sources": self.sources,
             "per_class": self.per_class,
             "skipped_detectors": self.skipped,
+            "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
         }
 
 
@@ -138,21 +140,6 @@ def source_enrichment(
             }
         )
     return rows
-
-
-def combine(results: dict[str, DetectorResult], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scores on a common scale (ratio to each detector's threshold) and the union of flags."""
-    if not results:
-        return np.zeros(n), np.zeros(n, dtype=bool)
-    ratios = []
-    flags = np.zeros(n, dtype=bool)
-    for r in results.values():
-        # Shift so the median is 0: the ratio then means "how far past the threshold".
-        med = float(np.median(r.scores))
-        span = r.threshold - med
-        ratios.append((r.scores - med) / span if span > 0 else np.zeros(n))
-        flags |= r.flags
-    return np.max(np.vstack(ratios), axis=0), flags
 
 
 def scan_data(
@@ -236,7 +223,8 @@ def scan_data(
             skipped[cls.name] = exc.message
             continue
         timings[cls.name] = time.perf_counter() - t0
-    scores, flags = combine(results, len(ds))
+    ensemble = combine(results, len(ds))
+    scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)
     per_class = [
         {"class": int(c), "samples": int((ds.y == c).sum()), "flagged": int(flags[ds.y == c].sum())}
@@ -251,6 +239,7 @@ def scan_data(
         per_class=per_class,
         feature_origin=feature_origin,
         skipped=skipped,
+        ensemble=ensemble,
     )
     result.findings = _findings(ds, result, artifact or ds.path)
     return result
