@@ -163,6 +163,34 @@ def baselines(
     return out
 
 
+def _art_view(module: Any) -> Any:
+    """The model as ART sees layers: its last top-level child is the penultimate layer.
+
+    ART's poison defences take the activations of the classifier's *last* top-level
+    child, which for a plain model is the logits, and hook it with
+    ``register_forward_hook``, which TorchScript modules refuse. This view runs the
+    model's ``forward_features`` and passes the features through an identity child
+    registered last, so ART analyses the same penultimate activations as tripwire's
+    detectors, for cached (TorchScript) and fresh models alike.
+    """
+    import torch
+
+    class ArtView(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.output = torch.nn.Identity()
+            self.penultimate = torch.nn.Identity()
+            # Not a child: ART must not list or hook the wrapped model's own layers.
+            object.__setattr__(self, "_inner", inner)
+
+        def forward(self, x: Any) -> Any:
+            logits, feats = self._inner.forward_features(x)
+            self.penultimate(feats)
+            return self.output(logits)
+
+    return ArtView(module)
+
+
 def _art_baselines(
     ds: Dataset, module: Any, log: Log
 ) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
@@ -177,7 +205,7 @@ def _art_baselines(
     y = np.eye(ds.n_classes, dtype=np.float32)[ds.y]
     try:
         clf = PyTorchClassifier(
-            model=module,
+            model=_art_view(module),
             loss=torch.nn.CrossEntropyLoss(),
             input_shape=ds.input_shape,
             nb_classes=ds.n_classes,
