@@ -184,7 +184,8 @@ def _art_view(module: Any) -> Any:
             object.__setattr__(self, "_inner", inner)
 
         def forward(self, x: Any) -> Any:
-            logits, feats = self._inner.forward_features(x)
+            inner: Any = self.__dict__["_inner"]
+            logits, feats = inner.forward_features(x)
             self.penultimate(feats)
             return self.output(logits)
 
