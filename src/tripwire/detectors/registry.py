@@ -27,6 +27,7 @@ BUILTIN_MODULES = (
     "tripwire.detectors.poisoning.robust_covariance",
     "tripwire.detectors.poisoning.label_noise",
     "tripwire.detectors.poisoning.dual_space",
+    "tripwire.detectors.poisoning.duplicates",
 )
 
 
