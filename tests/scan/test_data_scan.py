@@ -99,8 +99,12 @@ def test_cli_scan_with_features(tmp_path: Path, capsys: pytest.CaptureFixture[st
         str(report),
         "--sarif",
         str(tmp_path / "r.sarif"),
+        "--html",
+        str(tmp_path / "r.html"),
     )
     assert code == 1  # high-severity findings
+    # The class holding the planted cluster is shown as a projection, flags coloured.
+    assert "Class 0: activations (2 principal components)" in (tmp_path / "r.html").read_text()
     rep = json.loads(report.read_text())
     for key in ("scores", "flagged", "detectors", "sources", "findings"):
         assert key in rep

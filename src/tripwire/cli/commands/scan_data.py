@@ -127,6 +127,45 @@ def _features(
     return embed(ds.model_input()), t_feats, f"proxy {result.arch} trained here"
 
 
+def class_projections(
+    feats: np.ndarray, labels: np.ndarray, flags: np.ndarray, max_classes: int = 3
+) -> list[Any]:
+    """2-D principal projections of the classes holding the most flags, coloured by flag.
+
+    A reviewer sees at once whether the flags form a cluster of their own (a backdoor's
+    poisons) or sit scattered at the class's edge (label noise, outliers).
+    """
+    from tripwire.reports import Figure
+
+    counts = np.bincount(labels[flags], minlength=int(labels.max()) + 1)
+    classes = [int(c) for c in np.argsort(-counts)[:max_classes] if counts[c] > 0]
+    out = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        if idx.size < 3:
+            continue
+        f = feats[idx] - feats[idx].mean(axis=0)
+        # Top two right singular vectors: PCA without another dependency.
+        _, _, vt = np.linalg.svd(f[:2000] if idx.size > 2000 else f, full_matrices=False)
+        xy = f @ vt[:2].T
+        if xy.shape[1] < 2:
+            xy = np.hstack([xy, np.zeros((idx.size, 1))])
+        out.append(
+            Figure(
+                kind="scatter",
+                title=f"Class {c}: activations (2 principal components), flagged vs kept",
+                data={
+                    "x": [round(float(v), 4) for v in xy[:, 0]],
+                    "y": [round(float(v), 4) for v in xy[:, 1]],
+                    "color": ["flagged" if flags[i] else "kept" for i in idx],
+                    "xlabel": "PC 1",
+                    "ylabel": "PC 2",
+                },
+            )
+        )
+    return out
+
+
 def run_scan(args: argparse.Namespace) -> int:
     from tripwire.reports import Figure, Report, exit_code_for
     from tripwire.scan.data import scan_data
@@ -173,6 +212,7 @@ def run_scan(args: argparse.Namespace) -> int:
             [[c["class"], c["samples"], c["flagged"]] for c in res.per_class],
         ),
     ]
+    figures[1:1] = class_projections(feats, ds.y, res.flags)
     if ds.is_image:
         figures.insert(
             1,
