@@ -17,6 +17,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         evaluate,
         provenance,
         scan_data,
+        threat_model,
         train,
     )
 
@@ -31,6 +32,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         bench.register,
         scan_data.register_scan,
         scan_data.register_clean,
+        threat_model.register,
     ]
 
 
