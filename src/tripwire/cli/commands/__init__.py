@@ -15,6 +15,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         demo,
         detectors,
         evaluate,
+        export_stix,
         provenance,
         scan_data,
         threat_model,
@@ -33,6 +34,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         scan_data.register_scan,
         scan_data.register_clean,
         threat_model.register,
+        export_stix.register,
     ]
 
 
