@@ -23,7 +23,7 @@ class Incident:
     dataset_sha256: str
 
 
-def planted(n_per: int = 150, k: int = 4, n_bad: int = 30, seed: int = 0):  # type: ignore[no-untyped-def]
+def planted(n_per: int = 100, k: int = 4, n_bad: int = 30, seed: int = 0):  # type: ignore[no-untyped-def]
     """Features with a tight relabelled cluster supplied by 'vendor-b' (the poison)."""
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(k), n_per)

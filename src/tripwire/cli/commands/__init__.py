@@ -17,6 +17,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         evaluate,
         export_stix,
         provenance,
+        registry,
         scan_data,
         threat_model,
         train,
@@ -35,6 +36,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         scan_data.register_clean,
         threat_model.register,
         export_stix.register,
+        registry.register,
     ]
 
 
