@@ -16,6 +16,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         detectors,
         evaluate,
         export_stix,
+        forensics,
         provenance,
         registry,
         scan_data,
@@ -37,6 +38,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         threat_model.register,
         export_stix.register,
         registry.register,
+        forensics.register,
     ]
 
 
