@@ -27,7 +27,7 @@ def _manifest_of(ds_x: np.ndarray, y: np.ndarray, source: np.ndarray, path: Path
 @pytest.fixture
 def lineage(tmp_path: Path, incident: Incident) -> Registry:
     """v1 clean data, v2 the scanned delivery (served as prod), v3 a superset of the
-    delivery, v4 no manifest."""
+    delivery, v4 no manifest, v5 only vendor-a's part of the delivery."""
     reg = Registry(tmp_path / "reg.db")
     rng = np.random.default_rng(7)
     clean_x = rng.integers(0, 256, (60, 4, 4), dtype=np.uint8)
@@ -42,11 +42,15 @@ def lineage(tmp_path: Path, incident: Incident) -> Registry:
         np.concatenate([delivery.source, np.array(["internal"] * 60)]),
         super_m,
     )
+    part_m = tmp_path / "vendor-a.jsonl"
+    keep = delivery.source == "vendor-a"
+    _manifest_of(delivery.x[keep], delivery.y[keep], delivery.source[keep], part_m)
     passing = report_file(tmp_path, "model-scan.json", "scan-model")
     reg.add(model_file(tmp_path, "m1.pt", b"m1"), manifest=clean_m)
     reg.add(model_file(tmp_path, "m2.pt", b"m2"), manifest=incident.manifest)
     reg.add(model_file(tmp_path, "m3.pt", b"m3"), manifest=super_m)
     reg.add(model_file(tmp_path, "m4.pt", b"m4"))
+    reg.add(model_file(tmp_path, "m5.pt", b"m5"), manifest=part_m)
     for v in ("v1", "v2"):
         reg.attach(v, passing)  # the backdoor slipped past the model scan
     reg.promote("v1", "prod")
@@ -69,8 +73,15 @@ def test_traces_samples_source_and_versions(incident: Incident, lineage: Registr
     assert rows["v1"]["flagged_samples"] == 0
     assert rows["v2"]["lineage"] == "trained on the scanned data"
     assert rows["v2"]["flagged_samples"] == len(res.flagged)
-    assert rows["v3"]["flagged_samples"] == len(res.flagged)  # superset carries them all
+    n_b = sum(r["source"] == "vendor-b" for r in res.flagged)
+    assert rows["v2"]["attributed_samples"] == n_b
+    assert rows["v3"]["attributed_samples"] == n_b  # a superset carries the poison too
     assert rows["v4"]["lineage"].startswith("unknown")
+    # vendor-a's part holds only the scan's false positives: counted, not affected.
+    n_a = sum(r["source"] == "vendor-a" for r in res.flagged)
+    assert n_a > 0 and rows["v5"]["flagged_samples"] == n_a
+    assert rows["v5"]["attributed_samples"] == 0
+    assert {v["version"] for v in res.affected} == {"v2", "v3"}
     rules = [(f.rule_id, f.severity.value) for f in res.findings]
     assert ("TW150", "high") in rules and ("TW152", "critical") in rules
     assert sum(r == "TW151" for r, _ in rules) == 2

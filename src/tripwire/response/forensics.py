@@ -20,7 +20,8 @@ rollback``).
 Findings (rule block TW15x: incident attribution of training-data poisoning):
 
 - TW150 ``poison-source-attributed``: a source supplies the flagged samples;
-- TW151 ``model-trained-on-flagged-data``: a registered version contains them;
+- TW151 ``model-trained-on-flagged-data``: a registered version contains them
+  (the samples of the implicated sources when any is implicated, else every flag);
 - TW152 ``served-model-affected``: an alias serves such a version.
 """
 
@@ -107,7 +108,8 @@ class DataForensics:
 
     @property
     def affected(self) -> list[dict[str, Any]]:
-        return [v for v in self.versions if v["flagged_samples"] > 0]
+        """Versions trained on at least one attributed (poison) sample."""
+        return [v for v in self.versions if v["attributed_samples"] > 0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,7 +273,17 @@ def data_forensics(
         target = int(label) if count >= 0.5 * len(flagged) and len(flagged) >= 5 else None
 
     notes: list[str] = []
-    bad_hashes = {r["sha256"] for r in flagged}
+    flagged_hashes = {r["sha256"] for r in flagged}
+    # The poison is what the implicated suppliers sent; the scan's other flags (false
+    # positives spread over every source) must not make every model look affected.
+    if implicated:
+        bad_hashes = {r["sha256"] for r in flagged if r["source"] in implicated}
+    else:
+        bad_hashes = set(flagged_hashes)
+        if flagged:
+            notes.append(
+                "no source is implicated: every flagged sample is treated as part of the poison"
+            )
     version_rows: list[dict[str, Any]] = []
     aliases = registry.aliases() if registry is not None else {}
     served: dict[str, list[str]] = {}
@@ -279,13 +291,14 @@ def data_forensics(
         served.setdefault(a["version"], []).append(name)
     for v in versions:
         if v.dataset_sha256 == sha:
-            count, how = len(bad_hashes), "trained on the scanned data"
+            count, n_flag, how = len(bad_hashes), len(flagged_hashes), "trained on the scanned data"
         elif v.manifest_file:
             vman = read_manifest(registry.store / v.manifest_file)
-            count = len(bad_hashes & {e.sha256 for e in vman.entries})
-            how = "its training manifest contains flagged samples" if count else "clean lineage"
+            hashes = {e.sha256 for e in vman.entries}
+            count, n_flag = len(bad_hashes & hashes), len(flagged_hashes & hashes)
+            how = "its training manifest contains attributed samples" if count else "clean lineage"
         else:
-            count, how = 0, "unknown lineage (no manifest)"
+            count, n_flag, how = 0, 0, "unknown lineage (no manifest)"
             notes.append(f"{v.label} has no dataset manifest: its lineage cannot be checked")
         gate = registry.gate(v.label)
         version_rows.append(
@@ -295,7 +308,8 @@ def data_forensics(
                 "name": v.name,
                 "added_at": v.added_at,
                 "dataset_sha256": v.dataset_sha256,
-                "flagged_samples": count,
+                "attributed_samples": count,
+                "flagged_samples": n_flag,
                 "lineage": how,
                 "aliases": sorted(served.get(v.label, [])),
                 "gate": "pass" if gate.passed else "fail",
@@ -328,9 +342,9 @@ def _timeline(
         {"time": man.created_at, "event": f"manifest of the data made ({len(man)} samples)"},
         {"time": report.generated_at, "event": "scan-data report generated"},
     ]
-    affected = {v["version"] for v in versions if v["flagged_samples"] > 0}
+    affected = {v["version"] for v in versions if v["attributed_samples"] > 0}
     for v in versions:
-        mark = " (trained on flagged samples)" if v["version"] in affected else ""
+        mark = " (trained on the poison)" if v["version"] in affected else ""
         events.append({"time": v["added_at"], "event": f"{v['version']} registered{mark}"})
     if registry is not None:
         for h in registry.history():
@@ -375,15 +389,28 @@ def _findings(res: DataForensics, artifact: str) -> list[Finding]:
         out.append(
             Finding(
                 rule_id=RULE_TRAINED.id,
-                title=f"model {v['version']} was trained on {v['flagged_samples']} flagged samples",
+                title=(
+                    f"model {v['version']} was trained on {v['attributed_samples']} "
+                    "attributed samples"
+                ),
                 message=(
                     f"registered model {v['version']} ({v['sha256'][:12]}, {v['name']}): "
-                    f"{v['lineage']}; {v['flagged_samples']} flagged samples"
+                    f"{v['lineage']}; {v['attributed_samples']} samples attributed to the "
+                    f"poison, {v['flagged_samples']} flagged in all"
                 ),
                 severity=Severity.HIGH,
                 confidence=1.0 if v["lineage"] == "trained on the scanned data" else 0.9,
                 artifact=v["name"],
-                evidence={k: v[k] for k in ("version", "sha256", "lineage", "flagged_samples")},
+                evidence={
+                    k: v[k]
+                    for k in (
+                        "version",
+                        "sha256",
+                        "lineage",
+                        "attributed_samples",
+                        "flagged_samples",
+                    )
+                },
             )
         )
         for alias in v["aliases"]:
@@ -431,13 +458,14 @@ def to_report(res: DataForensics, *, report_path: str, registry_path: str | None
         ),
         Figure.table(
             "Model versions and their lineage",
-            ["version", "sha256", "name", "lineage", "flagged samples", "aliases", "gate"],
+            ["version", "sha256", "name", "lineage", "attributed", "flagged", "aliases", "gate"],
             [
                 [
                     v["version"],
                     v["sha256"][:12],
                     v["name"],
                     v["lineage"],
+                    v["attributed_samples"],
                     v["flagged_samples"],
                     ", ".join(v["aliases"]),
                     v["gate"],
