@@ -207,7 +207,7 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str], incident: 
     code, out, _ = run(capsys, "registry", "promote", "v1", "--alias", "prod", "--registry", db)
     assert code == 0 and "'prod' -> v1" in out
     code, out, err = run(capsys, "registry", "promote", "v2", "--alias", "prod", "--registry", db)
-    assert code == 1 and out == "" and "refusing to promote v2" in err
+    assert code == 1 and out == "" and "refusing to point 'prod' at v2" in err
     assert len(err.strip().splitlines()) == 1
     code, out, _ = run(capsys, "registry", "list", "--json", "--registry", db)
     rows = json.loads(out)["versions"]

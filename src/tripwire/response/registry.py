@@ -640,7 +640,9 @@ class Registry:
             sev = Severity.parse(fail_on) if fail_on is not None else self._fail_on(con)
             gate = self._gate(con, v.id, sev, allow_unscanned)
             if not gate.passed:
-                raise PromotionRefusedError(f"refusing to promote {v.label}: {gate.reason}", alias)
+                raise PromotionRefusedError(
+                    f"refusing to point '{alias}' at {v.label}: {gate.reason}"
+                )
             previous = self._move_alias(con, alias, v, "promote", _who(by), reason or gate.reason)
         return v, previous
 

@@ -218,7 +218,7 @@ def _promote(args: argparse.Namespace) -> int:
         )
     except PromotionRefusedError as exc:
         # A policy refusal, like findings at or above --fail-on in a scan: exit 1.
-        print(f"tripwire: refused: {exc}", file=sys.stderr)
+        print(f"tripwire: {exc}", file=sys.stderr)
         return EXIT_FINDINGS
     was = f" (was {prev.label})" if prev is not None else ""
     out(f"'{args.alias}' -> {v.label} {v.sha256[:12]}{was}")
