@@ -120,6 +120,9 @@ def test_cli_incident_report_then_contain(
     b = json.loads(bundle.read_text())
     assert check_bundle(b) == []
     assert any(o["type"] == "identity" and o["name"] == "vendor-b" for o in b["objects"])
+    v2_sha = lineage.get("v2").sha256
+    served = next(o for o in b["objects"] if o.get("x_tripwire_rule_id") == "TW152")
+    assert served["pattern"] == f"[file:hashes.'SHA-256' = '{v2_sha}']"
 
 
 def test_without_registry_needs_a_manifest(

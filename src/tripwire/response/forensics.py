@@ -402,14 +402,11 @@ def _findings(res: DataForensics, artifact: str) -> list[Finding]:
                 confidence=1.0 if v["lineage"] == "trained on the scanned data" else 0.9,
                 artifact=v["name"],
                 evidence={
-                    k: v[k]
-                    for k in (
-                        "version",
-                        "sha256",
-                        "lineage",
-                        "attributed_samples",
-                        "flagged_samples",
-                    )
+                    "model_sha256": v["sha256"],
+                    **{
+                        k: v[k]
+                        for k in ("version", "lineage", "attributed_samples", "flagged_samples")
+                    },
                 },
             )
         )
@@ -425,7 +422,11 @@ def _findings(res: DataForensics, artifact: str) -> list[Finding]:
                     severity=Severity.CRITICAL,
                     confidence=1.0 if v["lineage"] == "trained on the scanned data" else 0.9,
                     artifact=v["name"],
-                    evidence={"alias": alias, "version": v["version"], "sha256": v["sha256"]},
+                    evidence={
+                        "alias": alias,
+                        "version": v["version"],
+                        "model_sha256": v["sha256"],
+                    },
                 )
             )
     return out

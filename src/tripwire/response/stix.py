@@ -8,7 +8,8 @@ bundles. This module turns what tripwire writes into one:
   (``source_name`` ``mitre-atlas``, ``external_id`` ``AML.Txxxx`` and its ATLAS URL);
 - one ``indicator`` per finding (or per client and detector of the gateway alerts),
   whose STIX pattern names what to look for: the client's ``user-account``, the model
-  file's SHA-256, or the data file's name; tripwire's rule id, severity and evidence
+  file's SHA-256 (a report's ``inputs.model`` or a finding's ``model_sha256`` evidence),
+  or the data file's name; tripwire's rule id, severity and evidence
   travel as ``x_tripwire_*`` custom properties;
 - one ``sighting`` per report (or per alert): when and where the indicator was seen;
 - ``relationship`` objects: indicator *indicates* attack-pattern, indicator
@@ -27,6 +28,7 @@ the gateway's alert log ``{"alerts": [{"client", "detector", "severity", "atlas"
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -60,6 +62,7 @@ MAX_SAMPLES = 1000
 #: Largest input accepted.
 MAX_INPUT_BYTES = 256 * 1024 * 1024
 
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _ALERT_KEYS = ("client", "detector", "severity", "atlas", "query_count", "time", "evidence")
 
 
@@ -185,6 +188,10 @@ def _indicator_type(severity: Severity) -> str:
 def _finding_pattern(f: Finding, inputs: Mapping[str, Any]) -> str:
     if f.client:
         return f"[user-account:user_id = {_quote(f.client)}]"
+    model_sha = f.evidence.get("model_sha256")
+    if isinstance(model_sha, str) and _SHA256_RE.fullmatch(model_sha):
+        # Findings about a model file name it by hash (forensics, registry lineage).
+        return f"[file:hashes.'SHA-256' = {_quote(model_sha)}]"
     model = inputs.get("model")
     if (
         isinstance(model, Mapping)
