@@ -155,3 +155,13 @@ def test_docs_list_every_schema_field() -> None:
     doc = (ROOT / "docs" / "threat-model.md").read_text()
     for path, *_ in describe(SYSTEM_SCHEMA):
         assert f"`{path}`" in doc, path
+
+
+def test_every_control_is_a_tripwire_command() -> None:
+    from tripwire.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    commands = set(sub.choices)  # type: ignore[arg-type]
+    controls = {c for t in CATALOGUE for c in t.controls}
+    assert controls <= commands, controls - commands
