@@ -6,7 +6,8 @@ runs, in order and on real artefacts:
 
 1. ``tripwire manifest`` of each training set (provenance at ingestion);
 2. training of a clean baseline (in-house data) and of the model on all data;
-3. ``tripwire scan-data`` of the merged data with the trained model's features;
+3. ``tripwire scan-data`` of each training set with its model's features, thresholds
+   calibrated on a small clean set (half of the held-out split);
 4. ``tripwire registry`` add, attach, promote: the baseline passes the gate, the
    backdoored model is refused; then, as if it had slipped through (promoted without a
    scan), ``tripwire forensics data`` traces the poison to vendor-b and to the served
@@ -63,7 +64,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     reg = str(out / "registry.db")
     full = load_dataset(args.data, split="train")
-    test = load_dataset(args.data, split="test")
+    held_out = load_dataset(args.data, split="test")
+    # Half of the held-out split is the small clean set scan-data calibrates its
+    # thresholds on (a target false-positive rate); the other half measures the models.
+    half = len(held_out) // 2
+    save_dataset(held_out.subset(np.arange(half)), out / "trusted.npz")
+    test = held_out.subset(np.arange(half, len(held_out)))
     n = len(full)
     a, b = int(0.6 * n), int(0.8 * n)
     order = np.random.default_rng(0).permutation(n)  # the bundled set is sorted by class
@@ -107,7 +113,8 @@ def main() -> None:
         model = "baseline" if name == "inhouse" else "candidate"
         det = [] if args.detectors == "all" else ["--detectors", args.detectors]
         tw("scan-data", str(out / f"{name}.npz"), "--model", str(out / f"{model}.pt"),
-           *det, "--out", str(out / f"scan-{name}.json"))  # fmt: skip
+           "--trusted", str(out / "trusted.npz"), *det,
+           "--out", str(out / f"scan-{name}.json"))  # fmt: skip
     scan = json.loads((out / "scan-train.json").read_text())
     flagged = np.zeros(len(merged), bool)
     flagged[scan["flagged"]] = True

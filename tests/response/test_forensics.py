@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,8 @@ def test_traces_samples_source_and_versions(incident: Incident, lineage: Registr
     served = next(f for f in res.findings if f.rule_id == "TW152")
     assert served.evidence["alias"] == "prod" and served.evidence["version"] == "v2"
     events = [e["event"] for e in res.timeline]
+    times = [datetime.fromisoformat(e["time"].replace("Z", "+00:00")) for e in res.timeline]
+    assert times == sorted(times)  # 12:00:00.5Z sorts after 12:00:00Z
     assert any("'prod' -> v2 (affected)" in e for e in events)
 
 

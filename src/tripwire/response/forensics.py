@@ -31,6 +31,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +356,16 @@ def _timeline(
                     "event": f"{h['action']}: '{h['alias']}' -> {h['version']}{mark} by {h['by']}",
                 }
             )
-    return sorted(events, key=lambda e: str(e["time"]))
+    return sorted(events, key=lambda e: _when(e["time"]))
+
+
+def _when(value: object) -> datetime:
+    """A sortable time; text that is not ISO 8601 sorts first rather than failing."""
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _findings(res: DataForensics, artifact: str) -> list[Finding]:
