@@ -8,10 +8,12 @@ runs, in order and on real artefacts:
 2. training of a clean baseline (in-house data) and of the model on all data;
 3. ``tripwire scan-data`` of each training set with its model's features, thresholds
    calibrated on a small clean set (half of the held-out split);
-4. ``tripwire registry`` add, attach, promote: the baseline passes the gate, the
-   backdoored model is refused; then, as if it had slipped through (promoted without a
-   scan), ``tripwire forensics data`` traces the poison to vendor-b and to the served
-   version, and ``tripwire registry rollback`` returns ``prod`` to the baseline;
+4. ``tripwire registry`` add, attach, promote: the baseline goes to ``prod``; the
+   backdoored model is refused under a ``high`` gate but passes the standing
+   ``critical`` gate (its data scan has high findings only) and replaces it;
+   ``tripwire forensics data`` traces the poison to vendor-b and to the version ``prod``
+   serves, the incident is attached to that version, and ``tripwire registry rollback``
+   returns ``prod`` to the baseline;
 5. ``tripwire export-stix`` of the scan and the incident.
 
 Every number printed is computed here. Usage (about 2-5 minutes on 2 CPU cores)::
@@ -25,6 +27,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -50,6 +53,7 @@ def main() -> None:
     )
     ap.add_argument("--data", default="bundled:mnist")
     ap.add_argument("--arch", default=None, help="cnn-small (default for images) or another")
+    ap.add_argument("--reuse", action="store_true", help="reuse models trained by a former run")
     args = ap.parse_args()
 
     import torch
@@ -57,6 +61,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from tripwire.attacks import attack_success_rate, poison_dataset
     from tripwire.io import load_dataset, make_dataset, save_dataset
+    from tripwire.models.loading import load_model
     from tripwire.models.train import TrainConfig, save_model, train_model
 
     started = time.perf_counter()
@@ -97,17 +102,30 @@ def main() -> None:
     models = {}
     for name, ds in (("baseline", load_dataset(str(out / "inhouse.npz"))),
                      ("candidate", load_dataset(str(out / "train.npz")))):  # fmt: skip
-        r = train_model(ds, cfg, test=test)
-        save_model(r, out / f"{name}.pt", ds)
-        net = r.model.eval()
+        path = out / f"{name}.pt"
+        meta_path = out / f"{name}.meta.json"
+        if args.reuse and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if meta["dataset"]["sha256"] != ds.content_sha256():
+                raise SystemExit(f"{path} was trained on other data; drop --reuse")
+            model = load_model(path)
+            accuracy = float(meta["accuracy"])
 
-        def predict(xb: np.ndarray, net: torch.nn.Module = net) -> np.ndarray:
-            with torch.inference_mode():
-                return np.asarray(net(torch.from_numpy(xb)).argmax(1).numpy())
+            def predict(xb: np.ndarray, model: Any = model) -> np.ndarray:
+                return np.asarray(model.logits(xb).argmax(1))
+        else:
+            r = train_model(ds, cfg, test=test)
+            save_model(r, path, ds)
+            net = r.model.eval()
+            accuracy = r.accuracy
+
+            def predict(xb: np.ndarray, net: Any = net) -> np.ndarray:
+                with torch.inference_mode():
+                    return np.asarray(net(torch.from_numpy(xb)).argmax(1).numpy())
 
         asr = attack_success_rate(predict, test, vendor_b.attack)
-        models[name] = {"accuracy": round(r.accuracy, 4), "attack_success_rate": round(asr, 4)}
-        print(f"{name}: test accuracy {r.accuracy:.4f}, backdoor success {asr:.4f}")
+        models[name] = {"accuracy": round(accuracy, 4), "attack_success_rate": round(asr, 4)}
+        print(f"{name}: test accuracy {accuracy:.4f}, backdoor success {asr:.4f}")
 
     for name in ("inhouse", "train"):
         model = "baseline" if name == "inhouse" else "candidate"
@@ -124,7 +142,9 @@ def main() -> None:
         f"precision {tp / max(1, flagged.sum()):.3f}"
     )
 
-    tw("registry", "init", "--registry", reg)
+    # The gate blocks at critical: a calibrated data scan of clean data still flags about
+    # 1% of it and reports that as high, which a high gate would treat as a block.
+    tw("registry", "init", "--registry", reg, "--fail-on", "critical")
     tw("registry", "add", str(out / "baseline.pt"), "--manifest",
        str(out / "inhouse.manifest.jsonl"), "--registry", reg, "--by", "ml-team")  # fmt: skip
     tw("registry", "attach", "v1", str(out / "scan-inhouse.json"), "--registry", reg)
@@ -132,27 +152,33 @@ def main() -> None:
     tw("registry", "add", str(out / "candidate.pt"), "--manifest",
        str(out / "train.manifest.jsonl"), "--registry", reg, "--by", "ml-team")  # fmt: skip
     tw("registry", "attach", "v2", str(out / "scan-train.json"), "--registry", reg)
-    refused = tw("registry", "promote", "v2", "--alias", "prod", "--registry", reg)
-    # The counterfactual: v2 went out before its scan (a rushed hotfix).
-    tw("registry", "promote", "v2", "--alias", "hotfix", "--allow-unscanned",
-       "--registry", reg, "--fail-on", "critical")  # fmt: skip
+    strict = tw("registry", "promote", "v2", "--alias", "prod", "--fail-on", "high",
+                "--registry", reg)  # fmt: skip
+    # Under the standing (critical) gate the data scan's high findings do not block: v2
+    # goes out. Forensics then shows what it was trained on.
+    promoted = tw("registry", "promote", "v2", "--alias", "prod", "--registry", reg)
     tw("forensics", "data", "--report", str(out / "scan-train.json"), "--registry", reg,
        "--out", str(out / "incident.json"), "--html", str(out / "incident.html"))  # fmt: skip
     incident = json.loads((out / "incident.json").read_text())["forensics"]
     tw("registry", "attach", "v2", str(out / "incident.json"), "--registry", reg)
-    rolled = tw("registry", "rollback", "--alias", "hotfix", "--registry", reg)
+    rolled = tw("registry", "rollback", "--alias", "prod", "--registry", reg)
+    tw("registry", "history", "--alias", "prod", "--registry", reg)
     tw("export-stix", str(out / "scan-train.json"), str(out / "incident.json"),
        "--out", str(out / "incident.stix.json"))  # fmt: skip
     summary = {
         "models": models,
-        "scan": {"flagged": int(flagged.sum()), "true_positives": tp,
-                 "poisoned": int(truth.sum())},  # fmt: skip
-        "gate": {"baseline_promote_exit": gate_v1, "candidate_promote_exit": refused},
+        "scan": {"flagged": int(flagged.sum()), "true_positives": tp, "poisoned": int(truth.sum())},
+        "gate": {
+            "baseline_promote_exit": gate_v1,
+            "candidate_promote_at_high_exit": strict,
+            "candidate_promote_at_critical_exit": promoted,
+        },
         "forensics": {
             "implicated_sources": incident["implicated_sources"],
             "target_class": incident["target_class"],
-            "affected_versions": [v["version"] for v in incident["versions"]
-                                  if v["attributed_samples"]],  # fmt: skip
+            "affected_versions": [
+                v["version"] for v in incident["versions"] if v["attributed_samples"]
+            ],
         },
         "rollback_exit": rolled,
         "seconds": round(time.perf_counter() - started, 1),
