@@ -144,6 +144,15 @@ def test_watcher_sees_promotions_and_rollbacks(reg: Registry, tmp_path: Path) ->
     reg.rollback("prod")
     assert w.poll() == reg.file_of(reg.get("v1"))
     assert resolve("prod", reg.path) == reg.file_of(reg.get("v1"))
+    # A stored file swapped on disk is refused when the alias moves to it.
+    v2_file = reg.file_of(reg.get("v2"))
+    v2_file.chmod(0o644)
+    v2_file.write_bytes(b"swapped")
+    reg.promote("v2", "prod")
+    from tripwire.errors import InputError
+
+    with pytest.raises(InputError, match="does not match its sha256"):
+        w.poll()
 
 
 def test_registry_path_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -229,6 +238,12 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str], incident: 
     ]:
         code, out, err = run(capsys, "registry", *argv, "--registry", db)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert run(capsys, "registry", "verify", "--registry", db)[0] == 0
+    stored = Registry(db).file_of(Registry(db).get("v1"))
+    stored.chmod(0o644)
+    stored.write_bytes(b"swapped")
+    code, out, _ = run(capsys, "registry", "verify", "--registry", db)
+    assert code == 1 and "v1: stored model file altered" in out
     code, _, err = run(capsys, "registry", "list", "--registry", str(tmp_path / "none.db"))
     assert code == 2 and "no registry here" in err
     notdb = tmp_path / "notdb.db"

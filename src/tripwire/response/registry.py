@@ -881,15 +881,20 @@ class AliasWatcher:
 
     def poll(self) -> Path | None:
         """The alias's model file if it changed since the last poll (or on the first
-        poll), else None.
+        poll), else None. A new file is checked against its SHA-256 before it is returned.
 
         Raises
         ------
         InputError
-            Unknown alias or unreadable registry.
+            Unknown alias, unreadable registry, or a stored file altered on disk.
         """
         path = self.registry.resolve(self.alias)
-        if path != self.current_:
-            self.current_ = path
-            return path
-        return None
+        if path == self.current_:
+            return None
+        # Hash once per change, when the caller is about to load it: a stored file that
+        # was swapped on disk is refused instead of served.
+        expected = path.name.split(".", 1)[0]
+        if _sha256_file(path) != expected:
+            raise InputError("stored model file does not match its sha256; not serving it", path)
+        self.current_ = path
+        return path

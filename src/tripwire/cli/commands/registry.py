@@ -87,6 +87,11 @@ def register(sub: Any) -> argparse.ArgumentParser:
     a.add_argument("alias", metavar="ALIAS")
     a.set_defaults(func=_resolve)
 
+    a = actions.add_parser(
+        "verify", parents=[common], help="check every stored model file against its sha256"
+    )
+    a.set_defaults(func=_verify)
+
     a = actions.add_parser("history", parents=[common], help="alias moves, oldest first")
     a.add_argument("--alias")
     a.add_argument("--json", action="store_true")
@@ -249,3 +254,13 @@ def _history(args: argparse.Namespace) -> int:
             f"by {m['by']}: {m['reason']}"
         )
     return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    reg = _reg(args)
+    problems = reg.verify()
+    for p in problems:
+        out(p)
+    if not problems:
+        out(f"{len(reg.versions())} stored model file(s) match their sha256")
+    return EXIT_FINDINGS if problems else EXIT_OK
