@@ -46,7 +46,6 @@ _TECHNIQUES: dict[str, str] = {
     "AML.T0010.002": "Data",
     "AML.T0010.003": "Model",
     "AML.T0012": "Valid Accounts",
-    "AML.T0049": "Exploit Public-Facing Application",
     # AI model access
     "AML.T0040": "AI Model Inference API Access",
     "AML.T0044": "Full AI Model Access",
@@ -72,7 +71,6 @@ _TECHNIQUES: dict[str, str] = {
     "AML.T0024.000": "Infer Training Data Membership",
     "AML.T0024.001": "Invert AI Model",
     "AML.T0024.002": "Extract AI Model",
-    "AML.T0025": "Exfiltration via Cyber Means",
     # Impact
     "AML.T0029": "Denial of AI Service",
     "AML.T0031": "Erode AI Model Integrity",
