@@ -250,3 +250,35 @@ def test_cli_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str], incident: 
     notdb.write_text("hello")
     code, _, err = run(capsys, "registry", "list", "--registry", str(notdb))
     assert code == 2 and str(notdb) in err
+
+
+def test_polling_while_another_process_promotes(reg: Registry, tmp_path: Path) -> None:
+    clean = report_file(tmp_path, "clean.json", "scan-model")
+    for i in (1, 2):
+        reg.add(model_file(tmp_path, f"m{i}.pt", f"m{i}".encode()))
+        reg.attach(f"v{i}", clean)
+    reg.promote("v1", "prod")
+    script = textwrap.dedent(
+        f"""
+        from tripwire.response.registry import Registry
+        reg = Registry({str(reg.path)!r})
+        for i in range(30):
+            reg.promote("v2" if i % 2 == 0 else "v1", "prod")
+        reg.promote("v2", "prod")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    seen = set()
+    watcher = AliasWatcher(reg.path, "prod")
+    try:
+        while proc.poll() is None:
+            path = watcher.poll()  # never a partial state, never a lock error
+            if path is not None:
+                seen.add(path.read_bytes())
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == 0
+    watcher.poll()
+    assert watcher.current_ is not None and watcher.current_.read_bytes() == b"m2"
+    assert seen <= {b"m1", b"m2"} and len(reg.history("prod")) == 32
