@@ -45,9 +45,13 @@ _TECHNIQUES: dict[str, str] = {
     "AML.T0010.001": "AI Software",
     "AML.T0010.002": "Data",
     "AML.T0010.003": "Model",
+    "AML.T0012": "Valid Accounts",
     # AI model access
     "AML.T0040": "AI Model Inference API Access",
     "AML.T0044": "Full AI Model Access",
+    # Execution
+    "AML.T0011": "User Execution",
+    "AML.T0011.000": "Unsafe AI Artifacts",
     # Persistence and attack staging
     "AML.T0018": "Manipulate AI Model",
     "AML.T0018.000": "Poison AI Model",

@@ -15,8 +15,12 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         demo,
         detectors,
         evaluate,
+        export_stix,
+        forensics,
         provenance,
+        registry,
         scan_data,
+        threat_model,
         train,
     )
 
@@ -31,6 +35,10 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         bench.register,
         scan_data.register_scan,
         scan_data.register_clean,
+        threat_model.register,
+        export_stix.register,
+        registry.register,
+        forensics.register,
     ]
 
 

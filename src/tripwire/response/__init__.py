@@ -1,0 +1,5 @@
+"""Incident response: threat models, STIX 2.1 sharing, the model registry, forensics.
+
+Everything here works on what the other layers write (manifests, scan reports,
+gateway alerts, model files) and keeps torch out: it reads JSON, YAML and SQLite.
+"""
