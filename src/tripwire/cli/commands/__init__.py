@@ -16,6 +16,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         detectors,
         evaluate,
         provenance,
+        repair,
         scan_data,
         train,
     )
@@ -31,6 +32,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         bench.register,
         scan_data.register_scan,
         scan_data.register_clean,
+        repair.register,
     ]
 
 
