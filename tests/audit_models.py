@@ -27,7 +27,15 @@ class BackdooredModel:
     attack: dict[str, Any]
 
 
+#: One training per test session: both test modules that need the model share it.
+_CACHE: dict[tuple[int, int], BackdooredModel] = {}
+
+
 def train_badnets_model(directory: Path, *, epochs: int = 4, seed: int = 0) -> BackdooredModel:
+    """Train (once per session) and save the backdoored model; later calls reuse it."""
+    cached = _CACHE.get((epochs, seed))
+    if cached is not None and cached.path.exists():
+        return cached
     pytest.importorskip("mlxtend")
     torch = pytest.importorskip("torch")
     from tripwire.attacks import poison_dataset
@@ -51,4 +59,6 @@ def train_badnets_model(directory: Path, *, epochs: int = 4, seed: int = 0) -> B
     )
     path = directory / "badnets.pt"
     save_model(res, path, poisoned)
-    return BackdooredModel(path=path, train=poisoned, test=test, attack=dict(poisoned.attack or {}))
+    bm = BackdooredModel(path=path, train=poisoned, test=test, attack=dict(poisoned.attack or {}))
+    _CACHE[(epochs, seed)] = bm
+    return bm
