@@ -18,6 +18,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         provenance,
         repair,
         scan_data,
+        scan_model,
         train,
     )
 
@@ -32,6 +33,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         bench.register,
         scan_data.register_scan,
         scan_data.register_clean,
+        scan_model.register,
         repair.register,
     ]
 
