@@ -91,21 +91,31 @@ def _time_ratio(
 
 def run_case(args: argparse.Namespace, name: str, attack: str, arch: str) -> dict[str, Any]:
     path = Path(args.data_dir) / FILES[name]
-    train = _subset(load_dataset(path, split="train"), args.train_samples, args.seed)
     test = load_dataset(path, split="test")
-    poisoned = poison_dataset(
-        train, attack, rate=args.rate, target=args.target, seed=args.seed, **ATTACKS[attack]
-    )
-    t0 = time.perf_counter()
-    res = train_model(
-        poisoned,
-        TrainConfig(arch=arch, epochs=args.epochs, seed=args.seed, threads=args.threads),
-        test=test,
-        show_progress=False,
-    )
-    train_s = time.perf_counter() - t0
-    model_path = Path(args.out_dir) / f"{name}-{attack}-{res.arch}.pt"
-    save_model(res, model_path, poisoned)
+    if args.model:
+        # A model trained elsewhere (another run, another trainer): its attack record
+        # comes from --attack-record; nothing is trained here.
+        record: dict[str, Any] = json.loads(args.attack_record)
+        model_path = Path(args.model)
+        train_s, n_train, epochs, arch_name = 0.0, 0, 0, f"external:{model_path.name}"
+        target = int(record["target"])
+    else:
+        train = _subset(load_dataset(path, split="train"), args.train_samples, args.seed)
+        poisoned = poison_dataset(
+            train, attack, rate=args.rate, target=args.target, seed=args.seed, **ATTACKS[attack]
+        )
+        record = poisoned.attack or {}
+        t0 = time.perf_counter()
+        res = train_model(
+            poisoned,
+            TrainConfig(arch=arch, epochs=args.epochs, seed=args.seed, threads=args.threads),
+            test=test,
+            show_progress=False,
+        )
+        train_s = time.perf_counter() - t0
+        model_path = Path(args.out_dir) / f"{name}-{attack}-{res.arch}.pt"
+        save_model(res, model_path, poisoned)
+        n_train, epochs, arch_name, target = len(train), res.epochs, res.arch, args.target
     model = load_model(model_path)
 
     rng = np.random.default_rng(args.seed + 7)
@@ -114,10 +124,10 @@ def run_case(args: argparse.Namespace, name: str, attack: str, arch: str) -> dic
     ev_idx = order[args.reference : args.reference + args.eval]
     x_ref, y_ref = test.model_input(ref_idx), test.y[ref_idx]
     x_ev, y_ev = test.model_input(ev_idx), test.y[ev_idx]
-    keep = y_ev != args.target
-    x_trig = apply_trigger(x_ev[keep], poisoned.attack or {}, seed=args.seed)
+    keep = y_ev != target
+    x_trig = apply_trigger(x_ev[keep], record, seed=args.seed)
     pred_trig = model.logits(x_trig).argmax(1)
-    hit = pred_trig == args.target
+    hit = pred_trig == target
     asr = float(hit.mean())
     x_trig = x_trig[hit]  # triggered inputs the backdoor works on: the ones to stop
     clean_acc = float((model.logits(x_ev).argmax(1) == y_ev).mean())
@@ -162,12 +172,12 @@ def run_case(args: argparse.Namespace, name: str, attack: str, arch: str) -> dic
     return {
         "dataset": name,
         "attack": attack,
-        "attack_params": ATTACKS[attack],
-        "arch": res.arch,
-        "rate": args.rate,
-        "target": args.target,
-        "train_samples": len(train),
-        "epochs": res.epochs,
+        "attack_params": record.get("params", {}),
+        "arch": arch_name,
+        "rate": record.get("rate", args.rate),
+        "target": target,
+        "train_samples": n_train,
+        "epochs": epochs,
         "train_s": round(train_s, 1),
         "clean_accuracy": clean_acc,
         "asr": asr,
@@ -203,9 +213,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", help="evaluate this backdoored model instead of training one")
+    ap.add_argument("--attack-record", help="with --model: the attack record as JSON")
     ap.add_argument("--out-dir", default="runs/input")
     ap.add_argument("--results", default="runs/input/results.jsonl")
     args = ap.parse_args()
+    if bool(args.model) != bool(args.attack_record):
+        ap.error("--model and --attack-record go together")
     torch.set_num_threads(args.threads)
     Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)

@@ -113,3 +113,36 @@ def test_bad_input(fitted, backdoored, tmp_path: Path) -> None:  # type: ignore[
         TriggeredInputDetector().fit(model, x[:5], y[:5])
     with pytest.raises(InputError, match="frr"):
         TriggeredInputDetector().fit(model, x, y, frr=1.5)
+
+
+def test_model_without_features_falls_back_to_logits(tmp_path: Path) -> None:
+    """A contract model that exports only forward(): tier 1 runs on the logits, and says so."""
+    torch = pytest.importorskip("torch")
+    from tripwire.detectors.backdoor.input_trigger import TriggeredInputDetector
+    from tripwire.models.loading import load_model
+
+    class Bands(torch.nn.Module):  # class = the brightest of three horizontal bands
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 10.0 * torch.stack(
+                [
+                    x[:, :, 0:3].mean((1, 2, 3)),
+                    x[:, :, 3:6].mean((1, 2, 3)),
+                    x[:, :, 6:9].mean((1, 2, 3)),
+                ],
+                dim=1,
+            )
+
+    path = tmp_path / "bands.pt"
+    torch.jit.script(Bands()).save(str(path))
+    model = load_model(path, device="cpu")
+    assert not model.has_features
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = rng.random((300, 1, 9, 9)).astype(np.float32) * 0.3
+    for i, c in enumerate(y):
+        x[i, :, 3 * c : 3 * c + 3] += 0.5
+    det = TriggeredInputDetector(strip_overlays=4).fit(model, x, y)
+    assert det.feature_source_ == "logits"
+    assert det.to_dict()["feature_source"] == "logits"
+    odd = np.ones((5, 1, 9, 9), np.float32)  # all bands saturated: far from every class
+    assert (det.score(odd) > det.feature_calibration_.threshold).all()
