@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from tripwire.detectors.backdoor.trigger import save_triggers
     from tripwire.models.loading import load_model
     from tripwire.reports import Report, exit_code_for
-    from tripwire.scan.model import scan_model
+    from tripwire.scan.model import check_model_and_data, scan_model
 
     if not args.out:
         raise InputError(
@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if data_report.get("command") != "scan-data":
             raise InputError("is not a scan-data report", args.data_report)
     model = load_model(args.model, input_shape=data.input_shape)
+    check_model_and_data(model, data)  # fail before any progress output
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     console.print(f"scanning {args.model} with {len(data)} clean samples ({', '.join(methods)})")
     try:
