@@ -158,3 +158,26 @@ def test_batched_and_class_by_class_agree_on_the_target(
     nc = neural_cleanse(model, clean_data.model_input(), clean_data.y, config=fast)  # type: ignore[arg-type]
     assert nc.flagged == [3]
     assert int(np.argmax(nc.anomaly_index)) == 3
+
+
+def test_scan_data_report_is_cross_referenced(tmp_path: Path, clean_data: Dataset) -> None:
+    from tripwire.scan.model import scan_model
+
+    torch.set_num_threads(1)
+    report = {
+        "command": "scan-data",
+        "per_class": [{"class": c, "samples": 20, "flagged": 5 if c == 3 else 0} for c in range(K)],
+        "findings": [{"rule_id": "TW104", "target_class": 3}],
+    }
+    res = scan_model(
+        _model(tmp_path, "patch", patch=100.0),
+        clean_data,
+        random_state=0,
+        methods=("patch",),
+        data_report=report,
+    )
+    assert res.target_classes == [3]
+    agree = [f for f in res.findings if f.rule_id == "TW203"]
+    assert [f.target_class for f in agree] == [3]
+    assert res.classes[3].data_scan == {"flagged_samples": 5, "flagged": True, "rules": ["TW104"]}
+    assert res.classes[0].data_scan == {"flagged_samples": 0, "flagged": False}
