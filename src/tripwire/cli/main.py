@@ -20,8 +20,6 @@ from tripwire.errors import EXIT_INTERNAL, EXIT_USAGE, TripwireError
 
 #: Commands that later work fills in, with what they will do; they exit 2 until then.
 PLANNED: dict[str, tuple[str, str]] = {
-    "scan-model": ("backdoor scanning of trained models", "#5"),
-    "repair": ("backdoor removal", "#5"),
     "guard": ("the serving gateway that watches clients for extraction", "#6"),
 }
 

@@ -19,7 +19,9 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         forensics,
         provenance,
         registry,
+        repair,
         scan_data,
+        scan_model,
         threat_model,
         train,
     )
@@ -35,6 +37,8 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         bench.register,
         scan_data.register_scan,
         scan_data.register_clean,
+        scan_model.register,
+        repair.register,
         threat_model.register,
         export_stix.register,
         registry.register,

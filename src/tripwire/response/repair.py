@@ -1,0 +1,607 @@
+"""Remove a backdoor from a trained model with its reversed trigger(s) and clean data.
+
+Two methods, combined by default:
+
+- **Fine-pruning** (Liu et al., "Fine-Pruning: Defending Against Backdooring Attacks on
+  Deep Neural Networks", RAID 2018), steered by the trigger: the penultimate neurons that
+  the reversed trigger drives most (mean activation on triggered minus clean inputs) are
+  disconnected from the classifier head, step by step, until the trigger stops working on
+  the fitting data or clean accuracy falls too far.
+- **Unlearning** (Wang et al., "Neural Cleanse", IEEE S&P 2019): fine-tune on the clean
+  data where a share of each batch carries a reversed trigger but keeps its TRUE label,
+  so the model learns that the trigger means nothing. Pruned neurons stay pruned.
+
+Everything is measured on a held-out part of the clean data that neither method sees:
+clean accuracy and the reversed trigger's attack success rate, before and after.
+
+The module works on any contract-following TorchScript model (``forward``, ``features``,
+``forward_features``); the classifier head is found as the last ``(C, F)`` weight matrix
+that maps the ``F`` features to the ``C`` logits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from tripwire.detectors.backdoor.trigger import ReversedTrigger, load_triggers
+from tripwire.errors import InputError
+
+Method = Literal["both", "unlearn", "prune"]
+FloatArray = npt.NDArray[np.float32]
+#: A trigger as a function of model-space inputs (the real one, when the data records it).
+TriggerFn = Callable[[FloatArray], FloatArray]
+
+
+@dataclass(frozen=True)
+class RepairConfig:
+    """Hyperparameters of a repair (all have defaults).
+
+    Attributes
+    ----------
+    method
+        ``both`` (prune, then unlearn), ``unlearn`` or ``prune`` (prune, then plain
+        fine-tuning on clean data).
+    epochs, lr, batch_size
+        Fine-tuning: SGD with momentum, cosine-decayed learning rate. BatchNorm statistics
+        stay frozen (a few hundred clean inputs estimate them worse than the training set did).
+    trigger_share
+        Share of each fine-tuning batch stamped with a reversed trigger (true labels kept).
+    prune_step, max_prune
+        Share of penultimate neurons pruned per step, and the most that may be pruned.
+    prune_accuracy_drop
+        Pruning stops before clean accuracy on the fitting data drops by more than this.
+    asr_goal
+        Pruning stops once the reversed trigger's success on the fitting data is below this.
+    holdout
+        Share of the clean data held out for the before/after measurements.
+    seed
+        Seeds the split, the batches and which inputs get the trigger.
+    """
+
+    method: Method = "both"
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 64
+    trigger_share: float = 0.2
+    prune_step: float = 0.05
+    max_prune: float = 0.8
+    prune_accuracy_drop: float = 0.03
+    asr_goal: float = 0.05
+    holdout: float = 0.3
+    seed: int = 0
+
+    def validate(self) -> None:
+        checks = [
+            (self.method in ("both", "unlearn", "prune"), "method must be both, unlearn or prune"),
+            (self.epochs >= 0, "epochs must be at least 0"),
+            (self.lr > 0.0, "lr must be positive"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (0.0 < self.trigger_share < 1.0, "trigger_share must lie in (0, 1)"),
+            (0.0 < self.prune_step <= 1.0, "prune_step must lie in (0, 1]"),
+            (0.0 <= self.max_prune < 1.0, "max_prune must lie in [0, 1)"),
+            (0.0 < self.holdout < 1.0, "holdout must lie in (0, 1)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(msg, "repair")
+
+
+@dataclass
+class TriggerEffect:
+    """One trigger's attack success rate on held-out clean inputs, before and after."""
+
+    target: int
+    method: str
+    before: float
+    after: float
+
+
+@dataclass
+class RepairResult:
+    """What :func:`repair_model` did and measured (held-out clean data throughout)."""
+
+    method: str
+    accuracy_before: float
+    accuracy_after: float
+    triggers: list[TriggerEffect]
+    real_asr_before: float | None
+    real_asr_after: float | None
+    pruned_neurons: list[int]
+    n_features: int
+    n_fit: int
+    n_holdout: int
+    epochs: int
+    time_s: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy_drop(self) -> float:
+        return self.accuracy_before - self.accuracy_after
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["accuracy_drop"] = self.accuracy_drop
+        for k, v in list(d.items()):
+            if isinstance(v, float):
+                d[k] = round(v, 6)
+        d["triggers"] = [
+            {**t, "before": round(t["before"], 6), "after": round(t["after"], 6)}
+            for t in d["triggers"]
+        ]
+        return d
+
+
+# -- reading the scan report ----------------------------------------------------------------
+@dataclass
+class ScanSummary:
+    """The parts of a ``scan-model`` report that repair needs."""
+
+    verdict: str
+    target_classes: list[int]
+    triggers: list[ReversedTrigger]
+
+
+def read_scan_report(path: str | Path) -> ScanSummary:
+    """Read ``REPORT.json`` and the triggers file it names (``allow_pickle=False``).
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable files, or a report without ``verdict``,
+        ``target_classes`` or ``triggers_file``.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError("no such file", p) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"is not a readable JSON report ({exc})", p) from None
+    if not isinstance(doc, dict):
+        raise InputError("is not a scan-model report (not a JSON object)", p)
+    missing = [k for k in ("verdict", "target_classes", "triggers_file") if k not in doc]
+    if missing:
+        raise InputError(
+            f"is not a scan-model report (lacks {', '.join(missing)}); "
+            "run tripwire scan-model first",
+            p,
+        )
+    verdict = str(doc["verdict"])
+    if verdict not in ("backdoored", "clean"):
+        raise InputError(f"has an unknown verdict '{verdict}'", p)
+    targets = doc["target_classes"]
+    if not isinstance(targets, list) or not all(isinstance(t, int) for t in targets):
+        raise InputError("target_classes must be a list of class numbers", p)
+    trig_path = p.parent / str(doc["triggers_file"])
+    triggers = load_triggers(str(trig_path))
+    return ScanSummary(verdict=verdict, target_classes=list(targets), triggers=triggers)
+
+
+def triggers_to_remove(summary: ScanSummary, *, force: bool = False) -> list[ReversedTrigger]:
+    """The reversed triggers of the flagged target classes (every trigger with ``force``
+    on a report that flagged none).
+
+    Raises
+    ------
+    InputError
+        A clean verdict without ``force``, or no trigger for a flagged class.
+    """
+    if summary.verdict == "clean" and not force:
+        raise InputError(
+            "the scan found no backdoor (verdict clean); nothing to repair (use --force to "
+            "unlearn every reversed trigger anyway)",
+            "--report",
+        )
+    if summary.target_classes:
+        chosen = [t for t in summary.triggers if t.target in set(summary.target_classes)]
+        if not chosen:
+            raise InputError(
+                f"holds no reversed trigger for the flagged classes {summary.target_classes}",
+                "--report",
+            )
+        return chosen
+    if not summary.triggers:
+        raise InputError("holds no reversed trigger", "--report")
+    return list(summary.triggers)
+
+
+def trigger_from_attack(
+    attack: dict[str, Any], input_shape: tuple[int, ...], *, seed: int = 0
+) -> ReversedTrigger:
+    """The (mask, pattern) form of a recorded attack's trigger, where it has one.
+
+    Per-pixel affine triggers (patches, blends) are ``T(x) = x (1 - m) + p m``; then
+    ``m = 1 - (T(1) - T(0))`` and ``p = T(0) / m``. Used to measure repair against the
+    real trigger, and as the "reversed" trigger when no scan has run.
+
+    Raises
+    ------
+    InputError
+        The trigger is not of that form (warps, per-sample randomness).
+    """
+    from tripwire.attacks import apply_trigger
+
+    if len(input_shape) != 3:
+        raise InputError("trigger masks need image inputs (C, H, W)", "attack")
+    zeros = np.zeros((1, *input_shape), dtype=np.float32)
+    t0 = apply_trigger(zeros, attack, seed=seed)[0]
+    t1 = apply_trigger(zeros + 1.0, attack, seed=seed)[0]
+    mask = np.clip(1.0 - (t1 - t0), 0.0, 1.0).mean(axis=0)
+    pattern = np.where(mask[None] > 1e-6, t0 / np.maximum(mask[None], 1e-6), 0.0)
+    trig = ReversedTrigger(
+        target=int(attack.get("target") or 0),
+        mask=mask.astype(np.float32),
+        pattern=np.clip(pattern, 0.0, 1.0).astype(np.float32),
+        method=f"known:{attack.get('kind')}",
+        attack_success=float("nan"),
+    )
+    probe = np.random.default_rng(seed).random((4, *input_shape)).astype(np.float32)
+    if not np.allclose(trig.apply(probe), apply_trigger(probe, attack, seed=seed), atol=2e-3):
+        raise InputError(
+            f"the '{attack.get('kind')}' trigger is not a mask and pattern "
+            "(a warp or a per-sample trigger)",
+            "attack",
+        )
+    return trig
+
+
+# -- torch helpers --------------------------------------------------------------------------
+def _batches(n: int, size: int) -> range:
+    return range(0, n, size)
+
+
+def predict(
+    module: Any, x: FloatArray, device: str, batch_size: int = 512
+) -> npt.NDArray[np.int64]:
+    """Top-1 class of model-space inputs."""
+    module.eval()
+    out = []
+    with torch.inference_mode():
+        for s in _batches(len(x), batch_size):
+            out.append(module(torch.from_numpy(x[s : s + batch_size]).to(device)).argmax(1).cpu())
+    return torch.cat(out).numpy().astype(np.int64) if out else np.empty(0, np.int64)
+
+
+def features(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> FloatArray:
+    """Penultimate activations ``(N, F)``."""
+    module.eval()
+    out = []
+    with torch.inference_mode():
+        for s in _batches(len(x), batch_size):
+            f = module.features(torch.from_numpy(x[s : s + batch_size]).to(device))
+            out.append(f.reshape(f.shape[0], -1).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def trigger_success(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    trigger: TriggerFn,
+    target: int,
+    device: str,
+) -> float:
+    """Share of inputs not of ``target`` that ``trigger`` sends to ``target``."""
+    keep = y != target
+    if not keep.any():
+        return float("nan")
+    return float((predict(module, trigger(x[keep]), device) == target).mean())
+
+
+def find_head(module: Any, n_features: int, n_classes: int) -> torch.Tensor:
+    """The classifier's last ``(n_classes, n_features)`` weight matrix.
+
+    Raises
+    ------
+    InputError
+        No such matrix (the features do not feed a linear head directly).
+    """
+    found = [
+        p
+        for name, p in module.named_parameters()
+        if name.endswith("weight") and p.ndim == 2 and tuple(p.shape) == (n_classes, n_features)
+    ]
+    if not found:
+        raise InputError(
+            f"has no linear head mapping its {n_features} features to {n_classes} logits; "
+            "fine-pruning needs one (use --method unlearn)",
+            "model",
+        )
+    head: torch.Tensor = found[-1]
+    return head
+
+
+def _freeze_batchnorm(module: Any) -> None:
+    for m in module.modules():
+        name = getattr(m, "original_name", type(m).__name__)
+        if name.startswith("BatchNorm"):
+            m.eval()
+
+
+def _stamp(
+    xb: torch.Tensor,
+    triggers: list[tuple[torch.Tensor, torch.Tensor]],
+    share: float,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Stamp a random one of ``triggers`` on a ``share`` of the batch (labels untouched)."""
+    n = xb.shape[0]
+    pick = torch.rand(n, generator=gen) < share
+    if not bool(pick.any()):
+        return xb
+    which = torch.randint(0, len(triggers), (n,), generator=gen)
+    out = xb.clone()
+    for k, (mask, pattern) in enumerate(triggers):
+        sel = (pick & (which == k)).to(xb.device)
+        if bool(sel.any()):
+            out[sel] = xb[sel] * (1.0 - mask) + pattern * mask
+    return out
+
+
+def fine_tune(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    cfg: RepairConfig,
+    device: str,
+    *,
+    head: torch.Tensor | None = None,
+    pruned: npt.NDArray[np.int64] | None = None,
+) -> None:
+    """Fine-tune in place on clean data; with ``triggers``, a share of each batch carries
+    one of them and keeps its true label (unlearning). Pruned head columns stay zero."""
+    if cfg.epochs == 0:
+        return
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tt = [
+        (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
+        for t in triggers
+    ]
+    params = [p for p in module.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
+    for _ in range(cfg.epochs):
+        module.train()
+        _freeze_batchnorm(module)
+        perm = torch.randperm(len(x), generator=gen)
+        for s in _batches(len(x), cfg.batch_size):
+            idx = perm[s : s + cfg.batch_size]
+            xb = xt[idx].to(device)
+            if tt:
+                xb = _stamp(xb, tt, cfg.trigger_share, gen)
+            loss = loss_fn(module(xb), yt[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if cols is not None and head is not None:
+                with torch.no_grad():
+                    head[:, cols] = 0.0
+    module.eval()
+
+
+def neuron_drive(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    device: str,
+) -> FloatArray:
+    """Per penultimate neuron: how much the triggers raise its mean activation over clean
+    inputs (the largest rise over the triggers), in units of its clean spread."""
+    clean = features(module, x, device)
+    spread = clean.std(axis=0) + 1e-6
+    drive = np.full(clean.shape[1], -np.inf, dtype=np.float64)
+    for t in triggers:
+        keep = y != t.target
+        trig = features(module, t.apply(x[keep]), device)
+        drive = np.maximum(drive, (trig.mean(axis=0) - clean[keep].mean(axis=0)) / spread)
+    return drive.astype(np.float32)
+
+
+def prune_by_drive(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    head: torch.Tensor,
+    cfg: RepairConfig,
+    device: str,
+) -> npt.NDArray[np.int64]:
+    """Disconnect the most trigger-driven neurons from the head, step by step (in place).
+
+    Stops when every trigger's success on ``x`` falls below ``asr_goal``, or before the
+    accuracy on ``x`` drops by more than ``prune_accuracy_drop``. Returns the pruned
+    neuron indices.
+    """
+    drive = neuron_drive(module, x, y, triggers, device)
+    order = np.argsort(-drive, kind="stable")
+    order = order[drive[order] > 0]  # only neurons the trigger raises
+    n_feat = len(drive)
+    step = max(1, round(cfg.prune_step * n_feat))
+    limit = min(len(order), int(cfg.max_prune * n_feat))
+    base_acc = float((predict(module, x, device) == y).mean())
+    original = head.detach().clone()
+    pruned = np.empty(0, dtype=np.int64)
+    for k in range(step, limit + step, step):
+        cand = order[: min(k, limit)].astype(np.int64)
+        with torch.no_grad():
+            head.copy_(original)
+            head[:, torch.from_numpy(cand).to(head.device)] = 0.0
+        acc = float((predict(module, x, device) == y).mean())
+        if base_acc - acc > cfg.prune_accuracy_drop:
+            break
+        pruned = cand
+        asr = max(trigger_success(module, x, y, t.apply, t.target, device) for t in triggers)
+        if asr < cfg.asr_goal or k >= limit:
+            break
+    with torch.no_grad():
+        head.copy_(original)
+        if len(pruned):
+            head[:, torch.from_numpy(pruned).to(head.device)] = 0.0
+    return pruned
+
+
+def stratified_split(
+    y: npt.NDArray[np.int64], share: float, seed: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(fit, holdout) positions, stratified by label."""
+    rng = np.random.default_rng(seed)
+    hold = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        hold[idx[: round(len(idx) * share)]] = True
+    return np.flatnonzero(~hold), np.flatnonzero(hold)
+
+
+def repair_model(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    config: RepairConfig | None = None,
+    *,
+    device: str = "cpu",
+    real_trigger: TriggerFn | None = None,
+    real_target: int | None = None,
+) -> RepairResult:
+    """Repair ``module`` (a TorchScript contract model) in place; measure before and after.
+
+    Parameters
+    ----------
+    module
+        The model; modified in place (load a fresh copy to keep the original).
+    x, y
+        Clean model-space inputs and their true labels.
+    triggers
+        Reversed triggers to remove (see :func:`triggers_to_remove`).
+    real_trigger, real_target
+        The real trigger where it is known (an attack record): measured too, never used.
+
+    Raises
+    ------
+    InputError
+        Bad configuration, too little clean data, or a model without the features needed.
+    """
+    cfg = config or RepairConfig()
+    cfg.validate()
+    if not triggers:
+        raise InputError("no reversed trigger to remove", "repair")
+    if len(x) < 20:
+        raise InputError(f"repair needs at least 20 clean inputs, got {len(x)}", "--data")
+    t0 = time.perf_counter()
+    module.to(device)
+    fit_idx, hold_idx = stratified_split(y, cfg.holdout, cfg.seed)
+    xf, yf, xh, yh = x[fit_idx], y[fit_idx], x[hold_idx], y[hold_idx]
+
+    def measure() -> tuple[float, list[float], float | None]:
+        acc = float((predict(module, xh, device) == yh).mean())
+        asr = [trigger_success(module, xh, yh, t.apply, t.target, device) for t in triggers]
+        real = (
+            trigger_success(module, xh, yh, real_trigger, real_target, device)
+            if real_trigger is not None and real_target is not None
+            else None
+        )
+        return acc, asr, real
+
+    acc0, asr0, real0 = measure()
+    notes: list[str] = []
+    pruned = np.empty(0, dtype=np.int64)
+    head: torch.Tensor | None = None
+    n_feat = 0
+    if cfg.method in ("both", "prune"):
+        if not hasattr(module, "features"):
+            raise InputError(
+                "exports no features(x) method; fine-pruning needs it (use --method unlearn)",
+                "model",
+            )
+        n_feat = int(features(module, xf[:2], device).shape[1])
+        n_cls = int(predict_logits(module, xf[:2], device).shape[1])
+        head = find_head(module, n_feat, n_cls)
+        pruned = prune_by_drive(module, xf, yf, triggers, head, cfg, device)
+        notes.append(f"pruned {len(pruned)} of {n_feat} penultimate neurons")
+    unlearn = cfg.method in ("both", "unlearn")
+    fine_tune(module, xf, yf, triggers if unlearn else [], cfg, device, head=head, pruned=pruned)
+    acc1, asr1, real1 = measure()
+    return RepairResult(
+        method=cfg.method,
+        accuracy_before=acc0,
+        accuracy_after=acc1,
+        triggers=[
+            TriggerEffect(target=t.target, method=t.method, before=b, after=a)
+            for t, b, a in zip(triggers, asr0, asr1, strict=True)
+        ],
+        real_asr_before=real0,
+        real_asr_after=real1,
+        pruned_neurons=[int(i) for i in pruned],
+        n_features=n_feat,
+        n_fit=len(fit_idx),
+        n_holdout=len(hold_idx),
+        epochs=cfg.epochs,
+        time_s=time.perf_counter() - t0,
+        notes=notes,
+    )
+
+
+def predict_logits(module: Any, x: FloatArray, device: str) -> FloatArray:
+    """Logits of a small batch."""
+    module.eval()
+    with torch.inference_mode():
+        z = module(torch.from_numpy(x).to(device)).float().cpu().numpy()
+    return np.asarray(z, dtype=np.float32)
+
+
+def save_repaired(module: Any, out: str | Path) -> None:
+    """Write the repaired model as TorchScript (forward, features, forward_features kept).
+
+    Raises
+    ------
+    InputError
+        The file cannot be written.
+    """
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    if not isinstance(module, torch.jit.ScriptModule):
+        module = torch.jit.script(module.cpu().eval())
+    try:
+        torch.jit.save(module.cpu().eval(), str(tmp))
+        os.replace(tmp, target)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write model ({exc})", target) from None
+
+
+__all__ = [
+    "RepairConfig",
+    "RepairResult",
+    "ScanSummary",
+    "TriggerEffect",
+    "find_head",
+    "fine_tune",
+    "neuron_drive",
+    "prune_by_drive",
+    "read_scan_report",
+    "repair_model",
+    "save_repaired",
+    "trigger_from_attack",
+    "triggers_to_remove",
+]

@@ -1,0 +1,218 @@
+"""Backdoor repair (fine-pruning + unlearning) and ``tripwire repair`` on a BadNets model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audit_models import TARGET, BackdooredModel, train_badnets_model
+from tripwire.cli.main import main
+from tripwire.errors import InputError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backdoored(tmp_path_factory: pytest.TempPathFactory) -> BackdooredModel:
+    return train_badnets_model(tmp_path_factory.mktemp("repair"))
+
+
+def _report(directory: Path, bm: BackdooredModel, *, verdict: str = "backdoored") -> Path:
+    """A scan-model report whose reversed trigger for the target is the planted one."""
+    from tripwire.detectors.backdoor.trigger import ReversedTrigger, save_triggers
+    from tripwire.response.repair import trigger_from_attack
+
+    real = trigger_from_attack(bm.attack, bm.test.input_shape)
+    decoy = ReversedTrigger(  # another class's (weak) trigger, which must not be used
+        target=3,
+        mask=np.zeros_like(real.mask),
+        pattern=np.zeros_like(real.pattern),
+        method="test",
+        attack_success=0.0,
+    )
+    save_triggers(str(directory / "REPORT.triggers.npz"), [decoy, real])
+    path = directory / "REPORT.json"
+    path.write_text(
+        json.dumps(
+            {
+                "verdict": verdict,
+                "target_classes": [TARGET] if verdict == "backdoored" else [],
+                "classes": [],
+                "findings": [],
+                "triggers_file": "REPORT.triggers.npz",
+            }
+        )
+    )
+    return path
+
+
+def test_trigger_from_attack_reproduces_the_patch(backdoored: BackdooredModel) -> None:
+    from tripwire.attacks import apply_trigger
+    from tripwire.response.repair import trigger_from_attack
+
+    t = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    x = backdoored.test.model_input()[:8]
+    np.testing.assert_allclose(t.apply(x), apply_trigger(x, backdoored.attack), atol=1e-6)
+    assert t.target == TARGET and t.mask.sum() == 16.0  # a 4x4 patch
+    with pytest.raises(InputError, match="not a mask and pattern"):
+        trigger_from_attack(
+            {
+                "kind": "wanet",
+                "target": 0,
+                "params": {"k": 4, "s": 5.0, "noise_rate": 0.0, "pattern_seed": 0},
+            },
+            (1, 28, 28),
+        )
+
+
+@pytest.mark.parametrize("method", ["both", "unlearn"])
+def test_repair_cuts_attack_success_and_keeps_accuracy(
+    backdoored: BackdooredModel, method: str
+) -> None:
+    import torch
+
+    from tripwire.attacks import apply_trigger
+    from tripwire.response.repair import (
+        RepairConfig,
+        find_head,
+        repair_model,
+        trigger_from_attack,
+    )
+
+    torch.set_num_threads(1)
+    module = torch.jit.load(str(backdoored.path))
+    trig = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    res = repair_model(
+        module,
+        backdoored.test.model_input(),
+        backdoored.test.y,
+        [trig],
+        RepairConfig(method=method, epochs=5),
+        real_trigger=lambda x: apply_trigger(x, backdoored.attack),
+        real_target=TARGET,
+    )
+    assert res.real_asr_before is not None and res.real_asr_before > 0.9
+    assert res.real_asr_after is not None and res.real_asr_after < 0.1
+    assert res.triggers[0].after < 0.1
+    assert res.accuracy_after >= res.accuracy_before - 0.02
+    if method == "both":
+        assert res.pruned_neurons, "the trigger drives some neurons: some must be pruned"
+        head = find_head(module, 128, 10).detach()
+        assert torch.all(head[:, res.pruned_neurons] == 0)  # pruned stay pruned
+    d = res.to_dict()
+    json.dumps(d)
+    assert d["accuracy_drop"] == pytest.approx(res.accuracy_before - res.accuracy_after, abs=1e-5)
+
+
+def test_cli_repair_writes_a_contract_model(
+    backdoored: BackdooredModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tripwire.io import save_dataset
+    from tripwire.models.loading import load_model
+
+    report = _report(tmp_path, backdoored)
+    data = tmp_path / "clean.npz"
+    # The data records the attack (as `tripwire attack` writes it): the real ASR is measured.
+    save_dataset(replace(backdoored.test, attack=backdoored.attack), data)
+    out = tmp_path / "repaired.pt"
+    code = main(
+        [
+            "repair",
+            str(backdoored.path),
+            "--data",
+            str(data),
+            "--report",
+            str(report),
+            "--out",
+            str(out),
+            "--epochs",
+            "4",
+            "--threads",
+            "1",
+        ]
+    )
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "class 0" in cap.out and "real trigger" in cap.out
+    model = load_model(out, device="cpu")
+    assert model.has_features and model._has_forward_features
+    meta = json.loads((tmp_path / "repaired.meta.json").read_text())
+    rep = meta["repair"]
+    assert [t["target"] for t in rep["triggers"]] == [TARGET]  # the decoy class is not used
+    assert rep["real_asr_before"] > 0.9 and rep["real_asr_after"] < 0.1
+    from tripwire.attacks import apply_trigger
+
+    x = backdoored.test.model_input()
+    keep = backdoored.test.y != TARGET
+    asr = (model.logits(apply_trigger(x[keep], backdoored.attack)).argmax(1) == TARGET).mean()
+    assert asr < 0.1  # the written file is the repaired model
+
+
+def _one_line(err: str, *needles: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_cli_bad_input(
+    backdoored: BackdooredModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tripwire.io import save_dataset
+
+    data = tmp_path / "clean.npz"
+    save_dataset(backdoored.test, data)
+    model = str(backdoored.path)
+    out = str(tmp_path / "r.pt")
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main(["repair", *argv])
+        return code, capsys.readouterr().err
+
+    clean_dir = tmp_path / "clean-report"
+    clean_dir.mkdir()
+    clean = _report(clean_dir, backdoored, verdict="clean")
+    code, err = run(model, "--data", str(data), "--report", str(clean), "--out", out)
+    assert code == 2
+    _one_line(err, "verdict clean", "--force")
+    # --force on a clean verdict unlearns every trigger (epochs 0 keeps this quick).
+    code, err = run(
+        model,
+        "--data",
+        str(data),
+        "--report",
+        str(clean),
+        "--out",
+        out,
+        "--force",
+        "--method",
+        "unlearn",
+        "--epochs",
+        "0",
+    )
+    assert code == 0, err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"verdict": "backdoored", "target_classes": [0]}))
+    code, err = run(model, "--data", str(data), "--report", str(bad), "--out", out)
+    assert code == 2
+    _one_line(err, "bad.json", "triggers_file")
+    bad.write_text("{not json")
+    code, err = run(model, "--data", str(data), "--report", str(bad), "--out", out)
+    assert code == 2
+    _one_line(err, "bad.json", "JSON")
+    good = _report(tmp_path, backdoored)
+    pickled = tmp_path / "model.pt"
+    pickled.write_bytes(b"\x80\x04K\x01.")
+    code, err = run(str(pickled), "--data", str(data), "--report", str(good), "--out", out)
+    assert code == 2
+    _one_line(err, "pickle")
+    code, err = run(model, "--data", "bundled:digits", "--report", str(good), "--out", out)
+    assert code == 2
+    _one_line(err, "shape")
+    code, err = run(model, "--data", str(data), "--report", str(good), "--out", model)
+    assert code == 2
+    _one_line(err, "overwrite")
