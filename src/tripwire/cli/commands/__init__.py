@@ -17,6 +17,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         evaluate,
         export_stix,
         forensics,
+        pipeline,
         provenance,
         registry,
         repair,
@@ -43,6 +44,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         export_stix.register,
         registry.register,
         forensics.register,
+        pipeline.register,
     ]
 
 
