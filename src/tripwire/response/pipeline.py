@@ -20,7 +20,8 @@ Stages, in order (each can be skipped in the config):
 
 A data stage that fails (a finding at or above ``fail_on``) stops the pipeline before
 anything is trained on the data. A model scan that fails still registers the version
-with its reports (the lineage forensics needs) and the registry refuses the promotion.
+with its reports (the lineage forensics needs); the promotion is then not attempted,
+and a later ``tripwire registry promote`` is refused by the registry's gate.
 
 The scan stages call the commands' own handlers in-process (no subprocess), so each
 stage's report is exactly what the standalone command writes and the registry reads.
@@ -496,8 +497,8 @@ def run_pipeline(
     """Run the stages in order, write ``pipeline.json`` and ``index.html`` in ``cfg.out``.
 
     A stage that fails its gate stops the data stages (nothing is trained on a delivery
-    that failed); a failing model scan still registers the version, and the registry
-    refuses the promotion. A stage that raises a :class:`TripwireError` is recorded as
+    that failed); a failing model scan still registers the version with its reports and
+    the promotion is not attempted. A stage that raises a :class:`TripwireError` is recorded as
     ``error`` (exit 2) and the run stops.
     """
     say = progress or (lambda _msg: None)
