@@ -236,3 +236,42 @@ def test_missing_config_and_given_model_paths(
     cfg.write_text(text + "\n[train]\nepochs = 1\n")
     code, _, err = run(capsys, "pipeline", "--config", str(cfg))
     assert code == 2 and "not both" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_backdoored_model_is_registered_with_its_scan_but_not_promoted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A given BadNets model (16x16 digits, patch 3x3 to class 3) fails scan-model."""
+    from tripwire.attacks import poison_dataset
+    from tripwire.models.train import TrainConfig, save_model, train_model
+
+    torch.set_num_threads(1)
+    d8 = load_dataset("bundled:digits")
+    ds = make_dataset(np.kron(d8.x, np.ones((1, 2, 2), dtype=d8.x.dtype)), d8.y, path="d16")
+    order = np.random.default_rng(0).permutation(len(ds))
+    train, clean = ds.subset(np.sort(order[400:])), ds.subset(np.sort(order[:400]))
+    poisoned = poison_dataset(train, "badnets", rate=0.1, target=3, size=3)
+    res = train_model(poisoned, TrainConfig(epochs=12, seed=0, threads=1), show_progress=False)
+    save_model(res, tmp_path / "vendor.pt", poisoned)
+    save_dataset(clean, tmp_path / "reference.npz")
+    save_dataset(poisoned, tmp_path / "delivery.npz")
+    cfg = write_config(tmp_path, "delivery.npz", skip='["verify", "scan-data"]')
+    text = cfg.read_text().replace(
+        "[train]\nepochs = 3\nthreads = 1\n", '[model]\npath = "vendor.pt"\n'
+    )
+    cfg.write_text(text)
+    code, out, err = run(capsys, "pipeline", "--config", str(cfg))
+    assert code == 1, err
+    assert "not promoted" in out
+    st = stages(summary(tmp_path))
+    assert st["train"]["status"] == "given"
+    assert st["scan-model"]["status"] == "failed"
+    assert st["register"]["status"] == "passed"
+    assert st["promote"]["status"] == "not-run"
+    reg = Registry(tmp_path / "registry.db")
+    assert [r.command for r in reg.reports("v1")] == ["scan-model"]
+    assert not reg.gate("v1", fail_on="high").passed
+    assert "prod" not in reg.aliases()
+    scan = json.loads((tmp_path / "out" / "scan-model.json").read_text())
+    assert 3 in scan["summary"]["target_classes"]
