@@ -275,3 +275,17 @@ def test_backdoored_model_is_registered_with_its_scan_but_not_promoted(
     assert "prod" not in reg.aliases()
     scan = json.loads((tmp_path / "out" / "scan-model.json").read_text())
     assert 3 in scan["summary"]["target_classes"]
+
+
+def test_a_stage_that_cannot_run_is_recorded_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = write_config(tmp_path, "missing.npz")
+    code, out, err = run(capsys, "pipeline", "--config", str(cfg))
+    assert code == 2 and out == ""
+    last = err.strip().splitlines()[-1]
+    assert "stage verify could not run" in last and "missing.npz: no such file" in last
+    st = stages(summary(tmp_path))
+    assert st["verify"]["status"] == "error" and st["verify"]["exit_code"] == 2
+    assert all(st[s]["status"] == "not-run" for s in ("scan-data", "train", "promote"))
+    assert "bad config or input" in (tmp_path / "out" / "index.html").read_text()
