@@ -30,9 +30,11 @@ from tripwire.models.train import TrainConfig, save_model, train_model
 from tripwire.response.repair import (
     RepairConfig,
     predict,
+    read_scan_report,
     repair_model,
     trigger_from_attack,
     trigger_success,
+    triggers_to_remove,
 )
 
 FILES = {"mnist": "mnist.npz", "gtsrb": "gtsrb_subset.npz", "cifar10": "cifar10-jpeg.tar.gz"}
@@ -83,13 +85,22 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         return acc, trigger_success(module, x_e, y_e, real, args.target, "cpu")
 
     acc0, asr0 = on_eval()
-    trig = trigger_from_attack(record, test.input_shape)
+    if args.report:
+        # Reversed triggers from a scan-model report made on the same clean digits
+        # (the first --clean of the seed+11 permutation of the test split).
+        triggers = triggers_to_remove(read_scan_report(args.report))
+        source = f"reversed by scan-model ({args.report})"
+    else:
+        triggers = [trigger_from_attack(record, test.input_shape)]
+        source = "known (planted trigger as the reversed one)"
     result = repair_model(
         module,
         x_c,
         y_c,
-        [trig],
-        RepairConfig(method=method, epochs=args.epochs, seed=args.seed),
+        triggers,
+        RepairConfig(
+            method=method, epochs=args.epochs, seed=args.seed, trigger_share=args.trigger_share
+        ),
         real_trigger=real,
         real_target=args.target,
     )
@@ -98,7 +109,8 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         "dataset": name,
         "attack": attack,
         "method": method,
-        "trigger": "known (planted trigger as the reversed one)",
+        "trigger": source,
+        "trigger_share": args.trigger_share,
         "model": str(model_path),
         "trained_here": trained_here,
         "clean_set": len(clean_idx),
@@ -124,6 +136,8 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=0)
     ap.add_argument("--clean", type=int, default=1000, help="size of the defender's clean set")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--trigger-share", type=float, default=0.2)
+    ap.add_argument("--report", help="use the reversed triggers of this scan-model report")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-dir", default="runs/input", help="reuse/write backdoored models")
