@@ -127,7 +127,7 @@ def test_bad_requests_get_the_right_4xx_and_are_counted(start_gateway: Any) -> N
 def test_admin_api_needs_the_token(start_gateway: Any) -> None:
     srv = start_gateway()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
-        status, body, hdrs = call(srv, "GET", "/tripwire/v1/alerts", headers=headers)
+        status, body, _hdrs = call(srv, "GET", "/tripwire/v1/alerts", headers=headers)
         assert status == 401 and "error" in body
     assert call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)[:2] == (200, {"alerts": []})
     # No token configured: the admin API stays closed.
@@ -139,7 +139,7 @@ def test_attacker_is_alerted_benign_clients_are_not(
     start_gateway: Any, digits: Any, local_model: Any
 ) -> None:
     srv = start_gateway()
-    train, test = digits
+    _train, test = digits
     victim = Victim.from_oip(srv.url, "digits")
     result = extract(
         victim,
@@ -190,7 +190,7 @@ def test_attacker_is_alerted_benign_clients_are_not(
 def test_api_keys_identify_clients(start_gateway: Any, tmp_path: Path) -> None:
     srv = start_gateway(config=GuardConfig(keys={"k-alice": "alice"}))
     body = infer_body(noise(2))
-    status, err, hdrs = call(srv, "POST", "/v2/models/digits/infer", body)
+    status, err, _hdrs = call(srv, "POST", "/v2/models/digits/infer", body)
     assert status == 401 and "API key" in err["error"]
     assert (
         call(srv, "POST", "/v2/models/digits/infer", body, {"Authorization": "Bearer nope"})[0]
@@ -228,7 +228,7 @@ def test_enforce_grades_actions_and_admin_can_allow_and_clear(start_gateway: Any
     assert status == 200 and out["parameters"]["tripwire_degraded"] is True
     probs = np.asarray(out["outputs"][0]["data"]).reshape(4, 10)
     assert set(np.unique(probs)) == {0.0, 1.0}  # top-1 only
-    status, err, headers = call(srv, "POST", path, infer_body(noise(4, 3)), hdr)
+    status, _err, headers = call(srv, "POST", path, infer_body(noise(4, 3)), hdr)
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 30
     # Allow-listed: back to full answers, no further actions.
     assert call(srv, "POST", "/tripwire/v1/clients/thief/allow", headers=ADMIN)[0] == 200

@@ -101,5 +101,5 @@ def test_config_reads_keys_and_enforcement(tmp_path: Path) -> None:
 def test_bad_config_is_one_input_error(tmp_path: Path, text: str) -> None:
     p = tmp_path / "guard.toml"
     p.write_text(text)
-    with pytest.raises(InputError, match="guard.toml"):
+    with pytest.raises(InputError, match=r"guard\.toml"):
         load_config(p)
