@@ -22,7 +22,6 @@ from tripwire.errors import EXIT_INTERNAL, EXIT_USAGE, TripwireError
 PLANNED: dict[str, tuple[str, str]] = {
     "scan-model": ("backdoor scanning of trained models", "#5"),
     "repair": ("backdoor removal", "#5"),
-    "guard": ("the serving gateway that watches clients for extraction", "#6"),
 }
 
 

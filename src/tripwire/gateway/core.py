@@ -656,6 +656,10 @@ class Gateway:
                     emitted += alerts
         return emitted
 
+    def drift_report(self) -> dict[str, Any]:
+        """The latest population drift report (empty before the first pass)."""
+        return dict(self._drift)
+
     def flush(self) -> None:
         """Wait until the query log and webhook queues are written (tests, shutdown)."""
         for w in (self._qlog, self._hooks):

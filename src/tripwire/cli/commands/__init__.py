@@ -15,6 +15,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         demo,
         detectors,
         evaluate,
+        guard,
         provenance,
         scan_data,
         train,
@@ -29,6 +30,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         detectors.register,
         attack.register,
         bench.register,
+        guard.register,
         scan_data.register_scan,
         scan_data.register_clean,
     ]
