@@ -26,8 +26,11 @@ FEATURES: tuple[str, ...] = (
     "log_n",
     "ood_rate",
     "ood_log_mean",
-    "dup_rate",
-    "near_rate",
+    "repeat_rate",
+    "nn_q01_rate",
+    "nn_q05_rate",
+    "nn_q25_rate",
+    "nn_q50_rate",
     "class_entropy",
     "lowmargin_excess",
     "top1_deficit",
@@ -35,6 +38,8 @@ FEATURES: tuple[str, ...] = (
     "distinct_ratio",
     "prada_w_deficit",
     "prada_add_rate",
+    "chain_x_entropy",
+    "ood_x_entropy",
 )
 
 DEFAULT_FILE = "stream_classifier.json"

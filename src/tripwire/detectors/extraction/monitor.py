@@ -16,9 +16,12 @@ client's evidence lives in a bounded :class:`~.state.StreamState`. ``observe`` u
   over the median of held-out reference samples' distances; the per-query threshold is
   calibrated at ``fpr`` on held-out reference data, and the client's count of exceedances
   is tested against Binomial(n, fpr).
-- Near-duplicate chains: distance to the client's own stored queries below the 1% (dup)
-  and 50% (near) quantiles of natural nearest-neighbour distances to a set of the same
-  size (Blacklight's insight, Li et al., USENIX Security 2022, on projections).
+- Near-duplicate chains: each query's distance to the nearest of the client's stored
+  queries (the growing-set pool and a ring of the most recent ones), binned at the 1%,
+  5%, 25% and 50% quantiles of natural nearest-neighbour distances to a set of the same
+  size, exact repeats apart (Blacklight's similarity signal, Li et al., USENIX Security
+  2022, on projections of quantised inputs; Jacobian augmentation makes chains of
+  small steps).
 - Confidence profile: answers whose top-1 minus top-2 probability is below the
   reference's 10% quantile; mean top-1.
 - Coverage: occupied cells of the sign pattern of the reference's first principal
@@ -63,6 +66,10 @@ CELL_BITS = 10
 PRADA_DELTA = 0.9
 PRADA_MIN_DISTANCES = 100
 PRADA_EVERY = 10
+#: Natural nearest-neighbour quantiles that bin a client's query-to-query distances.
+NN_QUANTILES = (0.01, 0.05, 0.25, 0.5)
+#: Recent queries kept per client (besides PRADA's pool).
+RING = 64
 #: Significance of the timeline tests (one-sided binomial).
 TIMELINE_ALPHA = 1e-4
 
@@ -86,8 +93,7 @@ class _Fitted:
     bank_sq: npt.NDArray[np.float32]
     ood_scale: float
     ood_threshold: float
-    dup_eps: float
-    near_eps: float
+    nn_edges: npt.NDArray[np.float64]  # exact, q01, q05, q25, q50 of natural NN distances
     margin_q10: float
     ref_top1: float
     ref_class_p: npt.NDArray[np.float64]
@@ -199,8 +205,7 @@ class StreamMonitor:
             bank_sq=np.zeros(0, np.float32),
             ood_scale=1.0,
             ood_threshold=math.inf,
-            dup_eps=0.0,
-            near_eps=0.0,
+            nn_edges=np.array([1e-6, 0.0, 0.0, 0.0, 0.0]),
             margin_q10=0.0,
             ref_top1=1.0,
             ref_class_p=np.full(c, 1.0 / c),
@@ -212,6 +217,7 @@ class StreamMonitor:
             hash_w=hash_w,
         )
         self.fitted_ = f
+        self.ring_ = RING if self.state_budget >= 32 * 1024 else RING // 4
         self.pool_size_ = self._pool_size(dim, c)
         if reference.x is not None and reference.probs is not None:
             self._fit_reference(reference, rng)
@@ -219,7 +225,18 @@ class StreamMonitor:
         return self
 
     def _pool_size(self, dim: int, n_classes: int) -> int:
-        fixed = encode(StreamState.empty(n_classes, 0, dim, self.reservoir, 1 << CELL_BITS, 128))
+        fixed = encode(
+            StreamState.empty(
+                n_classes,
+                0,
+                dim,
+                self.reservoir,
+                1 << CELL_BITS,
+                128,
+                ring=self.ring_,
+                nn_bins=len(NN_QUANTILES) + 2,
+            )
+        )
         per_slot = dim * 2 + 2
         room = int(0.95 * self.state_budget) - len(fixed)
         if room < per_slot * 16:
@@ -251,8 +268,7 @@ class StreamMonitor:
         # Natural nearest-neighbour distances to a set as large as a client's pool.
         zb, zh = self._project(bank[: self.pool_size_]), self._project(held)
         d_pool = np.sqrt(_min_sqdist(zh, zb, np.einsum("ij,ij->i", zb, zb)))
-        f.dup_eps = float(np.quantile(d_pool, 0.01))
-        f.near_eps = float(np.quantile(d_pool, 0.5))
+        f.nn_edges = np.concatenate([[1e-6], np.quantile(d_pool, NN_QUANTILES)])
         srt = np.sort(p, axis=1)
         f.margin_q10 = float(np.quantile(srt[:, -1] - srt[:, -2], 0.1))
         f.ref_top1 = float(srt[:, -1].mean())
@@ -299,7 +315,14 @@ class StreamMonitor:
     def new_state(self) -> StreamState:
         f = self._fitted()
         return StreamState.empty(
-            f.n_classes, self.pool_size_, f.dim, self.reservoir, 1 << CELL_BITS, 128
+            f.n_classes,
+            self.pool_size_,
+            f.dim,
+            self.reservoir,
+            1 << CELL_BITS,
+            128,
+            ring=self.ring_,
+            nn_bins=len(NN_QUANTILES) + 2,
         )
 
     def dumps(self, state: ClientState) -> bytes:
@@ -373,24 +396,34 @@ class StreamMonitor:
         used = int(s.get("gs_used"))
         added = int(s.get("gs_added"))
         seen = int(s.get("dist_seen"))
-        emb = s.gs_emb
+        ring_n = int(s.get("ring_n"))
+        emb, ring = s.gs_emb, s.ring_emb
+        n_ring = len(ring)
         sq = np.einsum("ij,ij->i", emb, emb)
+        rsq = np.einsum("ij,ij->i", ring, ring)
         z16 = z.astype(np.float16).astype(np.float32)  # stored precision (exact round trips)
-        dup = near = 0
+        nn = np.full(len(z), np.inf)
         m = len(s.dists)
         check = False
         for i in range(len(z)):
             c = int(pred[i])
-            zi = z[i]
+            zi = z16[i]
+            zz = float(zi @ zi)
+            r_used = min(ring_n, n_ring)
+            if r_used:
+                d_r = rsq[:r_used] - 2.0 * (ring[:r_used] @ zi) + zz
+                nn[i] = math.sqrt(max(float(d_r.min()), 0.0))
             if used:
-                d_all = np.sqrt(np.maximum(sq[:used] - 2.0 * (emb[:used] @ zi) + zi @ zi, 0.0))
-                d_any = float(d_all.min())
-                if f.has_reference:
-                    dup += d_any <= f.dup_eps
-                    near += d_any <= f.near_eps
+                d_all = np.sqrt(np.maximum(sq[:used] - 2.0 * (emb[:used] @ zi) + zz, 0.0))
+                nn[i] = min(nn[i], float(d_all.min()))
                 mine = s.gs_cls[:used] == c
             else:
                 mine = np.zeros(0, dtype=bool)
+            if n_ring:
+                slot_r = ring_n % n_ring
+                ring[slot_r] = zi
+                rsq[slot_r] = zz
+                ring_n += 1
             if not mine.any():
                 join = True
             else:
@@ -416,16 +449,20 @@ class StreamMonitor:
                     s.cls_cnt[c] += 1
             if join:
                 slot = used if used < pool else added % pool
-                emb[slot] = z16[i]
+                emb[slot] = zi
                 s.gs_cls[slot] = c
-                sq[slot] = float(emb[slot] @ emb[slot])
+                sq[slot] = zz
                 used = min(used + 1, pool)
                 added += 1
         s.set("gs_used", used)
         s.set("gs_added", added)
         s.set("dist_seen", seen)
-        s.add("dup_count", dup)
-        s.add("near_count", near)
+        s.set("ring_n", ring_n)
+        if f.has_reference:
+            first = np.isfinite(nn)
+            s.nn_hist += np.bincount(
+                np.searchsorted(f.nn_edges, nn[first], side="left"), minlength=len(s.nn_hist)
+            )[: len(s.nn_hist)]
         if check:
             vals = s.dists[: min(seen, m)].astype(np.float64)
             mu, sd = vals.mean(), vals.std()
@@ -479,10 +516,10 @@ class StreamMonitor:
         if f.has_reference and n >= self.min_queries:
             for rule, key, rate, det in (
                 (rules.OOD, "ood_count", self.fpr, "ood"),
-                (rules.CHAINS, "dup_count", 0.01, "near-duplicates"),
+                (rules.CHAINS, "perturbation", 0.01, "near-duplicates"),
                 (rules.CONFIDENCE, "lowmargin_count", 0.1, "confidence"),
             ):
-                k = s.get(key)
+                k = float(s.nn_hist[1]) if key == "perturbation" else s.get(key)
                 if noted & _NOTE_BITS[rule.id] or not _binomial_excess(k, n, rate):
                     continue
                 pval = float(stats.binom.sf(k - 1, int(n), rate))
@@ -577,12 +614,16 @@ def stream_features(s: StreamState, f: _Fitted) -> npt.NDArray[np.float64]:
     occupied = float(np.unpackbits(s.cells).sum())
     expected = float(np.interp(min(n, f.occ_n[-1]), f.occ_n, f.occ_cells))
     w = s.get("prada_w") if s.get("dist_seen") > PRADA_MIN_DISTANCES else 1.0
+    h = s.nn_hist.astype(np.float64)
     values = {
         "log_n": math.log1p(n),
         "ood_rate": s.get("ood_count") / n,
         "ood_log_mean": s.get("ood_log_sum") / n,
-        "dup_rate": s.get("dup_count") / n,
-        "near_rate": s.get("near_count") / n,
+        "repeat_rate": h[0] / n,
+        "nn_q01_rate": h[1] / n,
+        "nn_q05_rate": h[:3].sum() / n - h[0] / n,
+        "nn_q25_rate": h[:4].sum() / n - h[0] / n,
+        "nn_q50_rate": h[:5].sum() / n - h[0] / n,
         "class_entropy": entropy,
         "lowmargin_excess": s.get("lowmargin_count") / n - 0.1,
         "top1_deficit": f.ref_top1 - s.get("top1_sum") / n,
@@ -591,6 +632,10 @@ def stream_features(s: StreamState, f: _Fitted) -> npt.NDArray[np.float64]:
         "prada_w_deficit": 1.0 - w,
         "prada_add_rate": s.get("gs_added") / n,
     }
+    # Chains or off-distribution queries spread over many classes (an extraction explores)
+    # versus around a few inputs (an explanation tool perturbs one input at a time).
+    values["chain_x_entropy"] = values["nn_q05_rate"] * entropy
+    values["ood_x_entropy"] = values["ood_rate"] * entropy
     return np.array([values[k] for k in FEATURES], dtype=np.float64)
 
 

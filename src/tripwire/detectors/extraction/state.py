@@ -32,8 +32,7 @@ SCALARS = (
     "gap_log_sum",  # sum of log(1 + gap seconds) between requests
     "ood_count",  # samples above the calibrated out-of-distribution threshold
     "ood_log_sum",  # sum of log(score / threshold), clipped to [-3, 3]
-    "dup_count",  # samples closer to an earlier one than 99% of natural neighbours
-    "near_count",  # samples closer to an earlier one than the median natural neighbour
+    "ring_n",  # samples written to the ring of recent queries
     "top1_sum",
     "lowmargin_count",  # top-1 minus top-2 probability below the reference's 10% quantile
     "gs_used",  # filled slots of the growing-set pool
@@ -69,6 +68,11 @@ class StreamState:
         per-class threshold is their mean minus their standard deviation).
     dists
         Reservoir of PRADA minimum distances ``(M,)``.
+    ring_emb
+        The most recent queries' embeddings ``(R, k)`` (a ring; stored like ``gs_emb``).
+    nn_hist
+        Counts of each query's distance to its nearest stored earlier query, binned at
+        the reference's natural nearest-neighbour quantiles (exact repeat first).
     cells
         Coverage bitmap over the reference's PCA sign cells (packed bits).
     kmv
@@ -83,6 +87,8 @@ class StreamState:
     cls_sq: npt.NDArray[np.float64]
     cls_cnt: npt.NDArray[np.int64]
     dists: npt.NDArray[np.float32]
+    ring_emb: npt.NDArray[np.float32]
+    nn_hist: npt.NDArray[np.int64]
     cells: npt.NDArray[np.uint8]
     kmv: npt.NDArray[np.uint32]
     _fields: tuple[str, ...] = field(
@@ -95,6 +101,8 @@ class StreamState:
             "cls_sq",
             "cls_cnt",
             "dists",
+            "ring_emb",
+            "nn_hist",
             "cells",
             "kmv",
         ),
@@ -103,7 +111,15 @@ class StreamState:
 
     @classmethod
     def empty(
-        cls, n_classes: int, pool: int, dim: int, reservoir: int, cell_bits: int, kmv: int
+        cls,
+        n_classes: int,
+        pool: int,
+        dim: int,
+        reservoir: int,
+        cell_bits: int,
+        kmv: int,
+        ring: int = 0,
+        nn_bins: int = 1,
     ) -> StreamState:
         s = np.zeros(len(SCALARS), dtype=np.float64)
         s[_IDX["prada_w"]] = 1.0
@@ -117,6 +133,8 @@ class StreamState:
             cls_sq=np.zeros(n_classes, dtype=np.float64),
             cls_cnt=np.zeros(n_classes, dtype=np.int64),
             dists=np.zeros(reservoir, dtype=np.float32),
+            ring_emb=np.zeros((ring, dim), dtype=np.float32),
+            nn_hist=np.zeros(nn_bins, dtype=np.int64),
             cells=np.zeros((cell_bits + 7) // 8, dtype=np.uint8),
             kmv=np.full(kmv, np.iinfo(np.uint32).max, dtype=np.uint32),
         )
@@ -154,6 +172,7 @@ def encode(state: StreamState) -> bytes:
     arrays = state.arrays()
     # Exact: embeddings are rounded to float16 precision when they are stored.
     arrays["gs_emb"] = arrays["gs_emb"].astype(np.float16)
+    arrays["ring_emb"] = arrays["ring_emb"].astype(np.float16)
     header = json.dumps(
         {"fields": [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]},
         separators=(",", ":"),
@@ -202,6 +221,7 @@ def decode(data: bytes, source: str = "state") -> StreamState:
     if set(out) != expected or pos != len(buf):
         raise InputError("incomplete extraction-detector state", source)
     out["gs_emb"] = out["gs_emb"].astype(np.float32)
+    out["ring_emb"] = out["ring_emb"].astype(np.float32)
     return StreamState(**out)  # type: ignore[arg-type]
 
 
