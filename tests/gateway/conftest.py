@@ -44,7 +44,7 @@ def reference(digits: tuple[Dataset, Dataset], local_model: Any) -> Any:
 @pytest.fixture
 def start_gateway(tmp_path: Path, local_model: Any, reference: Any) -> Iterator[Callable[..., Any]]:
     """``start_gateway(**options)`` -> a started GatewayServer; all stop at teardown."""
-    from tripwire.gateway import Gateway, GatewayServer, LocalBackend, SQLiteStore
+    from tripwire.gateway import Gateway, GatewayServer, GuardConfig, LocalBackend, SQLiteStore
 
     servers: list[Any] = []
 
@@ -64,6 +64,8 @@ def start_gateway(tmp_path: Path, local_model: Any, reference: Any) -> Iterator[
             st = store or SQLiteStore(db or tmp_path / f"store{len(servers)}.db")
             mon = monitor or OODRateMonitor().fit(reference)
             options.setdefault("admin_token", "admin-secret")
+            # Correlation runs when a test calls it, not on a timer the test cannot see.
+            options.setdefault("config", GuardConfig(correlate_interval_s=0))
             gw = Gateway(be, "digits", monitor=mon, store=st, **options)
         srv = GatewayServer(gw, "127.0.0.1", 0).start()
         servers.append(srv)

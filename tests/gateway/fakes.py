@@ -81,8 +81,14 @@ class OODRateMonitor:
         return FakeState(**json.loads(data))
 
     def correlate(self, states: dict[str, ClientState]) -> list[Observation]:
-        # Split budgets: several ids that are each below the bar but far together.
-        far = {c: s for c, s in states.items() if isinstance(s, FakeState) and s.n_far > 0}
+        # Split budgets: several ids, each below the query minimum, mostly far queries.
+        far = {
+            c: s
+            for c, s in states.items()
+            if isinstance(s, FakeState)
+            and 0 < s.query_count < self.min_queries
+            and s.n_far > s.query_count / 2
+        }
         total = sum(s.n_far for s in far.values())
         if len(far) >= 3 and total >= 2 * self.min_queries:
             return [

@@ -82,7 +82,7 @@ def test_oip_endpoints_and_shapes(start_gateway: Any, digits: Any, local_model: 
 
 
 def test_bad_requests_get_the_right_4xx_and_are_counted(start_gateway: Any) -> None:
-    srv = start_gateway(config=GuardConfig(max_body_bytes=4096))
+    srv = start_gateway(config=GuardConfig(max_body_bytes=4096, correlate_interval_s=0))
     good = infer_body(noise(1))
     cases = [
         ("POST", "/v2/models/digits/infer", b"{oops", 400),
@@ -188,7 +188,7 @@ def test_attacker_is_alerted_benign_clients_are_not(
 
 
 def test_api_keys_identify_clients(start_gateway: Any, tmp_path: Path) -> None:
-    srv = start_gateway(config=GuardConfig(keys={"k-alice": "alice"}))
+    srv = start_gateway(config=GuardConfig(keys={"k-alice": "alice"}, correlate_interval_s=0))
     body = infer_body(noise(2))
     status, err, _hdrs = call(srv, "POST", "/v2/models/digits/infer", body)
     assert status == 401 and "API key" in err["error"]
@@ -215,7 +215,7 @@ def test_api_keys_identify_clients(start_gateway: Any, tmp_path: Path) -> None:
 
 
 def test_enforce_grades_actions_and_admin_can_allow_and_clear(start_gateway: Any) -> None:
-    cfg = GuardConfig(enforce=EnforceConfig(throttle_interval_s=30.0))
+    cfg = GuardConfig(enforce=EnforceConfig(throttle_interval_s=30.0), correlate_interval_s=0)
     srv = start_gateway(mode="enforce", config=cfg)
     hdr = {"X-Client-Id": "thief"}
     path = "/v2/models/digits/infer"
@@ -241,7 +241,8 @@ def test_enforce_grades_actions_and_admin_can_allow_and_clear(start_gateway: Any
     assert len(call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)[1]["alerts"]) == 1
     # Block at high: 403.
     blocker = start_gateway(
-        mode="enforce", config=GuardConfig(enforce=EnforceConfig(block=Severity.HIGH))
+        mode="enforce",
+        config=GuardConfig(enforce=EnforceConfig(block=Severity.HIGH), correlate_interval_s=0),
     )
     call(blocker, "POST", path, infer_body(noise(64)), hdr)
     assert call(blocker, "POST", path, infer_body(noise(4)), hdr)[0] == 403

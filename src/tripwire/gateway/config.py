@@ -31,6 +31,7 @@ Example ``guard.toml`` (every table and key is optional)::
     [monitor]
     timeline_cap = 200        # timeline entries kept per client
     correlate_interval_s = 5.0
+    state_flush_s = 1.0       # write-behind interval of client states (SQLite store)
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class GuardConfig:
     query_log: QueryLogConfig = field(default_factory=QueryLogConfig)
     timeline_cap: int = 200
     correlate_interval_s: float = 5.0
+    state_flush_s: float = 1.0
 
 
 def _table(raw: dict[str, Any], name: str, path: str) -> dict[str, Any]:
@@ -165,7 +167,7 @@ def load_config(path: str | Path | None) -> GuardConfig:
         ),
         ("alerts", alerts, {"log", "webhook"}),
         ("query_log", qlog, {"payloads", "max_entry_bytes", "max_bytes", "retention_s"}),
-        ("monitor", mon, {"timeline_cap", "correlate_interval_s"}),
+        ("monitor", mon, {"timeline_cap", "correlate_interval_s", "state_flush_s"}),
     ):
         extra = set(table) - allowed
         if extra:
@@ -207,6 +209,7 @@ def load_config(path: str | Path | None) -> GuardConfig:
         ),
         timeline_cap=_typed(mon, "timeline_cap", int, 200, where),
         correlate_interval_s=_typed(mon, "correlate_interval_s", float, 5.0, where),
+        state_flush_s=_typed(mon, "state_flush_s", float, 1.0, where),
     )
     if cfg.max_body_bytes < 1024 or cfg.max_batch < 1 or cfg.timeline_cap < 1:
         raise InputError("max_body_bytes >= 1024, max_batch >= 1, timeline_cap >= 1", where)

@@ -64,6 +64,7 @@ from tripwire.gateway.protocol import (
     model_metadata,
     parse_infer,
 )
+from tripwire.gateway.records import ClientRecords
 from tripwire.gateway.store import QueryRecord, Store, encode_array
 from tripwire.reports.findings import Severity
 
@@ -128,8 +129,9 @@ def degrade(probs: npt.NDArray[np.float32], how: str, decimals: int) -> npt.NDAr
 class _Worker:
     """A daemon thread draining a bounded queue; full queue = the item is dropped."""
 
-    def __init__(self, name: str, fn: Any, maxsize: int = 10000) -> None:
+    def __init__(self, name: str, fn: Any, maxsize: int = 10000, linger: float = 0.0) -> None:
         self.fn = fn
+        self.linger = linger
         self.q: queue.Queue[Any] = queue.Queue(maxsize)
         self.dropped = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -148,6 +150,10 @@ class _Worker:
                 self.q.task_done()
                 return
             batch = [item]
+            if self.linger > 0:
+                # Gather a batch: one wake-up and one transaction per interval, not per
+                # request, so the writer competes less with the serving threads.
+                time.sleep(self.linger)
             while len(batch) < 256:
                 try:
                     nxt = self.q.get_nowait()
@@ -231,12 +237,45 @@ class Gateway:
         self._alert_log_lock = threading.Lock()
         self._drift: dict[str, Any] = {}
         self._stop = threading.Event()
-        self._qlog = _Worker("query-log", self._write_queries) if store is not None else None
+        self._qlog = (
+            _Worker("query-log", self._write_queries, linger=0.05) if store is not None else None
+        )
         self._hooks = _Worker("webhook", self._post_webhook, 1000) if self.config.webhook else None
+        self._records: ClientRecords | None = None
+        if monitor is not None and store is not None:
+            self._records = ClientRecords(
+                store,
+                monitor,
+                cache=not getattr(store, "shared", True),
+                flush_interval_s=self.config.state_flush_s,
+                on_over_budget=lambda n: self.metrics.inc(
+                    "tripwire_state_over_budget_total",
+                    "Client states larger than the monitor's budget.",
+                ),
+            )
         self._bg: threading.Thread | None = None
         if monitor is not None and self.config.correlate_interval_s > 0:
             self._bg = threading.Thread(target=self._background, name="correlate", daemon=True)
             self._bg.start()
+
+    # The monitored paths run only when all three exist (checked in __init__).
+    @property
+    def _mon(self) -> ExtractionMonitor:
+        if self.monitor is None:
+            raise RuntimeError("a plain server has no monitor")
+        return self.monitor
+
+    @property
+    def _store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("a plain server has no store")
+        return self.store
+
+    @property
+    def _recs(self) -> ClientRecords:
+        if self._records is None:
+            raise RuntimeError("a plain server keeps no client records")
+        return self._records
 
     @property
     def plain(self) -> bool:
@@ -413,9 +452,8 @@ class Gateway:
         return Response.json(200, infer_response(self.name, out, req.request_id, parameters=params))
 
     def _action(self, client: str) -> tuple[str | None, dict[str, Any]]:
-        assert self.store is not None
         try:
-            _, meta = self.store.get(client)
+            meta = self._recs.peek(client).meta
         except Exception:
             log.exception("cannot read a client's record")
             return None, {}
@@ -426,7 +464,7 @@ class Gateway:
     def _watch(
         self, client: str, t: float, x: npt.NDArray[np.float32], pred: Any, *, served: bool
     ) -> None:
-        assert self.store is not None and self.monitor is not None
+        monitor, store, records = self._mon, self._store, self._recs
         trig: list[Observation] = []
         if self.trigger_check is not None:
             scores, flags = flagged(self.trigger_check, pred.logits, pred.features)
@@ -449,24 +487,18 @@ class Gateway:
                         },
                     )
                 )
-        with self.store.lock(client):
-            raw, meta = self.store.get(client)
-            allowed = bool(meta.get("allowed"))
+        with records.lock(client):
+            rec = records.load(client)
+            meta = rec.meta
             observations: list[Observation] = list(trig)
-            if allowed:
+            if meta.get("allowed"):
                 count = int(meta.get("query_count", 0)) + len(x)
-                data = raw
             else:
-                state = self.monitor.loads(raw) if raw else self.monitor.new_state()
-                observations += self.monitor.observe(state, QueryBatch(x=x, probs=pred.probs, t=t))
-                count = int(state.query_count)
-                data = self.monitor.dumps(state)
-                if len(data) > self.monitor.state_budget:
-                    self.metrics.inc(
-                        "tripwire_state_over_budget_total",
-                        "Client states larger than the monitor's budget.",
-                    )
-                    log.error("a client state of %d bytes exceeds the budget", len(data))
+                if rec.state is None:
+                    rec.state = monitor.new_state()
+                observations += monitor.observe(rec.state, QueryBatch(x=x, probs=pred.probs, t=t))
+                count = int(rec.state.query_count)
+            new_client = "first_seen" not in meta
             meta.setdefault("first_seen", t)
             meta["last_seen"] = t
             meta["query_count"] = count
@@ -474,8 +506,10 @@ class Gateway:
             if served:
                 meta["last_served"] = t
             alerts, timeline = self._grade(client, meta, observations, t, count)
-            self.store.put(client, data, meta)
-            self.store.add_timeline(client, timeline, self.config.timeline_cap)
+            # What others read (alerts, the worst severity, a new client) is written now;
+            # plain counting waits for the write-behind pass of an owned store.
+            records.save(client, rec, now=bool(new_client or alerts or timeline))
+            store.add_timeline(client, timeline, self.config.timeline_cap)
             self._emit(alerts)
 
     def _grade(
@@ -533,8 +567,7 @@ class Gateway:
     def _emit(self, alerts: list[dict[str, Any]]) -> None:
         if not alerts:
             return
-        assert self.store is not None
-        self.store.add_alerts(alerts)
+        self._store.add_alerts(alerts)
         for a in alerts:
             self.metrics.inc(
                 "tripwire_alerts_total", "Alerts raised, by detector.", detector=a["detector"]
@@ -571,7 +604,6 @@ class Gateway:
             self._qlog.put((client, t, x, out, status, action))
 
     def _write_queries(self, batch: list[Any]) -> None:
-        assert self.store is not None
         qc = self.config.query_log
         records = []
         for client, t, x, out, status, action in batch:
@@ -592,11 +624,12 @@ class Gateway:
                     rec.input = rec.output = None
                     rec.meta["payload_dropped"] = "over max_entry_bytes"
             records.append(rec)
-        self.store.log_queries(records, qc.max_bytes, qc.retention_s)
+        self._store.log_queries(records, qc.max_bytes, qc.retention_s)
 
     def _post_webhook(self, batch: list[dict[str, Any]]) -> None:
         url = self.config.webhook
-        assert url is not None
+        if url is None:
+            return
         for alert in batch:
             req = urllib.request.Request(  # noqa: S310 - the config checked http(s)
                 url,
@@ -619,39 +652,37 @@ class Gateway:
                 log.exception("cross-client correlation failed")
 
     def active_states(self) -> dict[str, Any]:
-        """The states of clients active within the last hour (at most 1,000)."""
-        assert self.store is not None and self.monitor is not None
+        """Copies of the states of clients active within the last hour (at most 1,000)."""
+        monitor, records = self._mon, self._recs
         states: dict[str, Any] = {}
-        for c in self.store.clients(since=time.time() - ACTIVE_WINDOW_S)[:MAX_ACTIVE_CLIENTS]:
-            raw, meta = self.store.get(c)
-            if raw and not meta.get("allowed"):
-                states[c] = self.monitor.loads(raw)
+        for c in self._store.clients(since=time.time() - ACTIVE_WINDOW_S)[:MAX_ACTIVE_CLIENTS]:
+            with records.lock(c):
+                rec = records.peek(c)
+                if rec.state is not None and not rec.meta.get("allowed"):
+                    # A copy: request threads keep mutating the live state.
+                    states[c] = monitor.loads(monitor.dumps(rec.state))
         return states
 
     def correlate_now(self) -> list[dict[str, Any]]:
         """Run cross-client correlation and population drift once; returns new alerts."""
-        if self.monitor is None or self.store is None:
+        if self.monitor is None or self._records is None:
             return []
         states = self.active_states()
         if not states:
             return []
-        observations = self.monitor.correlate(states)
-        self._drift = {
-            "time": _now_iso(time.time()),
-            "clients": len(states),
-            **self.monitor.drift(states),
-        }
+        observations = self._mon.correlate(states)
+        drift = self._mon.drift(states)
+        self._drift = {"time": _now_iso(time.time()), "clients": len(states), **drift}
         emitted: list[dict[str, Any]] = []
         t = time.time()
         for o in observations:
             for client in o.clients or ():
-                with self.store.lock(client):
-                    raw, meta = self.store.get(client)
-                    alerts, timeline = self._grade(
-                        client, meta, [o], t, int(meta.get("query_count", 0))
-                    )
-                    self.store.put(client, raw, meta)
-                    self.store.add_timeline(client, timeline, self.config.timeline_cap)
+                with self._recs.lock(client):
+                    rec = self._recs.load(client)
+                    count = int(rec.meta.get("query_count", 0))
+                    alerts, timeline = self._grade(client, rec.meta, [o], t, count)
+                    self._recs.save(client, rec, now=True)
+                    self._store.add_timeline(client, timeline, self.config.timeline_cap)
                     self._emit(alerts)
                     emitted += alerts
         return emitted
@@ -661,7 +692,9 @@ class Gateway:
         return dict(self._drift)
 
     def flush(self) -> None:
-        """Wait until the query log and webhook queues are written (tests, shutdown)."""
+        """Write client states, the query log and webhooks that are queued (tests, shutdown)."""
+        if self._records is not None:
+            self._records.flush()
         for w in (self._qlog, self._hooks):
             if w is not None:
                 w.flush()
@@ -669,6 +702,8 @@ class Gateway:
     def close(self) -> None:
         """Stop background threads and write what is queued; the store stays open."""
         self._stop.set()
+        if self._records is not None:
+            self._records.close()
         for w in (self._qlog, self._hooks):
             if w is not None:
                 w.stop()
@@ -692,11 +727,11 @@ class Gateway:
 
     def _admin_api(self, method: str, segs: list[str], headers: Headers, query: str) -> Response:
         self._check_admin(headers)
-        assert self.store is not None and self.monitor is not None
+        store = self._store
         if segs == ["alerts"] and method == "GET":
-            return Response.json(200, {"alerts": self.store.alerts()})
+            return Response.json(200, {"alerts": store.alerts()})
         if segs == ["clients"] and method == "GET":
-            return Response.json(200, {"clients": self.store.clients()})
+            return Response.json(200, {"clients": store.clients()})
         if segs == ["drift"] and method == "GET":
             if not self._drift:
                 self.correlate_now()
@@ -714,31 +749,37 @@ class Gateway:
                     else 100
                 )
                 self.flush()
-                recs = self.store.queries(client, limit=min(limit, 10000))
+                recs = store.queries(client, limit=min(limit, 10000))
                 return Response.json(
                     200, {"client": client, "queries": [r.to_dict(payloads=payloads) for r in recs]}
                 )
             if len(segs) == 3 and method == "POST" and segs[2] in ("clear", "allow", "disallow"):
-                with self.store.lock(client):
+                records = self._recs
+                with records.lock(client):
                     if segs[2] == "clear":
-                        self.store.delete_state(client)
+                        store.delete_state(client)
+                        records.forget(client)
                     else:
-                        raw, meta = self.store.get(client)
-                        meta["allowed"] = segs[2] == "allow"
-                        self.store.put(client, raw, meta)
+                        rec = records.load(client)
+                        rec.meta["allowed"] = segs[2] == "allow"
+                        records.save(client, rec, now=True)
                 log.warning("admin: %s client %r", segs[2], client)
                 return Response.json(200, self.client_view(client))
         raise ProtocolError(404, "no such admin endpoint", "not_found")
 
     def client_view(self, client: str) -> dict[str, Any]:
         """A client's record for the admin API: counts, severity, action, state, timeline."""
-        assert self.store is not None and self.monitor is not None
-        raw, meta = self.store.get(client)
+        monitor, records = self._mon, self._recs
+        with records.lock(client):
+            rec = records.peek(client)
+            # Copies taken under the lock: request threads mutate the live record.
+            raw = None if rec.state is None else monitor.dumps(rec.state)
+            meta = json.loads(json.dumps(rec.meta))
         if raw is None and not meta:
             raise ProtocolError(404, "unknown client", "unknown_client")
-        state_view: dict[str, Any] = {"bytes": len(raw or b""), "budget": self.monitor.state_budget}
+        state_view: dict[str, Any] = {"bytes": len(raw or b""), "budget": monitor.state_budget}
         if raw:
-            state = self.monitor.loads(raw)
+            state = monitor.loads(raw)
             state_view["query_count"] = int(state.query_count)
             summary = getattr(state, "to_dict", None) or getattr(state, "summary", None)
             if callable(summary):
@@ -757,7 +798,7 @@ class Gateway:
             "mode": self.mode,
             "scores": meta.get("scores", {}),
             "state": state_view,
-            "timeline": self.store.timeline(client),
+            "timeline": self._store.timeline(client),
         }
 
     # -- metrics -------------------------------------------------------------------------

@@ -69,7 +69,13 @@ class QueryRecord:
 
 
 class Store(Protocol):
-    """What the gateway needs from storage (see the module docstring)."""
+    """What the gateway needs from storage (see the module docstring).
+
+    ``shared`` says whether other processes write the same store (Redis replicas): the
+    gateway then reads and writes each client's state at every request.
+    """
+
+    shared: bool
 
     def lock(self, client: str) -> Any:
         """A context manager that holds ``client``'s lock (across replicas for Redis)."""
@@ -140,6 +146,7 @@ class SQLiteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        self.shared = False
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,21 @@ class SQLiteStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"cannot open the SQLite store ({exc})", self.path) from None
+        try:
+            # The query log gets its own connection: its batched writes never hold the
+            # mutex that serving threads take for client records (WAL lets both work).
+            self._qdb = (
+                self._db
+                if self.path == ":memory:"
+                else sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None, timeout=30
+                )
+            )
+            self._qdb.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"cannot open the SQLite store ({exc})", self.path) from None
         self._mutex = threading.RLock()
+        self._qmutex = self._mutex if self._qdb is self._db else threading.RLock()
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._payload_bytes: int | None = None
 
@@ -273,27 +294,27 @@ class SQLiteStore:
             )
             for r in records
         ]
-        with self._mutex:
-            self._db.execute("BEGIN")
+        with self._qmutex:
+            self._qdb.execute("BEGIN")
             try:
-                self._db.executemany(
+                self._qdb.executemany(
                     "INSERT INTO queries (client, t, meta, input, output, nbytes) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                self._db.execute("DELETE FROM queries WHERE t < ?", (time.time() - retention_s,))
+                self._qdb.execute("DELETE FROM queries WHERE t < ?", (time.time() - retention_s,))
                 if self._payload_bytes is None:
                     self._payload_bytes = int(
-                        self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM queries").fetchone()[
-                            0
-                        ]
+                        self._qdb.execute(
+                            "SELECT COALESCE(SUM(nbytes), 0) FROM queries"
+                        ).fetchone()[0]
                     )
                 else:
                     self._payload_bytes += sum(r[5] for r in rows)
                 if self._payload_bytes > max_bytes:
                     # Oldest payloads go first; their metadata stays for the timeline.
                     excess = self._payload_bytes - max_bytes
-                    ids = self._db.execute(
+                    ids = self._qdb.execute(
                         "SELECT id, nbytes FROM queries WHERE nbytes > 0 ORDER BY id"
                     ).fetchall()
                     drop, freed = [], 0
@@ -302,20 +323,20 @@ class SQLiteStore:
                             break
                         drop.append((qid,))
                         freed += int(nb)
-                    self._db.executemany(
+                    self._qdb.executemany(
                         "UPDATE queries SET input = NULL, output = NULL, nbytes = 0 WHERE id = ?",
                         drop,
                     )
                     self._payload_bytes -= freed
-                self._db.execute("COMMIT")
+                self._qdb.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._qdb.execute("ROLLBACK")
                 self._payload_bytes = None
                 raise
 
     def queries(self, client: str, limit: int = 100) -> list[QueryRecord]:
-        with self._mutex:
-            rows = self._db.execute(
+        with self._qmutex:
+            rows = self._qdb.execute(
                 "SELECT client, t, meta, input, output FROM queries WHERE client = ? "
                 "ORDER BY id DESC LIMIT ?",
                 (client, limit),
@@ -332,7 +353,9 @@ class SQLiteStore:
         ]
 
     def close(self) -> None:
-        with self._mutex:
+        with self._mutex, self._qmutex:
+            if self._qdb is not self._db:
+                self._qdb.close()
             self._db.close()
 
 
@@ -363,6 +386,7 @@ class RedisStore:
         except ImportError:
             raise MissingDependencyError("redis", "gateway-redis") from None
         self.url = url
+        self.shared = True
         self.prefix = prefix
         self.lock_timeout = lock_timeout
         self._r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
