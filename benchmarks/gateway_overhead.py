@@ -11,10 +11,13 @@ Three servers run at once, each in its own process with one torch thread:
   clean data).
 
 Real HTTP clients (threads in this process, keep-alive connections, one client id per
-thread, MNIST test images) load each server in turn for ``--seconds``, in rounds whose
-order rotates, so that the machine's background load hits every configuration alike.
-Reported per configuration: client-side latency median and p99, throughput, errors;
-then each client's stored state size against the monitor's budget.
+thread, MNIST test images) load each server in turn, in rounds whose order rotates, so
+that the machine's background load hits every configuration alike. Each turn has two
+phases of ``--seconds`` each: one client sending requests back to back (the latency a
+request sees when the server is not saturated: median and p99, client side), then
+``--clients`` clients at once (the server saturated: throughput; their latency is
+reported too, but it is mostly queueing). Then each client's stored state size against
+the monitor's budget.
 
     PYTHONPATH=src python benchmarks/gateway_overhead.py --rounds 3 --seconds 8 \
         --clients 4 --batch 1 --out runs/gateway_overhead.json
@@ -64,9 +67,7 @@ def fit_trigger(model: Any, x: np.ndarray, y: np.ndarray) -> MahalanobisTrigger:
     fit_idx, held_idx = perm[: len(x) // 2], perm[len(x) // 2 :]
     logits, feats = model.logits_and_features(x)
     params = fit_class_gaussians(feats[fit_idx], y[fit_idx])
-    held = mahalanobis_scores(
-        feats[held_idx], logits[held_idx].argmax(1).astype(np.int64), params
-    )
+    held = mahalanobis_scores(feats[held_idx], logits[held_idx].argmax(1).astype(np.int64), params)
     return MahalanobisTrigger(params, threshold_at_fpr(held, 0.01))
 
 
@@ -84,9 +85,18 @@ def serve(kind: str, model_path: str, reference: str, store: str) -> None:
         gw = Gateway(LocalBackend(model, (1, 28, 28)), NAME)
     else:
         args = argparse.Namespace(
-            model=model_path, upstream=None, name=NAME, reference=reference, mode="observe",
-            store=store, config=None, admin_token=ADMIN, input_shape=None, trigger_check=None,
-            threads=1, port=0,
+            model=model_path,
+            upstream=None,
+            name=NAME,
+            reference=reference,
+            mode="observe",
+            store=store,
+            config=None,
+            admin_token=ADMIN,
+            input_shape=None,
+            trigger_check=None,
+            threads=1,
+            port=0,
         )
         gw = build_gateway(args)
         if kind == "guard+trigger":
@@ -141,8 +151,9 @@ def admin_get(port: int, path: str) -> Any:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--serve", nargs=4, metavar=("KIND", "MODEL", "REFERENCE", "STORE"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--serve", nargs=4, metavar=("KIND", "MODEL", "REFERENCE", "STORE"), help=argparse.SUPPRESS
+    )
     ap.add_argument("--data", default="bundled:mnist", help="MNIST-like data (default bundled)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0)
@@ -179,9 +190,19 @@ def main() -> None:
     env = {**os.environ, "TRIPWIRE_NO_PROGRESS": "1"}
     for kind in kinds:
         p = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, str(model_path),
-             str(work / "reference.npz"), f"sqlite:{work / (kind + '.db')}"],
-            stdout=subprocess.PIPE, stderr=open(work / f"{kind}.log", "w"), text=True, env=env,
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                kind,
+                str(model_path),
+                str(work / "reference.npz"),
+                f"sqlite:{work / (kind + '.db')}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=open(work / f"{kind}.log", "w"),  # noqa: SIM115 - lives as long as the server
+            text=True,
+            env=env,
         )
         line = p.stdout.readline() if p.stdout else ""
         if not line.startswith("READY"):
@@ -191,31 +212,47 @@ def main() -> None:
     bodies = []
     for i in range(0, len(x) - args.batch, args.batch):
         xb = x[i : i + args.batch]
-        bodies.append(json.dumps({"inputs": [{"name": "input", "shape": list(xb.shape),
-                                              "datatype": "FP32",
-                                              "data": xb.reshape(-1).tolist()}]}).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "inputs": [
+                        {
+                            "name": "input",
+                            "shape": list(xb.shape),
+                            "datatype": "FP32",
+                            "data": xb.reshape(-1).tolist(),
+                        }
+                    ]
+                }
+            ).encode()
+        )
     try:
         for kind in kinds:  # warm-up: first requests load code paths and caches
             load(ports[kind], bodies, args.clients, 1.0)
+        single: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for r in range(args.rounds):
             order = kinds[r % 3 :] + kinds[: r % 3]
             for kind in order:
+                single[kind].append(load(ports[kind], bodies, 1, args.seconds))
                 runs[kind].append(load(ports[kind], bodies, args.clients, args.seconds))
         table = {}
         for kind in kinds:
-            lat = np.array([v for run in runs[kind] for v in run["latencies"]]) * 1000
+            lat = np.array([v for run in single[kind] for v in run["latencies"]]) * 1000
+            sat = np.array([v for run in runs[kind] for v in run["latencies"]]) * 1000
             reqs = sum(run["requests"] for run in runs[kind])
             wall = sum(run["wall"] for run in runs[kind])
             table[kind] = {
                 "median_ms": float(np.median(lat)),
                 "p99_ms": float(np.quantile(lat, 0.99)),
                 "throughput_rps": reqs / wall,
-                "requests": reqs,
-                "errors": sum(run["errors"] for run in runs[kind]),
+                "saturated_median_ms": float(np.median(sat)),
+                "saturated_p99_ms": float(np.quantile(sat, 0.99)),
+                "requests": reqs + sum(run["requests"] for run in single[kind]),
+                "errors": sum(run["errors"] for run in runs[kind] + single[kind]),
                 # Per round, to show how much the shared machine moved the figures.
                 "round_medians_ms": [
-                    round(float(np.median(run["latencies"]) * 1000), 3) for run in runs[kind]
+                    round(float(np.median(run["latencies"]) * 1000), 3) for run in single[kind]
                 ],
             }
         base = table["plain"]
@@ -226,8 +263,10 @@ def main() -> None:
             t["throughput_ratio"] = t["throughput_rps"] / base["throughput_rps"]
         states = {}
         for kind in ("guard", "guard+trigger"):
-            views = [admin_get(ports[kind], f"/tripwire/v1/clients/bench-{i}")
-                     for i in range(args.clients)]
+            views = [
+                admin_get(ports[kind], f"/tripwire/v1/clients/bench-{i}")
+                for i in range(args.clients)
+            ]
             states[kind] = {
                 "bytes_max": max(v["state"]["bytes"] for v in views),
                 "budget": views[0]["state"]["budget"],
@@ -246,12 +285,25 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{'config':<15}{'median ms':>10}{'p99 ms':>9}{'+median':>9}{'+p99':>8}"
-          f"{'req/s':>8}{'ratio':>7}{'errors':>7}")
+    print(
+        f"{'config':<15}{'median ms':>10}{'p99 ms':>9}{'+median':>9}{'+p99':>8}"
+        f"{'req/s':>8}{'ratio':>7}{'errors':>7}"
+    )
     for kind, t in table.items():
-        print(f"{kind:<15}{t['median_ms']:>10.2f}{t['p99_ms']:>9.2f}{t['added_median_ms']:>9.2f}"
-              f"{t['added_p99_ms']:>8.2f}{t['throughput_rps']:>8.0f}"
-              f"{t['throughput_ratio']:>7.2f}{t['errors']:>7}")
+        print(
+            f"{kind:<15}{t['median_ms']:>10.2f}{t['p99_ms']:>9.2f}{t['added_median_ms']:>9.2f}"
+            f"{t['added_p99_ms']:>8.2f}{t['throughput_rps']:>8.0f}"
+            f"{t['throughput_ratio']:>7.2f}{t['errors']:>7}"
+        )
+    print(
+        "saturated (",
+        args.clients,
+        "clients): median/p99 ms",
+        {
+            k: (round(t["saturated_median_ms"], 2), round(t["saturated_p99_ms"], 2))
+            for k, t in table.items()
+        },
+    )
     print("state:", json.dumps(states))
     print("load average:", os.getloadavg())
 
