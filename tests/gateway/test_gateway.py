@@ -352,3 +352,75 @@ def test_sqlite_store_caps_payload_bytes(tmp_path: Path) -> None:
     assert sum(r.input is not None for r in kept) == 4  # the newest payloads only
     assert kept[-1].input is not None and kept[0].input is None
     store.close()
+
+
+def test_alerts_go_to_the_jsonl_log_and_the_webhook(start_gateway: Any, tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    received: list[dict[str, Any]] = []
+    got = threading.Event()
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+            got.set()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    hook = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    log_path = tmp_path / "alerts.jsonl"
+    cfg = GuardConfig(
+        alert_log=str(log_path),
+        webhook=f"http://127.0.0.1:{hook.server_address[1]}/hook",
+        correlate_interval_s=0,
+    )
+    srv = start_gateway(config=cfg)
+    OIPClient(srv.url, "digits", client_id="thief").infer(noise(64))
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(a["client"], a["detector"]) for a in lines] == [("thief", "fake-ood")]
+    assert got.wait(10) and received[0]["client"] == "thief"
+    hook.shutdown()
+
+
+class _Broken:
+    """A monitor whose observe fails: observe mode must still answer normally."""
+
+    state_budget = 64
+
+    def fit(self, reference: Any) -> _Broken:
+        return self
+
+    def new_state(self) -> Any:
+        from tests.gateway.fakes import FakeState
+
+        return FakeState()
+
+    def observe(self, state: Any, batch: Any) -> list[Any]:
+        raise RuntimeError("detector bug")
+
+    def dumps(self, state: Any) -> bytes:
+        return b"{}"
+
+    def loads(self, data: bytes) -> Any:
+        return self.new_state()
+
+    def correlate(self, states: Any) -> list[Any]:
+        return []
+
+    def drift(self, states: Any) -> dict[str, Any]:
+        return {}
+
+
+def test_a_failing_monitor_never_costs_the_client_its_answer(
+    start_gateway: Any, digits: Any, local_model: Any
+) -> None:
+    srv = start_gateway(monitor=_Broken())
+    x = digits[1].model_input(np.arange(3))
+    probs = OIPClient(srv.url, "digits", client_id="c").infer(x)
+    np.testing.assert_allclose(probs, local_model.probabilities(x), atol=1e-6)
+    assert "tripwire_monitor_errors_total 1" in call(srv, "GET", "/metrics")[1]
