@@ -139,14 +139,18 @@ def attack_cases(
     budgets_to_report: Sequence[int] | None = None,
     dataset: str = "",
     threads: int | None = 1,
-    **params: Any,
+    kind_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[StreamCase]:
-    """Run each attack kind against ``victim``; jbda's seed set comes from ``train``."""
+    """Run each attack kind against ``victim``; jbda's seed set comes from ``train``.
+
+    ``kind_params`` maps a kind to extra keyword arguments of
+    :func:`~tripwire.attacks.extraction.extract` (``epochs``, kind parameters).
+    """
     rng = np.random.default_rng(seed)
     seed_data = train.subset(np.sort(rng.choice(len(train), min(len(train), 500), replace=False)))
     out: list[StreamCase] = []
     for kind in kinds:
-        kp: dict[str, Any] = dict(params.get(kind, {}))
+        kp: dict[str, Any] = dict((kind_params or {}).get(kind, {}))
         res = extract(
             Victim(predict=victim, name=dataset or "victim"),
             kind,
@@ -283,13 +287,16 @@ def train_classifier(
     *,
     l2: float = 1.0,
     info: dict[str, Any] | None = None,
+    calibration: Sequence[ClientTrace] = (),
 ) -> StreamClassifier:
-    """Logistic regression with alert thresholds calibrated on the benign clients.
+    """Logistic regression with alert thresholds calibrated on benign clients.
 
     Classes are weighted to equal total weight. The low threshold is the conformal
-    bound on the benign clients' maximum score (:func:`threshold_at_fpr` at a rate of
-    ``1 / (number of benign clients + 1)``, i.e. above every benign client seen);
-    medium and high are 10 and 100 times those odds.
+    bound on benign clients' maximum score (:func:`threshold_at_fpr` at a rate of
+    ``1 / (number of clients + 1)``, i.e. just above every benign client seen), over the
+    held-out ``calibration`` clients where given (their rows are scored at every
+    checkpoint), else over the training's benign clients; medium and high are 10 and 100
+    times those odds.
     """
     if y.min() == y.max():
         raise ValueError("training needs both attack and benign rows")
@@ -301,10 +308,15 @@ def train_classifier(
     scores = clf.scores(x)
     benign = np.flatnonzero(y == 0)
     per_client: dict[str, float] = {}
-    for i in benign.tolist():
-        per_client[clients[i]] = max(per_client.get(clients[i], 0.0), float(scores[i]))
+    if calibration:
+        for t in calibration:
+            per_client[t.client] = max((clf.score(f) for _, f in t.rows), default=0.0)
+    else:
+        for i in benign.tolist():
+            per_client[clients[i]] = max(per_client.get(clients[i], 0.0), float(scores[i]))
     maxima = np.array(sorted(per_client.values()))
-    low = threshold_at_fpr(maxima, 1.0 / (len(maxima) + 1))
+    # Strictly above the highest benign client (alerts fire at score >= threshold).
+    low = float(np.nextafter(threshold_at_fpr(maxima, 1.0 / (len(maxima) + 1)), 1.0))
     low = float(min(max(low, 1e-6), 1 - 1e-9))
     logit = math.log(low / (1 - low))
     med = 1 / (1 + math.exp(-(logit + math.log(10))))
@@ -312,7 +324,8 @@ def train_classifier(
     meta = dict(info or {})
     meta.update(
         {
-            "benign_clients": len(maxima),
+            "calibration_clients": len(maxima),
+            "calibration": "held-out benign clients" if calibration else "training benign clients",
             "benign_median": float(np.median(scores[benign])),
             "attack_rows": int(y.sum()),
             "benign_rows": int(len(y) - y.sum()),
@@ -323,13 +336,16 @@ def train_classifier(
 
 
 def leave_one_family_out(
-    traces: Sequence[ClientTrace], families: dict[str, str] = ATTACK_FAMILIES, l2: float = 1.0
+    traces: Sequence[ClientTrace],
+    families: dict[str, str] = ATTACK_FAMILIES,
+    l2: float = 1.0,
+    calibration: Sequence[ClientTrace] = (),
 ) -> dict[str, dict[str, Any]]:
     """Train without one attack family at a time; report that family's detection.
 
     Detection of a held-out client is its first checkpoint whose score reaches the low
-    threshold (thresholds from the benign clients, all of which stay in training; the
-    benign false alarms reported are therefore in-sample).
+    threshold (set on ``calibration`` benign clients, else on the training's benign
+    clients, which stay in training for every fold).
     """
     out: dict[str, dict[str, Any]] = {}
     x, y, kinds, clients = feature_table(traces)
@@ -386,15 +402,24 @@ def training_traces(
     seeds: Sequence[int] = (0,),
     budget: int = 1000,
     benign_per_kind: int = 3,
+    calibration_per_kind: int = 8,
     benign_queries: int = 2000,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
-) -> list[ClientTrace]:
+) -> tuple[list[ClientTrace], list[ClientTrace]]:
     """Replay attack and benign streams of bundled settings through an unclassified
-    monitor (features only) and return every client's trace."""
+    monitor (features only).
+
+    Returns the training traces (attacks and ``benign_per_kind`` benign clients per kind)
+    and the calibration traces (``calibration_per_kind`` further benign clients per kind,
+    other seeds), on which the alert thresholds are set. Attack streams are cached as
+    npz under ``cache_dir`` (no pickle). Substitutes train for one epoch except jbda's,
+    whose queries follow its substitute's gradients: the streams, not the clones, matter.
+    """
     from tripwire.detectors.extraction import default_monitor
 
     traces: list[ClientTrace] = []
+    calibration: list[ClientTrace] = []
     for name in settings:
         train, test, natural = bundled_setting(name)
         cache = None if cache_dir is None else cache_dir / f"victim-{name}.pt"
@@ -404,9 +429,25 @@ def training_traces(
         log(f"{name}: victim accuracy {acc:.3f}")
         mon = default_monitor(classifier=None).fit(reference_for(victim, train))
         for seed in seeds:
-            cases = attack_cases(
-                victim, train, test, natural, budget=budget, seed=seed, dataset=name
-            )
+            cases = []
+            for kind in ATTACK_FAMILIES:
+                stem = (
+                    None if cache_dir is None else cache_dir / f"case-{name}-{kind}-{budget}-{seed}"
+                )
+                cases.append(
+                    cached_attack(
+                        stem,
+                        victim,
+                        train,
+                        test,
+                        natural,
+                        kind,
+                        budget,
+                        seed=seed,
+                        dataset=name,
+                        epochs=None if kind == "jbda" else 1,
+                    )
+                )
             cases += benign_cases(
                 victim,
                 test,
@@ -420,4 +461,98 @@ def training_traces(
                     tr.client = f"{name}/{seed}/{case.kind}/{tr.client}"
                     traces.append(tr)
             log(f"{name} seed {seed}: {len(cases)} streams replayed")
-    return traces
+        for case in benign_cases(
+            victim,
+            test,
+            clients_per_kind=calibration_per_kind,
+            n_queries=benign_queries,
+            seed=10_000 + max(seeds),
+            dataset=name,
+        ):
+            for tr in replay(mon, case).values():
+                tr.client = f"{name}/calibration/{case.kind}/{tr.client}"
+                calibration.append(tr)
+        log(f"{name}: {calibration_per_kind} calibration clients per benign kind replayed")
+    return traces, calibration
+
+
+def cached_attack(
+    stem: Path | None,
+    victim: ProbaFn,
+    train: Dataset,
+    test: Dataset,
+    natural: Dataset,
+    kind: str,
+    budget: int,
+    *,
+    seed: int = 0,
+    dataset: str = "",
+    budgets_to_report: Sequence[int] | None = None,
+    epochs: int | None = None,
+    **params: Any,
+) -> StreamCase:
+    """An attack's stream and answers, from ``stem``.npz/.json when cached (no pickle).
+
+    The cached case keeps the per-budget accuracy and fidelity (``case.result`` is then
+    a namespace with ``budgets``, ``accuracy``, ``fidelity``, ``victim_accuracy``).
+    """
+    import json
+    from types import SimpleNamespace
+
+    if (
+        stem is not None
+        and stem.with_suffix(".npz").exists()
+        and stem.with_suffix(".json").exists()
+    ):
+        with np.load(stem.with_suffix(".npz"), allow_pickle=False) as z:
+            stream = QueryStream(
+                x=z["x"],
+                client_id=z["client_id"],
+                t=z["t"],
+                request=z["request"],
+                origin=z["origin"],
+                kind=kind,
+            )
+            responses = z["responses"]
+        res: Any = SimpleNamespace(**json.loads(stem.with_suffix(".json").read_text()))
+        return StreamCase(kind, ATTACK_FAMILIES[kind], 1, stream, responses, res, dataset)
+    kp: dict[str, Any] = dict(params)
+    if epochs is not None:
+        kp["epochs"] = epochs
+    (case,) = attack_cases(
+        victim,
+        train,
+        test,
+        natural,
+        kinds=[kind],
+        budget=budget,
+        seed=seed,
+        budgets_to_report=budgets_to_report,
+        dataset=dataset,
+        kind_params={kind: kp},
+    )
+    if stem is not None:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        q, r = case.stream, case.result
+        np.savez(
+            stem.with_suffix(".npz"),
+            x=q.x,
+            client_id=q.client_id.astype(str),
+            t=q.t,
+            request=q.request,
+            origin=q.origin,
+            responses=case.responses,
+        )
+        if r is None:  # pragma: no cover - attack_cases always sets the result
+            raise RuntimeError("attack case without result")
+        stem.with_suffix(".json").write_text(
+            json.dumps(
+                {
+                    "budgets": r.budgets,
+                    "accuracy": r.accuracy,
+                    "fidelity": r.fidelity,
+                    "victim_accuracy": r.victim_accuracy,
+                }
+            )
+        )
+    return case

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise InputError("seeds must be integers", "--seeds") from None
     started = time.perf_counter()
-    traces = training_traces(
+    traces, calibration = training_traces(
         settings,
         seeds=seeds,
         budget=args.budget,
@@ -81,11 +81,12 @@ def run(args: argparse.Namespace) -> int:
         log=lambda m: console.print(m),
     )
     x, y, _kinds, clients = feature_table(traces)
-    lofo = leave_one_family_out(traces)
+    lofo = leave_one_family_out(traces, calibration=calibration)
     clf = train_classifier(
         x,
         y,
         clients,
+        calibration=calibration,
         info={
             "trained_on": {
                 "settings": settings,
@@ -108,12 +109,19 @@ def run(args: argparse.Namespace) -> int:
         for t in traces
         if t.label == 0 and any(clf.score(f) >= clf.thresholds[0] for _, f in t.rows)
     )
+    missed = [
+        t.client
+        for t in traces
+        if t.label == 1 and not any(clf.score(f) >= clf.thresholds[0] for _, f in t.rows)
+    ]
     report = {
         "classifier": str(target),
         "thresholds": list(clf.thresholds),
         "rows": len(y),
         "benign_clients": sum(t.label == 0 for t in traces),
-        "benign_clients_alarmed_in_sample": benign_alarms,
+        "benign_training_clients_alarmed": benign_alarms,
+        "calibration_clients": len(calibration),
+        "attack_clients_missed_in_sample": missed,
         "leave_one_family_out": lofo,
         "wall_s": round(time.perf_counter() - started, 1),
     }
