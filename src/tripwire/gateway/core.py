@@ -93,6 +93,7 @@ class Response:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+    close: bool = False  # close the connection after this response
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -237,6 +238,9 @@ class Gateway:
         self._alert_log_lock = threading.Lock()
         self._drift: dict[str, Any] = {}
         self._stop = threading.Event()
+        self._inflight = 0
+        self._draining = False
+        self._inflight_cv = threading.Condition()
         self._qlog = (
             _Worker("query-log", self._write_queries, linger=0.05) if store is not None else None
         )
@@ -285,6 +289,24 @@ class Gateway:
     # -- routing -------------------------------------------------------------------------
     def handle(self, method: str, path: str, headers: Headers, body: bytes, peer: str) -> Response:
         """Answer one HTTP request (see the module docstring). Never raises."""
+        with self._inflight_cv:
+            if self._draining:
+                # Shutting down: no request may change a state that is being written.
+                return Response(
+                    503,
+                    error_body("the gateway is shutting down"),
+                    {"Retry-After": "1"},
+                    close=True,
+                )
+            self._inflight += 1
+        try:
+            return self._handle(method, path, headers, body, peer)
+        finally:
+            with self._inflight_cv:
+                self._inflight -= 1
+                self._inflight_cv.notify_all()
+
+    def _handle(self, method: str, path: str, headers: Headers, body: bytes, peer: str) -> Response:
         start = time.perf_counter()
         route = "other"
         try:
@@ -699,8 +721,12 @@ class Gateway:
             if w is not None:
                 w.flush()
 
-    def close(self) -> None:
-        """Stop background threads and write what is queued; the store stays open."""
+    def close(self, drain_timeout: float = 10.0) -> None:
+        """Refuse new requests (503), wait for those in flight, write every client state
+        and what is queued, stop background threads; the store stays open."""
+        with self._inflight_cv:
+            self._draining = True
+            self._inflight_cv.wait_for(lambda: self._inflight == 0, timeout=drain_timeout)
         self._stop.set()
         if self._records is not None:
             self._records.close()

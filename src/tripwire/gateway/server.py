@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._refuse(411, "a POST needs Content-Length", "no_length")
             return
         resp = gw.handle(self.command, self.path, self.headers, body, self.client_address[0])
-        self._send(resp)
+        self._send(resp, close=resp.close)
 
     def _refuse(self, status: int, message: str, reason: str) -> None:
         gw = self.gateway
@@ -138,9 +138,11 @@ class GatewayServer:
         self.httpd.serve_forever(poll_interval=0.5)
 
     def stop(self) -> None:
-        """Stop serving, write queued logs, close the socket (the store stays open)."""
+        """Stop serving, write client states and queued logs (the store stays open)."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        # Keep-alive connections outlive the listening socket: the gateway refuses their
+        # further requests and waits for those in flight before writing the states.
         self.gateway.close()
         if self._thread is not None:
             self._thread.join(timeout=10)
