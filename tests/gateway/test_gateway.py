@@ -424,3 +424,18 @@ def test_a_failing_monitor_never_costs_the_client_its_answer(
     probs = OIPClient(srv.url, "digits", client_id="c").infer(x)
     np.testing.assert_allclose(probs, local_model.probabilities(x), atol=1e-6)
     assert "tripwire_monitor_errors_total 1" in call(srv, "GET", "/metrics")[1]
+
+
+def test_a_closing_gateway_refuses_new_requests(start_gateway: Any) -> None:
+    srv = start_gateway()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/v2/health/live")
+    first = conn.getresponse()
+    first.read()
+    assert first.status == 200
+    srv.gateway.close()
+    # The kept-alive connection is still open: its next request is refused, not lost.
+    conn.request("POST", "/v2/models/digits/infer", body=json.dumps(infer_body(noise(1))))
+    resp = conn.getresponse()
+    assert resp.status == 503 and resp.getheader("Connection") == "close"
+    conn.close()
