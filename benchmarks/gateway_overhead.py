@@ -1,9 +1,11 @@
 """Gateway overhead: the same model served plainly vs through tripwire, side by side.
 
-Three servers run at once, each in its own process with one torch thread:
+Four servers run at once, each in its own process with one torch thread:
 
 - ``plain``: a minimal OIP v2 server without monitoring (the gateway's own HTTP and
   OIP code with no monitor, store, identity or logging: the baseline);
+- ``gateway-only``: the gateway with a monitor that only counts (identity, per-client
+  lock and record, query log with payloads, metrics): what the gateway itself costs;
 - ``guard``: ``tripwire guard`` as the CLI builds it (the shipped extraction monitor,
   SQLite store, query log with payloads), trigger check off;
 - ``guard+trigger``: the same with a run-time trigger check on (class-conditional
@@ -44,6 +46,39 @@ NAME = "mnist"
 
 
 # -- server side ------------------------------------------------------------------------
+class _Count:
+    def __init__(self, n: int = 0) -> None:
+        self.query_count = n
+
+
+class CountingMonitor:
+    """Follows the monitor contract and only counts: isolates the gateway's own cost."""
+
+    state_budget = 64
+
+    def fit(self, reference: Any) -> CountingMonitor:
+        return self
+
+    def new_state(self) -> _Count:
+        return _Count()
+
+    def observe(self, state: Any, batch: Any) -> list[Any]:
+        state.query_count += len(batch.x)
+        return []
+
+    def dumps(self, state: Any) -> bytes:
+        return str(state.query_count).encode()
+
+    def loads(self, data: bytes) -> _Count:
+        return _Count(int(data))
+
+    def correlate(self, states: Any) -> list[Any]:
+        return []
+
+    def drift(self, states: Any) -> dict[str, Any]:
+        return {}
+
+
 class MahalanobisTrigger:
     """A run-time trigger check: distance of an input's features to its predicted class."""
 
@@ -83,6 +118,17 @@ def serve(kind: str, model_path: str, reference: str, store: str) -> None:
     if kind == "plain":
         model = load_model(model_path, device="cpu")
         gw = Gateway(LocalBackend(model, (1, 28, 28)), NAME)
+    elif kind == "gateway-only":
+        from tripwire.gateway import SQLiteStore
+
+        model = load_model(model_path, device="cpu")
+        gw = Gateway(
+            LocalBackend(model, (1, 28, 28)),
+            NAME,
+            monitor=CountingMonitor(),
+            store=SQLiteStore(store.removeprefix("sqlite:")),
+            admin_token=ADMIN,
+        )
     else:
         args = argparse.Namespace(
             model=model_path,
@@ -184,7 +230,7 @@ def main() -> None:
     save_dataset(ref, work / "reference.npz")
     print(f"model trained in {time.perf_counter() - t0:.0f} s, accuracy {result.accuracy:.3f}")
 
-    kinds = ["plain", "guard", "guard+trigger"]
+    kinds = ["plain", "gateway-only", "guard", "guard+trigger"]
     procs: dict[str, subprocess.Popen[str]] = {}
     ports: dict[str, int] = {}
     env = {**os.environ, "TRIPWIRE_NO_PROGRESS": "1"}
@@ -208,7 +254,8 @@ def main() -> None:
         if not line.startswith("READY"):
             raise SystemExit(f"server {kind} did not start (see {work / (kind + '.log')})")
         procs[kind], ports[kind] = p, int(line.split()[1])
-    x = test.model_input()
+    # In random order: a client reading the test set class by class is not ordinary.
+    x = test.model_input(np.random.default_rng(1).permutation(len(test)))
     bodies = []
     for i in range(0, len(x) - args.batch, args.batch):
         xb = x[i : i + args.batch]
@@ -232,7 +279,7 @@ def main() -> None:
         single: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for r in range(args.rounds):
-            order = kinds[r % 3 :] + kinds[: r % 3]
+            order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
             for kind in order:
                 single[kind].append(load(ports[kind], bodies, 1, args.seconds))
                 runs[kind].append(load(ports[kind], bodies, args.clients, args.seconds))

@@ -92,7 +92,7 @@ def main() -> None:
     save_model(result, model, train)
     db, log = work / "guard.db", work / "guard.log"
     proc, port = start(model, db, 0, log)
-    x = test.model_input()
+    x = test.model_input(np.random.default_rng(1).permutation(len(test)))
     bodies = []
     for i in range(0, len(x) - args.batch, args.batch):
         xb = x[i : i + args.batch]
