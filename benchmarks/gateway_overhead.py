@@ -112,18 +112,19 @@ def serve(kind: str, model_path: str, reference: str, store: str) -> None:
     torch.set_num_threads(1)
     from tripwire.cli.commands.guard import build_gateway
     from tripwire.gateway import Gateway, GatewayServer, LocalBackend
+    from tripwire.gateway.backend import model_input_shape
     from tripwire.io import load_dataset
     from tripwire.models.loading import load_model
 
     if kind == "plain":
         model = load_model(model_path, device="cpu")
-        gw = Gateway(LocalBackend(model, (1, 28, 28)), NAME)
+        gw = Gateway(LocalBackend(model, model_input_shape(model_path, None)), NAME)
     elif kind == "gateway-only":
         from tripwire.gateway import SQLiteStore
 
         model = load_model(model_path, device="cpu")
         gw = Gateway(
-            LocalBackend(model, (1, 28, 28)),
+            LocalBackend(model, model_input_shape(model_path, None)),
             NAME,
             monitor=CountingMonitor(),
             store=SQLiteStore(store.removeprefix("sqlite:")),
