@@ -206,11 +206,18 @@ def test_api_keys_identify_clients(start_gateway: Any, tmp_path: Path) -> None:
     assert view["query_count"] == 2
     # Without keys: X-Client-Id as it arrived, else the source address.
     open_srv = start_gateway()
-    call(open_srv, "POST", "/v2/models/digits/infer", body, {"X-Client-Id": "Team A/β"[:6]})
+    conn = http.client.HTTPConnection("127.0.0.1", open_srv.port, timeout=10)
+    conn.putrequest("POST", "/v2/models/digits/infer")
+    raw = json.dumps(body).encode()
+    conn.putheader("X-Client-Id", "équipe β".encode())  # UTF-8 bytes on the wire
+    conn.putheader("Content-Length", str(len(raw)))
+    conn.endheaders(raw)
+    assert conn.getresponse().status == 200
+    conn.close()
     call(open_srv, "POST", "/v2/models/digits/infer", body)
     _, listing, _ = call(open_srv, "GET", "/tripwire/v1/clients", headers=ADMIN)
-    assert set(listing["clients"]) == {"Team A", "addr:127.0.0.1"}
-    quoted = urllib.parse.quote("Team A", safe="")
+    assert set(listing["clients"]) == {"équipe β", "addr:127.0.0.1"}
+    quoted = urllib.parse.quote("équipe β", safe="")
     assert call(open_srv, "GET", f"/tripwire/v1/clients/{quoted}", headers=ADMIN)[0] == 200
 
 

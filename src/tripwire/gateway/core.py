@@ -415,6 +415,10 @@ class Gateway:
             return client
         cid = headers.get("X-Client-Id")
         if cid:
+            # http.server decodes header bytes as Latin-1; a UTF-8 id is recovered so
+            # that alerts name the client exactly as it sent itself.
+            with contextlib.suppress(UnicodeError):
+                cid = cid.encode("latin-1").decode("utf-8")
             if len(cid) > MAX_CLIENT_ID or not cid.isprintable():
                 raise ProtocolError(
                     400,
