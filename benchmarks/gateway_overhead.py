@@ -106,12 +106,10 @@ def fit_trigger(model: Any, x: np.ndarray, y: np.ndarray) -> MahalanobisTrigger:
     return MahalanobisTrigger(params, threshold_at_fpr(held, 0.01))
 
 
-def serve(kind: str, model_path: str, reference: str, store: str) -> None:
-    import torch
-
-    torch.set_num_threads(1)
+def make_gateway(kind: str, model_path: str, reference: str, store: str) -> Any:
+    """The gateway of one configuration (see the module docstring)."""
     from tripwire.cli.commands.guard import build_gateway
-    from tripwire.gateway import Gateway, GatewayServer, LocalBackend
+    from tripwire.gateway import Gateway, LocalBackend
     from tripwire.gateway.backend import model_input_shape
     from tripwire.io import load_dataset
     from tripwire.models.loading import load_model
@@ -149,6 +147,16 @@ def serve(kind: str, model_path: str, reference: str, store: str) -> None:
         if kind == "guard+trigger":
             ref = load_dataset(reference)
             gw.trigger_check = fit_trigger(gw.backend.model, ref.model_input(), ref.y)
+    return gw
+
+
+def serve(kind: str, model_path: str, reference: str, store: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from tripwire.gateway import GatewayServer
+
+    gw = make_gateway(kind, model_path, reference, store)
     srv = GatewayServer(gw, "127.0.0.1", 0)
     print(f"READY {srv.port}", flush=True)
     srv.serve_forever()
@@ -185,6 +193,43 @@ def load(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict[s
     wall = time.perf_counter() - t_start
     all_lat = [v for row in lat for v in row]
     return {"latencies": all_lat, "requests": len(all_lat), "errors": sum(errors), "wall": wall}
+
+
+class _Headers(dict[str, str]):
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key, default)
+
+
+def cpu_per_request(
+    kinds: list[str], model_path: Path, reference: Path, work: Path, bodies: list[bytes]
+) -> dict[str, float]:
+    """CPU milliseconds per request of each configuration, calling the gateway in this
+    process without HTTP (all threads of the process counted, the query-log writer
+    included): on a loaded machine, CPU time moves far less than wall time."""
+    out: dict[str, list[float]] = {k: [] for k in kinds}
+    gws = {
+        k: make_gateway(k, str(model_path), str(reference), f"sqlite:{work / ('cpu-' + k + '.db')}")
+        for k in kinds
+    }
+    n = 500
+    for _ in range(3):
+        for k, gw in gws.items():
+            headers = _Headers({"X-Client-Id": "cpu"})
+            c0 = time.process_time()
+            for i in range(n):
+                gw.handle(
+                    "POST",
+                    f"/v2/models/{NAME}/infer",
+                    headers,
+                    bodies[i % len(bodies)],
+                    "127.0.0.1",
+                )
+            if gw.store is not None:
+                gw.flush()
+            out[k].append((time.process_time() - c0) / n * 1000)
+    for gw in gws.values():
+        gw.close()
+    return {k: float(np.median(v)) for k, v in out.items()}
 
 
 def admin_get(port: int, path: str) -> Any:
@@ -325,7 +370,9 @@ def main() -> None:
         for p in procs.values():
             p.terminate()
             p.wait(timeout=30)
+    cpu = cpu_per_request(kinds, model_path, work / "reference.npz", work, bodies)
     report = {
+        "cpu_ms_per_request": cpu,
         "config": vars(args) | {"serve": None},
         "machine": {"cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "results": table,
@@ -353,6 +400,10 @@ def main() -> None:
         },
     )
     print("state:", json.dumps(states))
+    print(
+        "CPU ms per request (in process):",
+        {k: f"{v:.3f} ({v / cpu['plain']:.2f}x)" for k, v in cpu.items()},
+    )
     print("load average:", os.getloadavg())
 
 
