@@ -10,9 +10,11 @@ Per inference request, in order:
 1. identify the client (API key, else ``X-Client-Id``, else the source address);
 2. in ``enforce`` mode, look up the client's action (block, throttle, degrade);
 3. run the model (or the upstream);
-4. run the monitor on the client's state under the client's lock and store the state,
-   turning observations into alerts or timeline entries: this happens *before* the
-   response is written, so an alert is visible once its request is answered;
+4. run the monitor on the client's state under the client's lock, turning observations
+   into alerts or timeline entries, and store what changed (:mod:`.records`: at once
+   with a shared store; with SQLite, alerts and new clients at once, plain counting by
+   write-behind): this happens *before* the response is written, so an alert is
+   visible once its request is answered;
 5. answer (degraded in ``enforce`` mode when the client's severity says so), and hand
    the query log record to a background writer.
 
