@@ -16,8 +16,9 @@ from tripwire.reports.findings import Severity
 if TYPE_CHECKING:
     from tripwire.detectors.extraction.monitor import StreamMonitor
 
-#: Clients need this many samples to take part in a correlation.
-MIN_CLIENT_QUERIES = 20
+#: Clients need this many samples to take part in a correlation (a split budget may leave
+#: each identity below the monitor's ``min_queries``, so this is lower).
+MIN_CLIENT_QUERIES = 5
 
 
 def pool_states(states: list[StreamState]) -> StreamState:
@@ -47,10 +48,11 @@ def pool_states(states: list[StreamState]) -> StreamState:
 def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Observation]:
     """Clients that are each below the alert threshold but score above it pooled.
 
-    Candidates are the active, not yet alerted clients whose own score lies above the
-    classifier's benign median (``info.benign_median``); they are pooled in order of
-    decreasing score, and the smallest prefix (at least two clients) whose pooled state
-    reaches the low threshold is reported.
+    Candidates are the clients with at least :data:`MIN_CLIENT_QUERIES` samples and no
+    alert of their own whose own score lies above the benign median recorded with the
+    classifier (``info.benign_median``); they are pooled in order of decreasing score,
+    and the smallest prefix of at least two clients whose pooled state has the monitor's
+    ``min_queries`` samples and reaches the low threshold is reported.
     """
     clf = getattr(monitor, "classifier_", None)
     if clf is None:
@@ -61,14 +63,15 @@ def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Ob
         s = st if isinstance(st, StreamState) else None
         if s is None or s.get("n") < MIN_CLIENT_QUERIES or s.get("alert_level") > 0:
             continue
-        p = s.get("clf_score")
+        p = clf.score(monitor.features(s))
         if p >= floor:
             cands.append((p, cid, s))
     cands.sort(key=lambda t: (-t[0], t[1]))
     for k in range(2, len(cands) + 1):
         pooled = pool_states([c[2] for c in cands[:k]])
-        feats = monitor.features(pooled)
-        p = clf.score(feats)
+        if pooled.get("n") < monitor.min_queries:
+            continue
+        p = clf.score(monitor.features(pooled))
         rank = clf.severity_rank(p)
         if rank:
             ids = tuple(c[1] for c in cands[:k])
