@@ -97,7 +97,7 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if args.generate_only:
             print(f"[{name}] {kind}: generated ({time.perf_counter() - t1:.0f} s)", flush=True)
             continue
-        res = case.result
+        res: Any = case.result
         row: dict[str, Any] = {
             "budgets": res.budgets,
             "accuracy": [round(a, 4) for a in res.accuracy],
