@@ -2,7 +2,7 @@
 
 Starts ``tripwire guard`` (the CLI, SQLite store) on a model trained on ``--data``;
 ``--clients`` client threads send MNIST test images at a steady total rate for
-``--minutes``; halfway the gateway is stopped with SIGINT (a clean shutdown) and started
+``--minutes``; halfway the gateway is stopped with SIGTERM (a clean shutdown) and started
 again on the same port and store, while the clients keep going (requests refused during
 the restart are retried, and counted apart). Every 30 s the gateway's resident memory
 (VmRSS) is sampled. At the end, each client's ``query_count`` in the admin API must
@@ -172,8 +172,8 @@ def main() -> None:
         memory.append((round(time.monotonic() - t0, 1), rss_kib(proc.pid)))
         if not restarted and time.monotonic() - t0 >= duration / 2:
             r0 = time.monotonic()
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
             proc, _ = start(model, db, port, log)
             restart_s = time.monotonic() - r0
             restarted = True
@@ -189,8 +189,8 @@ def main() -> None:
         view = json.loads(conn.getresponse().read())
         conn.close()
         lost[f"soak-{i}"] = answered[i] - int(view["query_count"])
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
     half = [m for t, m in memory if t >= duration / 2 + 30]
     first = [m for t, m in memory if 60 <= t < duration / 2]
     report: dict[str, Any] = {

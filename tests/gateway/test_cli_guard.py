@@ -84,7 +84,7 @@ def test_guard_serves_until_interrupted(digits_model: Path, tmp_path: Path) -> N
             urllib.request.urlopen(req, timeout=10)
         assert info.value.code == 401
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # what a service manager sends
         rc = proc.wait(timeout=30)
     assert rc == 0
     assert "drift" in json.loads(drift.read_text())

@@ -177,9 +177,15 @@ class _Worker:
     def flush(self) -> None:
         self.q.join()
 
-    def stop(self) -> None:
-        self.q.put(None)
-        self._thread.join(timeout=10)
+    def stop(self, timeout: float = 30.0) -> None:
+        try:
+            self.q.put(None, timeout=timeout)
+        except queue.Full:
+            log.warning(
+                "%s: %d items left unwritten at shutdown", self._thread.name, self.q.qsize()
+            )
+            return
+        self._thread.join(timeout=timeout)
 
 
 class Gateway:

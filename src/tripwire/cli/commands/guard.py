@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,14 @@ def run(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})"
         ) from None
     out(f"serving '{gateway.name}' on {server.url} (mode {gateway.mode}, store {args.store})")
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (what service managers and `docker stop` send) and SIGINT both shut down
+    # cleanly; SIGINT explicitly, since a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
