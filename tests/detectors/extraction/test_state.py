@@ -59,9 +59,13 @@ def test_loads_rejects_foreign_bytes() -> None:
     for bad in (b"", b"PK\x03\x04junk", good[:-10], good + b"x", b"TWX1" + b"\xff" * 8):
         with pytest.raises(InputError):
             mon.loads(bad)
-    other = default_monitor().fit(_reference((1, 8, 8), c=5))
-    with pytest.raises(InputError):
-        other.loads(good)
+    for other in (
+        default_monitor().fit(_reference((1, 8, 8), c=5)),
+        default_monitor(state_budget=16 * 1024).fit(_reference((1, 8, 8))),
+        default_monitor(reservoir=256).fit(_reference((1, 8, 8))),
+    ):
+        with pytest.raises(InputError):
+            other.loads(good)
 
 
 def test_shapiro_w_matches_scipy() -> None:

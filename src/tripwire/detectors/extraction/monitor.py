@@ -336,8 +336,8 @@ class StreamMonitor:
 
     def loads(self, data: bytes) -> StreamState:
         s = decode(data)
-        f = self._fitted()
-        if s.class_hist.shape != (f.n_classes,) or s.gs_emb.shape != (self.pool_size_, f.dim):
+        template = self.new_state().arrays()
+        if any(v.shape != template[k].shape for k, v in s.arrays().items()):
             raise InputError("client state was written by a differently fitted monitor", "state")
         return s
 
