@@ -80,6 +80,8 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     out: dict[str, Any] = {"victim_accuracy": acc, "attacks": {}, "benign": {}}
     for kind, (budget, report, params) in ATTACKS.items():
+        if kind not in args.kinds.split(","):
+            continue
         t1 = time.perf_counter()
         case = ed.cached_attack(
             Path(args.cache_dir) / f"case-{name}-{kind}-{budget}-{args.n_train}-{args.seed}",
@@ -181,6 +183,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--kinds", default=",".join(ATTACKS), help="attack kinds to run")
     ap.add_argument(
         "--generate-only", action="store_true", help="train victims and cache streams only"
     )
