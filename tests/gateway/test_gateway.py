@@ -446,3 +446,12 @@ def test_a_closing_gateway_refuses_new_requests(start_gateway: Any) -> None:
     resp = conn.getresponse()
     assert resp.status == 503 and resp.getheader("Connection") == "close"
     conn.close()
+
+
+def test_head_answers_like_get_without_a_body(start_gateway: Any) -> None:
+    srv = start_gateway()
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("HEAD", "/v2/health/ready")
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b"" and int(resp.getheader("Content-Length")) > 0
+    conn.close()

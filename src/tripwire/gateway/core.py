@@ -317,6 +317,8 @@ class Gateway:
     def _handle(self, method: str, path: str, headers: Headers, body: bytes, peer: str) -> Response:
         start = time.perf_counter()
         route = "other"
+        if method == "HEAD":  # answered as GET; the server leaves the body out
+            method = "GET"
         try:
             parts = urllib.parse.urlsplit(path)
             segs = [urllib.parse.unquote(s) for s in parts.path.strip("/").split("/")]
