@@ -141,13 +141,16 @@ def attack_cases(
     threads: int | None = 1,
     kind_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[StreamCase]:
-    """Run each attack kind against ``victim``; jbda's seed set comes from ``train``.
+    """Run each attack kind against ``victim``.
+
+    jbda's (and paced's fallback) seed set comes from ``test``: an attacker holds a few
+    samples of the task, not the victim's training set (which the reference samples).
 
     ``kind_params`` maps a kind to extra keyword arguments of
     :func:`~tripwire.attacks.extraction.extract` (``epochs``, kind parameters).
     """
     rng = np.random.default_rng(seed)
-    seed_data = train.subset(np.sort(rng.choice(len(train), min(len(train), 500), replace=False)))
+    seed_data = test.subset(np.sort(rng.choice(len(test), min(len(test), 500), replace=False)))
     out: list[StreamCase] = []
     for kind in kinds:
         kp: dict[str, Any] = dict((kind_params or {}).get(kind, {}))

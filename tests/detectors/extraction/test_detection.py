@@ -103,6 +103,22 @@ def test_benign_clients_raise_no_alert(setting: dict[str, Any], kind: str) -> No
         assert all(o["severity"] is None for o in trace.observations)
 
 
+def test_training_data_queries_raise_no_alert(setting: dict[str, Any]) -> None:
+    """A client re-sending the victim's training images (what the reference samples) is
+    in distribution, not suspicious."""
+    ed = setting["ed"]
+    for case in ed.benign_cases(
+        setting["victim"],
+        setting["train"],
+        kinds=["ordinary", "batch-scorer"],
+        clients_per_kind=1,
+        n_queries=1000,
+        seed=5,
+    ):
+        (trace,) = ed.replay(default_monitor().fit(setting["ref"]), case).values()
+        assert trace.first_alert is None, trace.observations
+
+
 def test_rate_alone_never_alerts(setting: dict[str, Any]) -> None:
     """A benign batch scorer replayed at an attacker's pace stays quiet."""
     ed = setting["ed"]

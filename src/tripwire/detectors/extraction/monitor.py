@@ -378,9 +378,11 @@ class StreamMonitor:
         if f.has_reference:
             ood = np.sqrt(_min_sqdist(r, f.bank, f.bank_sq)) / f.ood_scale
             s.add("ood_count", float(np.sum(ood > f.ood_threshold)))
+            # Only the excess over the threshold counts: being closer to the reference than
+            # usual (re-sending training data) is no evidence of extraction.
             s.add(
                 "ood_log_sum",
-                float(np.clip(np.log(np.maximum(ood, 1e-6) / f.ood_threshold), -3, 3).sum()),
+                float(np.clip(np.log(np.maximum(ood, 1e-6) / f.ood_threshold), 0, 3).sum()),
             )
             cells = self._cells(r)
             np.bitwise_or.at(s.cells, cells >> 3, (1 << (cells & 7)).astype(np.uint8))

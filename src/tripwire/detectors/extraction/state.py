@@ -31,7 +31,7 @@ SCALARS = (
     "t_last",
     "gap_log_sum",  # sum of log(1 + gap seconds) between requests
     "ood_count",  # samples above the calibrated out-of-distribution threshold
-    "ood_log_sum",  # sum of log(score / threshold), clipped to [-3, 3]
+    "ood_log_sum",  # sum of log(score / threshold), clipped to [0, 3]
     "ring_n",  # samples written to the ring of recent queries
     "top1_sum",
     "lowmargin_count",  # top-1 minus top-2 probability below the reference's 10% quantile
