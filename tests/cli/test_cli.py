@@ -237,6 +237,9 @@ def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     html = (out_dir / "report.html").read_text()
     assert "data:image/png;base64," in html  # plots and samples are inline
     assert "<script" not in html and "<link" not in html  # self-contained, no scripts
+    # The gateway scene: an extraction attacker against the demo model, over HTTP.
+    assert "gateway: extraction attacker" in out
+    assert (out_dir / "gateway" / "guard.db").stat().st_size > 0
 
 
 def test_attack_poison_and_asr(

@@ -19,9 +19,7 @@ from tripwire.cli import commands
 from tripwire.errors import EXIT_INTERNAL, EXIT_USAGE, TripwireError
 
 #: Commands that later work fills in, with what they will do; they exit 2 until then.
-PLANNED: dict[str, tuple[str, str]] = {
-    "guard": ("the serving gateway that watches clients for extraction", "#6"),
-}
+PLANNED: dict[str, tuple[str, str]] = {}
 
 
 class OneLineParser(argparse.ArgumentParser):

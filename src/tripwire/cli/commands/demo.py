@@ -134,5 +134,8 @@ def run(args: argparse.Namespace) -> int:
     )
     out(f"model: {model_path}")
     out(f"report: {out_dir / 'report.html'} (also .json, .md, .sarif)")
+    from tripwire.gateway.demo import extraction_scenario
+
+    out(extraction_scenario(model_path, train, test, out_dir / "gateway")["summary"])
     out(f"done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -1,0 +1,215 @@
+"""``tripwire guard``: serve a model (or front an upstream OIP v2 server) and watch clients.
+
+See :mod:`tripwire.gateway` for what the gateway does and ``guard.toml`` in
+:mod:`tripwire.gateway.config` for the settings file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripwire.cli.common import console, out, positive_int
+from tripwire.errors import InputError, UsageError
+
+#: Reference samples kept at most (the monitor's fit and the drift baseline).
+REFERENCE_SIZE = 2000
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1x28x28") from None
+    if not dims or min(dims) < 1 or len(dims) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"'{text}' must be CxHxW or D")
+    return dims
+
+
+def register(sub: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "guard",
+        help="serve a model over OIP v2 and watch every client for model extraction",
+        description=(
+            "Serve MODEL (or front --upstream URL) over the Open Inference Protocol v2 "
+            "and watch every client's query stream for extraction: alerts, an admin API "
+            "(/tripwire/v1/...), Prometheus /metrics, and in enforce mode degraded, "
+            "throttled or blocked answers."
+        ),
+    )
+    p.add_argument("model", nargs="?", metavar="MODEL", help="a model file (TorchScript, ...)")
+    p.add_argument("--upstream", metavar="URL", help="forward to this OIP v2 server instead")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 = any free)")
+    p.add_argument("--name", help="the model's name (default: the model file's stem)")
+    p.add_argument(
+        "--reference",
+        metavar="DATA",
+        help="a sample of the training distribution (any dataset tripwire reads)",
+    )
+    p.add_argument("--mode", choices=("observe", "enforce"), default="observe")
+    p.add_argument(
+        "--store",
+        default="sqlite:tripwire-guard.db",
+        help="sqlite:PATH (default: sqlite:tripwire-guard.db) or redis://HOST:PORT/DB",
+    )
+    p.add_argument("--config", metavar="TOML", help="guard.toml: API keys, actions, logs")
+    p.add_argument(
+        "--admin-token",
+        help="token of the admin API (default: $TRIPWIRE_ADMIN_TOKEN, else a random one "
+        "printed at start)",
+    )
+    p.add_argument("--input-shape", type=_shape, help="CxHxW or D, when nothing else says")
+    p.add_argument(
+        "--trigger-check",
+        metavar="SPEC",
+        help="run-time trigger check: a saved input-trigger detector, or module:factory",
+    )
+    p.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads per request (default: 1)"
+    )
+    p.add_argument("--drift-report", metavar="JSON", help="write the drift report here on exit")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    p.set_defaults(func=run)
+    return p
+
+
+def build_gateway(args: argparse.Namespace) -> Any:
+    """The :class:`~tripwire.gateway.Gateway` that ``args`` describe (not yet serving)."""
+    from tripwire.detectors.extraction import default_monitor
+    from tripwire.detectors.extraction.base import Reference
+    from tripwire.gateway import Gateway, LocalBackend, UpstreamBackend, load_config, open_store
+    from tripwire.gateway.backend import model_input_shape
+    from tripwire.gateway.hooks import load_trigger_check
+    from tripwire.io import load_dataset
+
+    if (args.model is None) == (args.upstream is None):
+        raise UsageError("give either MODEL or --upstream URL (one of them)")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must lie in 0..65535, got {args.port}")
+    config = load_config(args.config)
+    ref_data = None
+    if args.reference:
+        ref_data = load_dataset(args.reference, split="train")
+        if len(ref_data) > REFERENCE_SIZE:
+            pick = np.random.default_rng(0).choice(len(ref_data), REFERENCE_SIZE, replace=False)
+            ref_data = ref_data.subset(np.sort(pick))
+    fallback = args.input_shape or (ref_data.input_shape if ref_data is not None else None)
+    backend: Any
+    if args.model is not None:
+        try:
+            import torch
+        except ImportError:
+            from tripwire.errors import MissingDependencyError
+
+            raise MissingDependencyError("torch", "torch") from None
+        from tripwire.models.loading import load_model
+
+        torch.set_num_threads(args.threads)
+        model = load_model(args.model)
+        shape = model_input_shape(args.model, fallback)
+        backend = LocalBackend(model, shape)
+        name = args.name or Path(args.model).stem
+    else:
+        if not args.name:
+            raise UsageError("--upstream needs --name (the model's name on the upstream)")
+        name = args.name
+        backend = UpstreamBackend(args.upstream, name)
+        console.print(f"waiting up to 60 s for the upstream {args.upstream}")
+        if not backend.wait_ready(60.0):
+            raise InputError(
+                "the upstream did not answer its model metadata in 60 s", args.upstream
+            )
+        if backend.input_shape is None:
+            backend.input_shape = fallback
+        if backend.input_shape is None:
+            raise InputError(
+                "the upstream's metadata gives no input shape: pass --input-shape or --reference",
+                args.upstream,
+            )
+    if ref_data is not None and ref_data.input_shape != backend.input_shape:
+        raise InputError(
+            f"reference samples have shape {ref_data.input_shape}, the model takes "
+            f"{backend.input_shape}",
+            args.reference,
+        )
+    n_classes = backend.n_classes
+    x_ref = probs_ref = None
+    if ref_data is not None:
+        x_ref = ref_data.model_input()
+        probs_ref = np.concatenate(
+            [backend.predict(x_ref[i : i + 256]).probs for i in range(0, len(x_ref), 256)]
+        )
+        n_classes = int(probs_ref.shape[1])
+    if n_classes is None:
+        raise InputError("cannot tell the number of classes: pass --reference", args.upstream)
+    monitor = default_monitor().fit(
+        Reference(x=x_ref, probs=probs_ref, n_classes=n_classes, input_shape=backend.input_shape)
+    )
+    trigger = load_trigger_check(args.trigger_check) if args.trigger_check else None
+    store = open_store(args.store)
+    token = args.admin_token or os.environ.get("TRIPWIRE_ADMIN_TOKEN")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        console.print(f"admin token (none given): [bold]{token}[/]")
+    return Gateway(
+        backend,
+        name,
+        monitor=monitor,
+        store=store,
+        config=config,
+        mode=args.mode,
+        admin_token=token,
+        trigger_check=trigger,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tripwire.gateway import GatewayServer
+    from tripwire.gateway.core import write_json
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    gateway = build_gateway(args)
+    try:
+        server = GatewayServer(gateway, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})"
+        ) from None
+    out(f"serving '{gateway.name}' on {server.url} (mode {gateway.mode}, store {args.store})")
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM (what service managers and `docker stop` send) and SIGINT both shut down
+    # cleanly; SIGINT explicitly, since a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        server.httpd.server_close()
+        gateway.close()
+        if args.drift_report:
+            try:
+                gateway.correlate_now()
+                write_json(args.drift_report, {"drift": gateway.drift_report()})
+            except Exception as exc:  # the report must not hide the shutdown
+                console.print(f"cannot write the drift report: {exc}")
+        if gateway.store is not None:
+            gateway.store.close()
+    return 0

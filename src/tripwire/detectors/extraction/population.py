@@ -1,0 +1,148 @@
+"""Across clients: split-budget (sybil) correlation and population drift."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats
+
+from tripwire.detectors.extraction import rules
+from tripwire.detectors.extraction.base import ClientState, Observation
+from tripwire.detectors.extraction.state import StreamState, kmv_merge
+from tripwire.reports.findings import Severity
+
+if TYPE_CHECKING:
+    from tripwire.detectors.extraction.monitor import StreamMonitor
+
+#: Clients need this many samples to take part in a correlation (a split budget may leave
+#: each identity below the monitor's ``min_queries``, so this is lower).
+MIN_CLIENT_QUERIES = 5
+
+
+def pool_states(states: list[StreamState]) -> StreamState:
+    """One state holding several clients' counters, histograms, coverage and sketches.
+
+    Counters add, the coverage bitmaps are OR-ed, the distinct sketches merged. The
+    per-client PRADA sets are not pooled (a sybil's queries are never compared across
+    ids in the stream), so the pooled PRADA and duplicate features are the count-weighted
+    means of the members'.
+    """
+    base = states[0]
+    out = StreamState(**{k: v.copy() for k, v in base.arrays().items()})  # type: ignore[arg-type]
+    for s in states[1:]:
+        out.scalars += s.scalars
+        out.class_hist += s.class_hist
+        out.cells |= s.cells
+        out.kmv[:] = kmv_merge(out.kmv, s.kmv)
+    n = np.array([s.get("n") for s in states])
+    wts = n / max(n.sum(), 1.0)
+    out.set("prada_w", float(sum(w * s.get("prada_w") for w, s in zip(wts, states, strict=True))))
+    out.set("dist_seen", max(s.get("dist_seen") for s in states))
+    for k in ("alert_level", "noted", "clf_score", "clf_score_max", "prada_alarm_n"):
+        out.set(k, 0.0)
+    return out
+
+
+def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Observation]:
+    """Clients that are each below the alert threshold but score above it pooled.
+
+    Candidates are the clients with at least :data:`MIN_CLIENT_QUERIES` samples and no
+    alert of their own whose own score lies above the benign median recorded with the
+    classifier (``info.benign_median``); they are pooled in order of decreasing score,
+    and the smallest prefix of at least two clients whose pooled state has the monitor's
+    ``min_queries`` samples and reaches the low threshold is reported.
+    """
+    clf = getattr(monitor, "classifier_", None)
+    if clf is None:
+        return []
+    floor = float(clf.info.get("benign_median", 0.5 * clf.thresholds[0]))
+    cands: list[tuple[float, str, StreamState]] = []
+    for cid, st in states.items():
+        s = st if isinstance(st, StreamState) else None
+        if s is None or s.get("n") < MIN_CLIENT_QUERIES or s.get("alert_level") > 0:
+            continue
+        p = clf.score(monitor.features(s))
+        if p >= floor:
+            cands.append((p, cid, s))
+    cands.sort(key=lambda t: (-t[0], t[1]))
+    for k in range(2, len(cands) + 1):
+        pooled = pool_states([c[2] for c in cands[:k]])
+        if pooled.get("n") < monitor.min_queries:
+            continue
+        p = clf.score(monitor.features(pooled))
+        rank = clf.severity_rank(p)
+        if rank:
+            ids = tuple(c[1] for c in cands[:k])
+            return [
+                Observation(
+                    "split-budget",
+                    rules.SYBIL.id,
+                    p,
+                    Severity.MEDIUM if rank >= 2 else Severity.LOW,
+                    rules.ATLAS_EXTRACT,
+                    {"queries": int(pooled.get("n")), "members": len(ids)},
+                    clients=ids,
+                )
+            ]
+    return []
+
+
+def drift(monitor: StreamMonitor, states: dict[str, ClientState]) -> dict[str, Any]:
+    """All traffic against the reference: per-signal statistic, p-value and verdict."""
+    f = monitor._fitted()
+    members = [s for s in states.values() if isinstance(s, StreamState) and s.get("n") > 0]
+    report: dict[str, Any] = {"clients": len(members), "queries": 0, "signals": {}}
+    if not members:
+        return report
+    pooled = pool_states(members)
+    n = int(pooled.get("n"))
+    report["queries"] = n
+    alpha = 1e-3
+    sig: dict[str, Any] = {}
+    # Predicted classes vs the reference's: chi-square and population stability index.
+    obs = pooled.class_hist.astype(np.float64)
+    exp = f.ref_class_p * obs.sum()
+    chi2 = float(((obs - exp) ** 2 / exp).sum())
+    p_cls = float(stats.chi2.sf(chi2, f.n_classes - 1))
+    q = (obs + 0.5) / (obs.sum() + 0.5 * f.n_classes)
+    psi = float(((q - f.ref_class_p) * np.log(q / f.ref_class_p)).sum())
+    sig["predicted_class"] = {
+        "statistic": "chi2",
+        "value": round(chi2, 4),
+        "psi": round(psi, 4),
+        "p_value": p_cls,
+        "drift": p_cls < alpha,
+    }
+    for name, key, rate in (
+        ("out_of_distribution_rate", "ood_count", monitor.fpr),
+        ("low_margin_rate", "lowmargin_count", 0.1),
+    ):
+        if name == "out_of_distribution_rate" and not f.has_reference:
+            continue
+        k = pooled.get(key)
+        pv = float(stats.binom.sf(k - 1, n, rate))
+        sig[name] = {
+            "statistic": "binomial",
+            "value": round(k / n, 4),
+            "expected": rate,
+            "p_value": pv,
+            "drift": pv < alpha,
+        }
+    mean_top1 = pooled.get("top1_sum") / n
+    sig["mean_top1"] = {
+        "statistic": "difference",
+        "value": round(mean_top1, 4),
+        "expected": round(f.ref_top1, 4),
+        "drift": None,
+    }
+    report["signals"] = sig
+    report["drift"] = any(v.get("drift") for v in sig.values())
+    report["rule_id"] = rules.DRIFT.id
+    report["psi_bins"] = f.n_classes
+    report["alpha"] = alpha
+    report["log10_min_p"] = round(
+        math.log10(max(min(v.get("p_value", 1.0) for v in sig.values()), 1e-300)), 2
+    )
+    return report
