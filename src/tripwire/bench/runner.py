@@ -31,7 +31,7 @@ from tripwire.detectors.oos import oos_probabilities
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.progress import progress_enabled
-from tripwire.scan.ensemble import combine
+from tripwire.scan.ensemble import FAMILIES, combine
 
 Log = Callable[[str], None]
 
@@ -361,7 +361,7 @@ def run_suite(
                             "seed": seed,
                             "params": attack.params,
                             "detectors": [c.name for c in available()],
-                            "ensemble": ENSEMBLE_ROW,
+                            "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
                             "v": __version__,
                         }
                     )

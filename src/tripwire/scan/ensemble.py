@@ -2,16 +2,31 @@
 
 A union of flags adds up every detector's false alarms: on clean MNIST activations the
 robust thresholds of the single-item outlier detectors (spectre, feature-outlier) flag
-10-20% of the data (docs/benchmarks.md), so the union is useless to a reviewer. The
-ensemble therefore weighs *how* each detector reached its flags:
+10-20% of the data, and two of them agree on the same clean outliers, so "any two
+detectors agree" still flagged 10% of clean data (docs/benchmarks.md). The ensemble
+instead groups detectors into **families** of complementary methods for one threat and
+asks each family for a quorum:
 
-- **self-gated** detectors (``self_gated = True`` on the class: activation clustering,
-  dual-space) only flag items after a class-level test has fired (a well-separated small
-  cluster; a cluster whose inputs look like other classes). Their flags stand alone;
-- every other detector's flags stand only where a **second detector** flags the same
-  item. Independent evidence rarely errs on the same clean item, and a real poison or a
-  real label error usually trips more than one view (label detectors corroborate each
-  other on flips, the feature-space detectors on backdoor poisons).
+========================  ==========================================  ======
+family                    members                                     quorum
+========================  ==========================================  ======
+``labels``                confident-learning, knn-label               2
+``feature-clusters``      activation-clustering, spectral-signature   2
+``dual-space``            dual-space                                  1
+``duplicates``            duplicate-labels                            1
+``outliers``              spectre, feature-outlier                    rank
+========================  ==========================================  ======
+
+- within ``labels`` and ``feature-clusters`` the two members look at the same threat
+  through different statistics (out-of-sample probabilities vs neighbours; a 2-means
+  split vs the top singular direction), so their agreement is evidence and their lone
+  flags are mostly each method's own false alarms;
+- ``dual-space`` and ``duplicate-labels`` flag only after a class-level test or a fact
+  (a cluster whose inputs look like other classes; a copy under another label);
+- ``outliers`` only rank (they raise the combined score) unless they are all that ran;
+- a detector the table does not know (a plug-in) is a family of its own, quorum 1;
+- where fewer members of a family ran than its quorum (``--detectors`` chose them),
+  the quorum is the number that ran: a user who runs one detector gets its flags.
 
 The combined score (for ranking and PR curves) is each detector's score on a common
 scale, ``(score - median) / (threshold - median)`` so that 1.0 is "at that detector's
@@ -26,33 +41,40 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tripwire.detectors import DetectorResult, get
-from tripwire.errors import TripwireError
+from tripwire.detectors import DetectorResult
 
-#: Detectors that must agree before an item flagged by a non-gated detector is kept.
-MIN_VOTES = 2
+#: family -> (quorum, members); quorum 0 means "ranks only".
+FAMILIES: dict[str, tuple[int, frozenset[str]]] = {
+    "labels": (2, frozenset({"confident-learning", "knn-label"})),
+    "feature-clusters": (2, frozenset({"activation-clustering", "spectral-signature"})),
+    "dual-space": (1, frozenset({"dual-space"})),
+    "duplicates": (1, frozenset({"duplicate-labels"})),
+    "outliers": (0, frozenset({"spectre", "feature-outlier"})),
+}
+
+
+def family_of(detector: str) -> tuple[str, int]:
+    """The family a detector belongs to and that family's quorum."""
+    for name, (quorum, members) in FAMILIES.items():
+        if detector in members:
+            return name, quorum
+    return detector, 1
 
 
 @dataclass
 class EnsembleResult:
-    """The ensemble's verdict; ``rule`` says in words how flags were decided."""
+    """The ensemble's verdict; ``families`` says how each family voted."""
 
     scores: npt.NDArray[np.float64]
     flags: npt.NDArray[np.bool_]
     votes: npt.NDArray[np.int64]
-    gated: list[str] = field(default_factory=list)
-    rule: str = ""
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "self_gated": self.gated, "min_votes": MIN_VOTES}
-
-
-def is_self_gated(name: str) -> bool:
-    """Whether the registered detector ``name`` gates its flags by a class-level test."""
-    try:
-        return bool(getattr(get(name), "self_gated", False))
-    except TripwireError:
-        return False
+        return {
+            "rule": "flagged when any family reaches its quorum of member detectors",
+            "families": self.families,
+        }
 
 
 def common_scale(result: DetectorResult) -> npt.NDArray[np.float64]:
@@ -71,14 +93,27 @@ def combine(results: dict[str, DetectorResult], n: int) -> EnsembleResult:
         )
     scores = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
     votes = np.sum([np.asarray(r.flags, dtype=np.int64) for r in results.values()], axis=0)
-    gated = sorted(name for name in results if is_self_gated(name))
-    flags = votes >= MIN_VOTES
-    for name in gated:
-        flags |= np.asarray(results[name].flags, dtype=bool)
-    rule = (
-        f"flagged by a self-gated detector ({', '.join(gated) or 'none ran'}) or by at "
-        f"least {MIN_VOTES} detectors"
-    )
+    grouped: dict[str, list[str]] = {}
+    quorums: dict[str, int] = {}
+    for name in sorted(results):
+        fam, quorum = family_of(name)
+        grouped.setdefault(fam, []).append(name)
+        quorums[fam] = quorum
+    ranking_only = {f for f, q in quorums.items() if q == 0}
+    flags = np.zeros(n, dtype=bool)
+    report: dict[str, dict[str, Any]] = {}
+    for fam, members in grouped.items():
+        quorum = min(quorums[fam], len(members))
+        if fam in ranking_only and len(ranking_only) == len(grouped):
+            quorum = 1  # only ranking detectors ran: the user asked for their flags
+        fam_votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
+        fam_flags = fam_votes >= quorum if quorum else np.zeros(n, dtype=bool)
+        flags |= fam_flags
+        report[fam] = {
+            "members": members,
+            "quorum": quorum if quorum else "ranks only",
+            "flagged": int(fam_flags.sum()),
+        }
     return EnsembleResult(
-        scores=scores, flags=flags, votes=np.asarray(votes, np.int64), gated=gated, rule=rule
+        scores=scores, flags=flags, votes=np.asarray(votes, np.int64), families=report
     )

@@ -254,8 +254,6 @@ class ActivationClusteringDetector(BaseDetector):
     name: ClassVar[str] = "activation-clustering"
     threat: ClassVar[Threat] = Threat.POISONING
     needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS})
-    #: Flags only items of classes whose split passed the evidence tests.
-    self_gated: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -152,8 +152,6 @@ class DualSpaceDetector(BaseDetector):
     name: ClassVar[str] = "dual-space"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS, Need.DATA})
-    #: Flags only after a class-level test fired (see tripwire.scan.ensemble).
-    self_gated: ClassVar[bool] = True
 
     def __init__(
         self,

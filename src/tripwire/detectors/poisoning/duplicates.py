@@ -71,8 +71,6 @@ class DuplicateLabelDetector(BaseDetector):
     name: ClassVar[str] = "duplicate-labels"
     threat: ClassVar[Threat] = Threat.POISONING
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LABELS, Need.DATA})
-    #: A copy under two labels is a fact: its flags need no second vote.
-    self_gated: ClassVar[bool] = True
 
     def __init__(self, *, near_ratio: float = 0.1, fpr: float = 0.01, z: float = 3.5) -> None:
         super().__init__(fpr=fpr, z=z)
