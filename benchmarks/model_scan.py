@@ -86,10 +86,10 @@ def grid(name: str) -> list[Case]:
         Case("gtsrb", "clean", n_train=12330, epochs=12, seed=1),
     ]
     cf = [
-        Case("cifar10", "badnets", 6, {"size": 3}, n_train=20000, epochs=10),
-        Case("cifar10", "blend", 9, {"alpha": 0.2}, n_train=20000, epochs=10),
-        Case("cifar10", "clean", n_train=20000, epochs=10, seed=0),
-        Case("cifar10", "clean", n_train=20000, epochs=10, seed=1),
+        Case("cifar10", "badnets", 6, {"size": 3}, n_train=10000, epochs=6),
+        Case("cifar10", "blend", 9, {"alpha": 0.2}, n_train=10000, epochs=6),
+        Case("cifar10", "clean", n_train=10000, epochs=6, seed=0),
+        Case("cifar10", "clean", n_train=10000, epochs=6, seed=1),
     ]
     if name == "mnist":
         return mn

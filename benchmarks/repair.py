@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--target", type=int, default=0)
     ap.add_argument("--clean", type=int, default=1000, help="size of the defender's clean set")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--trigger-share", type=float, default=0.2)
+    ap.add_argument("--trigger-share", type=float, default=0.5)
     ap.add_argument("--report", help="use the reversed triggers of this scan-model report")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

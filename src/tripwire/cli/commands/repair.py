@@ -37,7 +37,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("both", "unlearn", "prune"), default="both")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--trigger-share", type=float, default=0.2)
+    p.add_argument(
+        "--trigger-share",
+        type=float,
+        default=0.5,
+        help="share of each fine-tuning batch stamped with a reversed trigger (default 0.5)",
+    )
     p.add_argument("--holdout", type=float, default=0.3, help="share of CLEAN kept to measure")
     p.add_argument("--max-samples", type=positive_int, help="use at most this many clean inputs")
     p.add_argument("--arch", help="architecture of a state-dict model")
