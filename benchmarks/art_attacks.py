@@ -251,6 +251,7 @@ def run_badnets(
 def finetune(net: Any, ds: Dataset, *, epochs: int, seed: int, head_only: bool) -> Any:
     """Continue training a copy of ``net`` on ``ds`` (SGD, momentum 0.9, no augmentation)."""
     model = copy.deepcopy(net)
+    torch.manual_seed(seed)  # dropout draws from the global generator
     for p in model.parameters():
         p.requires_grad_(not head_only)
     for p in model.head.parameters():
@@ -285,7 +286,7 @@ def run_collision(
     from art.attacks.poisoning import FeatureCollisionAttack
 
     base_cls, rate, seed = args.fc_base, args.fc_rate, args.seed
-    epochs = int(FC_DEFAULTS["surrogate_epochs"])
+    epochs = args.surrogate_epochs
     # tripwire's attack trains this same surrogate inside poison_dataset (deterministic
     # for a seed); ART crafts on it too, so both optimise in one feature space.
     surrogate = train_surrogate(train_ds, epochs, seed)
@@ -644,6 +645,12 @@ def main() -> None:
         type=lambda v: [float(c) for c in v.split(",")],
         default=[256.0, float(FC_DEFAULTS["beta"])],
         help="ART similarity_coeff values: ART's default, and tripwire's beta_0",
+    )
+    ap.add_argument(
+        "--surrogate-epochs",
+        type=int,
+        default=int(FC_DEFAULTS["surrogate_epochs"]),
+        help="epochs of the feature-collision surrogate (tripwire's parameter; both attacks)",
     )
     ap.add_argument("--budgets", default="100,300,1000")
     ap.add_argument("--n-train", type=int, default=6000)
