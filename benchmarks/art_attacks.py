@@ -337,7 +337,13 @@ def run_collision(
         )
         t0 = time.perf_counter()
         tw = poison_dataset(
-            train_ds, "feature-collision", rate=rate, target=base_cls, seed=seed, target_index=t
+            train_ds,
+            "feature-collision",
+            rate=rate,
+            target=base_cls,
+            seed=seed,
+            target_index=t,
+            surrogate_epochs=epochs,
         )
         tw_s = time.perf_counter() - t0
         if tw.poisoned is None or tw.attack is None:
