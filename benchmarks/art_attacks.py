@@ -541,6 +541,13 @@ def md_row(cells: list[Any]) -> str:
     return "| " + " | ".join(fmt(c) for c in cells) + " |"
 
 
+def success_cell(rs: list[dict[str, Any]], controls: dict[int, Any], proto: str) -> str:
+    """Successes among the targets whose clean control is not already the base class."""
+    valid = [r for r in rs if not controls.get(r["target_index"], {}).get(f"success_{proto}")]
+    hits = sum(bool(r.get(f"success_{proto}")) for r in valid)
+    return f"{hits}/{len(valid)}"
+
+
 def table(rows: list[dict[str, Any]], data: str, cmd: str) -> str:
     lines = [f"Data: {data}. Command: `{cmd}`", ""]
     bd = [r for r in rows if r["part"] == "badnets"]
@@ -581,18 +588,23 @@ def table(rows: list[dict[str, Any]], data: str, cmd: str) -> str:
         lines += [
             "",
             "**Feature collision** (same surrogate, targets and base samples; success = "
-            "target classified as the base class)",
+            "target classified as the base class, counted over the targets whose clean "
+            "control is not already classified so)",
             "",
             "| attack | targets | "
             + " | ".join(f"success {p}" for p in protos)
             + " | feat. dist before -> after | L2 / poison | Linf / poison | craft s |",
             "|---|---|" + "---|" * len(protos) + "---|---|---|---|",
         ]
+        controls = {r["target_index"]: r for r in fc if r["attack"] == "none"}
         for a in dict.fromkeys(r["attack"] for r in fc):
             rs = [r for r in fc if r["attack"] == a]
-            succ = " | ".join(
-                f"{sum(bool(r.get(f'success_{p}')) for r in rs)}/{len(rs)}" for p in protos
-            )
+            if a == "none":
+                succ = " | ".join(
+                    f"{sum(bool(r.get(f'success_{p}')) for r in rs)}/{len(rs)}" for p in protos
+                )
+            else:
+                succ = " | ".join(success_cell(rs, controls, p) for p in protos)
             if a == "none":
                 lines.append(f"| none (clean control) | {len(rs)} | {succ} | - | - | - | - |")
                 continue
