@@ -36,7 +36,7 @@ def findings() -> list[Finding]:
             evidence={"flipped": np.array([3, 5, 9]), "ratio": np.float64(0.003), "bad": np.nan},
         ),
         Finding(
-            rule_id="TW201",
+            rule_id="TW299",
             title="Backdoor target",
             message="Class 7 is reachable from any input with a small patch.",
             severity=Severity.CRITICAL,

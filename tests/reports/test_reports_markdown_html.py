@@ -30,7 +30,7 @@ def test_markdown_contents(report: Report) -> None:
     assert "| # | Severity | Rule | ATLAS | Finding | Location | Confidence |" in md
     # Worst first, with the rule name where the rule is registered.
     rows = [line for line in md.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert rows[0].startswith("| 1 | **critical** | `TW201`")
+    assert rows[0].startswith("| 1 | **critical** | `TW299`")
     assert "`TW003` samples-relabelled" in rows[1]
     assert "[AML.T0020](https://atlas.mitre.org/techniques/AML.T0020)" in rows[1]
     assert "[AML.T0024.002](https://atlas.mitre.org/techniques/AML.T0024.002)" in rows[2]
@@ -112,7 +112,7 @@ def test_html_summary_and_findings(report: Report) -> None:
     assert 'title="Manipulate AI Model: Poison AI Model">AML.T0018.000</a>' in page
     assert "<summary>evidence</summary>" in page
     # Worst finding first.
-    assert page.index("TW201") < page.index("TW003") < page.index("TW301")
+    assert page.index("TW299") < page.index("TW003") < page.index("TW301")
 
 
 def test_html_draws_plots_as_png_when_matplotlib_is_present(report: Report) -> None:

@@ -162,10 +162,10 @@ def test_report_validation() -> None:
 def test_severity_queries(report: Report) -> None:
     assert report.max_severity() is Severity.CRITICAL
     assert Report(command="x").max_severity() is None
-    assert [f.rule_id for f in report.findings_at_or_above("high")] == ["TW003", "TW201"]
-    assert [f.rule_id for f in report.findings_at_or_above(Severity.CRITICAL)] == ["TW201"]
+    assert [f.rule_id for f in report.findings_at_or_above("high")] == ["TW003", "TW299"]
+    assert [f.rule_id for f in report.findings_at_or_above(Severity.CRITICAL)] == ["TW299"]
     assert report.severity_counts() == {"critical": 1, "high": 1, "medium": 1, "low": 0, "info": 0}
-    assert [f.rule_id for f in report.sorted_findings()] == ["TW201", "TW003", "TW301"]
+    assert [f.rule_id for f in report.sorted_findings()] == ["TW299", "TW003", "TW301"]
 
 
 def test_from_dict_rejects_bad_reports(report: Report) -> None:
