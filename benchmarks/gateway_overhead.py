@@ -298,6 +298,8 @@ def main() -> None:
         )
         line = p.stdout.readline() if p.stdout else ""
         if not line.startswith("READY"):
+            for started in [*procs.values(), p]:  # leave no server behind
+                started.terminate()
             raise SystemExit(f"server {kind} did not start (see {work / (kind + '.log')})")
         procs[kind], ports[kind] = p, int(line.split()[1])
     # In random order: a client reading the test set class by class is not ordinary.
