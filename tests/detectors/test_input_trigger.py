@@ -146,3 +146,24 @@ def test_model_without_features_falls_back_to_logits(tmp_path: Path) -> None:
     assert det.to_dict()["feature_source"] == "logits"
     odd = np.ones((5, 1, 9, 9), np.float32)  # all bands saturated: far from every class
     assert (det.score(odd) > det.feature_calibration_.threshold).all()
+
+
+def test_gateway_hook_fitted_on_reference_flags_triggered_inputs(backdoored) -> None:  # type: ignore[no-untyped-def]
+    from tripwire.gateway.hooks import ReferenceTriggerCheck, TriggerCheck, flagged
+    from tripwire.models.loading import load_model
+    from tripwire.reports import get_rule
+
+    model = load_model(backdoored.path, device="cpu")
+    x = backdoored.test.model_input()
+    check = ReferenceTriggerCheck.fit(model, x[:400], frr=0.05)
+    assert isinstance(check, TriggerCheck)
+    clean = x[400:800]
+    trig = _triggered(backdoored, model, clean)
+    # The gateway hands over its own serving pass: logits and features.
+    logits_c, feats_c = model.logits_and_features(clean)
+    logits_t, feats_t = model.logits_and_features(trig)
+    _, flags_c = flagged(check, logits_c, feats_c)
+    _, flags_t = flagged(check, logits_t, feats_t)
+    assert flags_t.mean() > 0.9
+    assert flags_c.mean() < 0.15
+    assert get_rule("TW250").name == "triggered-input"

@@ -15,11 +15,54 @@ import numpy as np
 import numpy.typing as npt
 
 from tripwire.errors import InputError
+from tripwire.reports import Rule, Severity, register_rule
 
 #: Detector name and ATLAS technique of the alerts the trigger check raises.
 TRIGGER_DETECTOR = "input-trigger"
 TRIGGER_RULE = "TW250"
 TRIGGER_ATLAS = ("AML.T0043.004",)
+
+register_rule(
+    Rule(
+        id=TRIGGER_RULE,
+        name="triggered-input",
+        short_description="A served input carries what looks like a backdoor trigger",
+        help=(
+            "Scan the model (tripwire scan-model) and repair it (tripwire repair); "
+            "review the client's requests in the query log."
+        ),
+        default_severity=Severity.MEDIUM,
+        atlas=TRIGGER_ATLAS,
+    )
+)
+
+
+class ReferenceTriggerCheck:
+    """Tier 1 of :class:`~tripwire.detectors.backdoor.input_trigger.TriggeredInputDetector`
+    as a gateway hook, fitted on the gateway's own model and ``--reference`` data.
+
+    Only the cheap tier runs per request (it reuses the serving pass's logits and
+    features); its threshold is the detector's, calibrated to ``frr`` on held-out clean
+    reference inputs.
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.threshold = float(detector.feature_calibration_.threshold)
+
+    @classmethod
+    def fit(
+        cls, model: Any, x: npt.NDArray[np.float32], frr: float = 0.01
+    ) -> ReferenceTriggerCheck:
+        from tripwire.detectors.backdoor.input_trigger import TriggeredInputDetector
+
+        return cls(TriggeredInputDetector(frr=frr).fit(model, x))
+
+    def score_outputs(
+        self, logits: npt.NDArray[np.float32], features: npt.NDArray[np.float32] | None
+    ) -> npt.NDArray[np.float64]:
+        feats = logits if features is None else features
+        return np.asarray(self.detector.score_outputs(logits, feats), dtype=np.float64)
 
 
 @runtime_checkable
@@ -91,6 +134,7 @@ __all__ = [
     "TRIGGER_ATLAS",
     "TRIGGER_DETECTOR",
     "TRIGGER_RULE",
+    "ReferenceTriggerCheck",
     "TriggerCheck",
     "flagged",
     "load_trigger_check",

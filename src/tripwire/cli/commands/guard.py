@@ -71,7 +71,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--trigger-check",
         metavar="SPEC",
-        help="run-time trigger check: a saved input-trigger detector, or module:factory",
+        help="run-time trigger check: 'reference' (fit the input-trigger detector on the "
+        "model and --reference at start), or module:factory",
     )
     p.add_argument(
         "--threads", type=positive_int, default=1, help="torch threads per request (default: 1)"
@@ -88,7 +89,7 @@ def build_gateway(args: argparse.Namespace) -> Any:
     from tripwire.detectors.extraction.base import Reference
     from tripwire.gateway import Gateway, LocalBackend, UpstreamBackend, load_config, open_store
     from tripwire.gateway.backend import model_input_shape
-    from tripwire.gateway.hooks import load_trigger_check
+    from tripwire.gateway.hooks import ReferenceTriggerCheck, load_trigger_check
     from tripwire.io import load_dataset
 
     if (args.model is None) == (args.upstream is None):
@@ -154,7 +155,14 @@ def build_gateway(args: argparse.Namespace) -> Any:
     monitor = default_monitor().fit(
         Reference(x=x_ref, probs=probs_ref, n_classes=n_classes, input_shape=backend.input_shape)
     )
-    trigger = load_trigger_check(args.trigger_check) if args.trigger_check else None
+    trigger: Any = None
+    if args.trigger_check == "reference":
+        if args.model is None or ref_data is None:
+            raise UsageError("--trigger-check reference needs a model file and --reference")
+        console.print("fitting the run-time trigger check on the reference data")
+        trigger = ReferenceTriggerCheck.fit(backend.model, ref_data.model_input())
+    elif args.trigger_check:
+        trigger = load_trigger_check(args.trigger_check)
     store = open_store(args.store)
     token = args.admin_token or os.environ.get("TRIPWIRE_ADMIN_TOKEN")
     if not token:
