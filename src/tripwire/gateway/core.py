@@ -240,6 +240,8 @@ class Gateway:
         self.config = config or GuardConfig()
         self.mode = mode
         self.trigger_check = trigger_check
+        #: An AliasFollower swapping ``backend`` on registry promotions (guard --alias).
+        self.follower: Any = None
         self.metrics = Metrics()
         self._admin = None if not admin_token else admin_token.encode()
         self._keys = {hashlib.sha256(k.encode()).digest(): c for k, c in self.config.keys.items()}

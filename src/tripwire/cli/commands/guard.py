@@ -51,6 +51,25 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 = any free)")
     p.add_argument("--name", help="the model's name (default: the model file's stem)")
     p.add_argument(
+        "--alias",
+        metavar="NAME",
+        help="serve the registry version this alias points to, and follow its promotions "
+        "and rollbacks without a restart (instead of MODEL)",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="PATH",
+        help="the model registry for --alias (default: $TRIPWIRE_REGISTRY, else "
+        ".tripwire/registry.db)",
+    )
+    p.add_argument(
+        "--follow-interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="seconds between registry polls with --alias (default: 2)",
+    )
+    p.add_argument(
         "--reference",
         metavar="DATA",
         help="a sample of the training distribution (any dataset tripwire reads)",
@@ -92,8 +111,21 @@ def build_gateway(args: argparse.Namespace) -> Any:
     from tripwire.gateway.hooks import ReferenceTriggerCheck, load_trigger_check
     from tripwire.io import load_dataset
 
+    follower = None
+    if args.alias:
+        if args.model is not None or args.upstream is not None:
+            raise UsageError("--alias replaces MODEL and --upstream: give one of the three")
+        from tripwire.gateway.follow import AliasFollower
+        from tripwire.response.registry import registry_path
+
+        follower = AliasFollower(
+            None, registry_path(args.registry), args.alias, interval=args.follow_interval
+        )
+        args.model = str(follower.first())
+        args.name = args.name or args.alias
+        console.print(f"alias '{args.alias}' points to {Path(args.model).name}")
     if (args.model is None) == (args.upstream is None):
-        raise UsageError("give either MODEL or --upstream URL (one of them)")
+        raise UsageError("give either MODEL or --upstream URL (or --alias; one of them)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must lie in 0..65535, got {args.port}")
     config = load_config(args.config)
@@ -168,7 +200,7 @@ def build_gateway(args: argparse.Namespace) -> Any:
     if not token:
         token = secrets.token_urlsafe(24)
         console.print(f"admin token (none given): [bold]{token}[/]")
-    return Gateway(
+    gateway = Gateway(
         backend,
         name,
         monitor=monitor,
@@ -178,6 +210,10 @@ def build_gateway(args: argparse.Namespace) -> Any:
         admin_token=token,
         trigger_check=trigger,
     )
+    if follower is not None:
+        follower.target = gateway
+        gateway.follower = follower
+    return gateway
 
 
 def run(args: argparse.Namespace) -> int:
@@ -205,11 +241,16 @@ def run(args: argparse.Namespace) -> int:
     # cleanly; SIGINT explicitly, since a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    follower = getattr(gateway, "follower", None)
+    if follower is not None:
+        follower.start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
+        if follower is not None:
+            follower.stop()
         server.httpd.server_close()
         gateway.close()
         if args.drift_report:
