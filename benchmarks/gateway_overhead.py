@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.attacks.oip_client import infer_body
+
 ADMIN = "bench-admin"
 NAME = "mnist"
 
@@ -304,23 +306,10 @@ def main() -> None:
         procs[kind], ports[kind] = p, int(line.split()[1])
     # In random order: a client reading the test set class by class is not ordinary.
     x = test.model_input(np.random.default_rng(1).permutation(len(test)))
-    bodies = []
-    for i in range(0, len(x) - args.batch, args.batch):
-        xb = x[i : i + args.batch]
-        bodies.append(
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "input",
-                            "shape": list(xb.shape),
-                            "datatype": "FP32",
-                            "data": xb.reshape(-1).tolist(),
-                        }
-                    ]
-                }
-            ).encode()
-        )
+    bodies = [
+        json.dumps(infer_body(x[i : i + args.batch])).encode()
+        for i in range(0, len(x) - args.batch, args.batch)
+    ]
     try:
         for kind in kinds:  # warm-up: first requests load code paths and caches
             load(ports[kind], bodies, args.clients, 1.0)

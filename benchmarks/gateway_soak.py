@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.attacks.oip_client import infer_body
+
 ADMIN = "soak-admin"
 
 
@@ -93,23 +95,10 @@ def main() -> None:
     db, log = work / "guard.db", work / "guard.log"
     proc, port = start(model, db, 0, log)
     x = test.model_input(np.random.default_rng(1).permutation(len(test)))
-    bodies = []
-    for i in range(0, len(x) - args.batch, args.batch):
-        xb = x[i : i + args.batch]
-        bodies.append(
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "input",
-                            "shape": list(xb.shape),
-                            "datatype": "FP32",
-                            "data": xb.reshape(-1).tolist(),
-                        }
-                    ]
-                }
-            ).encode()
-        )
+    bodies = [
+        json.dumps(infer_body(x[i : i + args.batch])).encode()
+        for i in range(0, len(x) - args.batch, args.batch)
+    ]
     duration = args.minutes * 60
     t0 = time.monotonic()
     stop_at = t0 + duration

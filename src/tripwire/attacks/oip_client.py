@@ -126,17 +126,7 @@ class OIPClient:
             raise InputError(f"a batch must be (N, ...) with N >= 1, got {arr.shape}", self.url)
         if not np.all(np.isfinite(arr)):
             raise InputError("the batch contains NaN or infinite values", self.url)
-        body = {
-            "inputs": [
-                {
-                    "name": self.input_name,
-                    "shape": list(arr.shape),
-                    "datatype": "FP32",
-                    "data": arr.reshape(-1).tolist(),
-                }
-            ]
-        }
-        reply = self._call("POST", f"{self._model_path}/infer", body)
+        reply = self._call("POST", f"{self._model_path}/infer", infer_body(arr, self.input_name))
         return self._probabilities(reply, int(arr.shape[0]))
 
     def metadata(self) -> dict[str, Any]:
@@ -254,6 +244,20 @@ class OIPClient:
 
 class _HTTPStatusError(InputError):
     """The server answered with an error status (kept apart so ``ready`` can tell)."""
+
+
+def infer_body(x: npt.NDArray[np.float32], input_name: str = "input") -> dict[str, Any]:
+    """The OIP v2 infer request for a float32 batch ``x``: one FP32 input, data flat."""
+    return {
+        "inputs": [
+            {
+                "name": input_name,
+                "shape": list(x.shape),
+                "datatype": "FP32",
+                "data": np.asarray(x, dtype=np.float32).reshape(-1).tolist(),
+            }
+        ]
+    }
 
 
 def _error_detail(exc: urllib.error.HTTPError, limit: int) -> str:
