@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import tar_tree
 from tripwire import __version__
-from tripwire.cli.main import PLANNED, main
+from tripwire.cli.main import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -32,13 +32,6 @@ def one_line_error(err: str, *needles: str) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
     assert code == 0 and __version__ in out
-
-
-@pytest.mark.parametrize("name", sorted(PLANNED))
-def test_planned_commands_say_so(capsys: pytest.CaptureFixture[str], name: str) -> None:
-    code, out, err = run(capsys, name, "whatever", "--out", "x.json")
-    assert code == 2 and out == ""
-    one_line_error(err, "not available yet", PLANNED[name][1])
 
 
 def test_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

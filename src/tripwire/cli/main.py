@@ -18,9 +18,6 @@ from tripwire import __version__
 from tripwire.cli import commands
 from tripwire.errors import EXIT_INTERNAL, EXIT_USAGE, TripwireError
 
-#: Commands that later work fills in, with what they will do; they exit 2 until then.
-PLANNED: dict[str, tuple[str, str]] = {}
-
 
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors are one line on stderr and exit 2."""
@@ -54,23 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     for register in commands.REGISTRARS:
         sp = register(sub)
         _add_debug(sp, top=False)
-    for name, (what, issue) in PLANNED.items():
-        sp = sub.add_parser(name, help=f"{what} (not available yet)", add_help=False)
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
-        _add_debug(sp, top=False)
-        sp.set_defaults(func=_planned(name, what, issue))
     return parser
-
-
-def _planned(name: str, what: str, issue: str) -> commands.Handler:
-    def run(args: argparse.Namespace) -> int:
-        print(
-            f"tripwire {name}: not available yet: {what} arrives with issue {issue}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-
-    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
