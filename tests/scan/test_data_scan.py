@@ -40,6 +40,9 @@ def test_scan_flags_the_planted_cluster_and_names_the_source() -> None:
     assert res.scores.shape == (len(ds),) and np.all(np.isfinite(res.scores))
     rules = {f.rule_id for f in res.findings}
     assert "TW101" in rules and "TW103" in rules
+    # 30 poisons in 800 is far more than a 1% false-alarm rate explains.
+    poison = next(f for f in res.findings if f.rule_id == "TW101")
+    assert poison.severity == "high" and poison.evidence["excess_p_value"] < 1e-3
     src = next(f for f in res.findings if f.rule_id == "TW103")
     assert src.evidence["source"] == "vendorB"
     sections = res.sections()
@@ -56,6 +59,16 @@ def test_clean_features_raise_few_flags() -> None:
     res = scan_data(ds, feats)
     assert len(res.flagged) <= 0.05 * len(ds)
     assert not any(f.severity == "critical" for f in res.findings)
+
+
+def test_a_flag_count_false_alarms_explain_is_not_high_on_its_own() -> None:
+    # 4 flags in 800 samples: below the 1% false-alarm rate, so TW101 alone is medium;
+    # their concentration in one supplier is what makes the scan high (TW103).
+    ds, feats, bad = planted(n_bad=4)
+    res = scan_data(ds, feats)
+    assert set(bad.tolist()) <= set(res.flagged)
+    sev = {f.rule_id: f.severity for f in res.findings}
+    assert sev["TW101"] == "medium" and sev["TW103"] == "high"
 
 
 def test_enrichment_statistics() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import hypergeom
+from scipy.stats import binom, hypergeom
 
 from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
 from tripwire.detectors.oos import oos_probabilities
@@ -68,6 +68,13 @@ RULE_CLASS = register_rule(
         atlas=("AML.T0020", "AML.T0018.000"),
     )
 )
+
+#: The false-alarm rate a detector's threshold aims at when it states none: the default
+#: ``fpr`` of the detector interface (:class:`tripwire.detectors.base.BaseDetector`).
+NOMINAL_FPR = 0.01
+#: A flag count this unlikely (one-sided binomial p-value) under the false-alarm rate
+#: alone is more than false alarms: TW101 is then high, otherwise medium.
+EXCESS_P = 1e-3
 
 #: Inputs a data scan can provide to detectors.
 DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
@@ -245,6 +252,23 @@ def scan_data(
     return result
 
 
+def _excess_p_value(res: DataScanResult, n_flagged: int, n: int) -> tuple[float, float]:
+    """P(at least ``n_flagged`` flags of ``n`` clean samples) and the false-alarm rate used.
+
+    The rate is the highest target false-positive rate among the detectors that flagged
+    (:data:`NOMINAL_FPR` for those calibrated by robust statistics, which state none):
+    the ensemble's quorums only lower the clean flag rate below it, so the test is
+    conservative.
+    """
+    rates = [
+        r.calibration.target_fpr or NOMINAL_FPR
+        for r in res.detectors.values()
+        if r.flags.any()
+    ]
+    rate = max(rates, default=NOMINAL_FPR)
+    return float(binom.sf(n_flagged - 1, n, rate)), float(rate)
+
+
 def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Finding]:
     out: list[Finding] = []
     flagged = res.flagged
@@ -253,6 +277,7 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
             n for n, r in res.detectors.items() if r.threat == Threat.POISONING and r.flags.any()
         ]
         share = len(flagged) / len(ds)
+        excess_p, rate = _excess_p_value(res, len(flagged), len(ds))
         out.append(
             Finding(
                 rule_id=RULE_POISON.id,
@@ -261,14 +286,19 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                     f"{len(flagged)} of {len(ds)} samples ({share:.2%}) are flagged by "
                     f"{', '.join(sorted(n for n, r in res.detectors.items() if r.flags.any()))}"
                 ),
-                severity=Severity.HIGH if share >= 0.005 else Severity.MEDIUM,
-                confidence=0.7,
+                # Clean data still trips calibrated thresholds at about their false-alarm
+                # rate; only a count that rate cannot explain is high (a fixed share
+                # made every clean delivery's scan high and blocked high registry gates).
+                severity=Severity.HIGH if excess_p < EXCESS_P else Severity.MEDIUM,
+                confidence=round(float(min(0.99, max(0.5, 1.0 - excess_p))), 4),
                 atlas=("AML.T0020",),
                 artifact=artifact,
                 indices=tuple(flagged),
                 evidence={
                     "detectors": {n: len(r.flagged) for n, r in res.detectors.items()},
                     "label_detectors": label_dets,
+                    "false_alarm_rate": rate,
+                    "excess_p_value": float(excess_p),
                 },
             )
         )
