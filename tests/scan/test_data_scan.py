@@ -43,6 +43,8 @@ def test_scan_flags_the_planted_cluster_and_names_the_source() -> None:
     # 30 poisons in 800 is far more than a 1% false-alarm rate explains.
     poison = next(f for f in res.findings if f.rule_id == "TW101")
     assert poison.severity == "high" and poison.evidence["excess_p_value"] < 1e-3
+    target = next(f for f in res.findings if f.rule_id == "TW104")
+    assert target.target_class == 0 and target.severity == "high"
     src = next(f for f in res.findings if f.rule_id == "TW103")
     assert src.evidence["source"] == "vendorB"
     sections = res.sections()
@@ -69,6 +71,15 @@ def test_a_flag_count_false_alarms_explain_is_not_high_on_its_own() -> None:
     assert set(bad.tolist()) <= set(res.flagged)
     sev = {f.rule_id: f.severity for f in res.findings}
     assert sev["TW101"] == "medium" and sev["TW103"] == "high"
+
+
+def test_a_few_flags_piled_in_one_class_name_it_without_alarm() -> None:
+    # 6 of class 0's 206 samples: the likely target is named, at medium, since a class
+    # that size shows a handful of false alarms often enough.
+    ds, feats, _ = planted(n_bad=6)
+    res = scan_data(ds, feats)
+    target = next(f for f in res.findings if f.rule_id == "TW104")
+    assert target.target_class == 0 and target.severity == "medium"
 
 
 def test_enrichment_statistics() -> None:

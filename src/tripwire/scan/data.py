@@ -76,6 +76,13 @@ NOMINAL_FPR = 0.01
 #: alone is more than false alarms: TW101 is then high, otherwise medium.
 EXCESS_P = 1e-3
 
+#: The same for one class's flags (TW104), stricter because cluster detectors flag groups:
+#: flags that arrive together make the independent-flags binomial tail too thin on clean
+#: data (a clean MNIST scan put 12 of its 24 flags in one class, p = 1e-3 after
+#: Bonferroni), while a poisoned target class sits far beyond it (225 of 640, p < 1e-200;
+#: 1% poisoning of ten classes is still p < 1e-15).
+CLASS_EXCESS_P = 1e-6
+
 #: Inputs a data scan can provide to detectors.
 DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
 
@@ -302,12 +309,20 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                 },
             )
         )
-        # A class holding most flags is the likely backdoor target.
+        # A class holding most flags is the likely backdoor target; it is high only when
+        # its own flag count is more than the false-alarm rate explains in a class of its
+        # size (Bonferroni over classes): clean data's few flags can pile up in one class
+        # (activation clustering splitting a writing style), a poisoned target's cannot
+        # stay that small.
         counts = np.array([c["flagged"] for c in res.per_class])
         if counts.sum() >= 5:
             top = int(np.argmax(counts))
             if counts[top] >= 0.5 * counts.sum():
                 cls = res.per_class[top]
+                class_p = min(
+                    1.0,
+                    float(binom.sf(counts[top] - 1, cls["samples"], rate)) * len(res.per_class),
+                )
                 out.append(
                     Finding(
                         rule_id=RULE_CLASS.id,
@@ -316,12 +331,12 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                             f"{cls['flagged']} of {int(counts.sum())} flagged samples are "
                             f"labelled {cls['class']}: a backdoor target is likely"
                         ),
-                        severity=Severity.HIGH,
+                        severity=Severity.HIGH if class_p < CLASS_EXCESS_P else Severity.MEDIUM,
                         confidence=round(float(counts[top] / counts.sum()), 3),
                         atlas=("AML.T0020", "AML.T0018.000"),
                         artifact=artifact,
                         target_class=int(cls["class"]),
-                        evidence={"per_class": res.per_class},
+                        evidence={"per_class": res.per_class, "excess_p_value": class_p},
                     )
                 )
     n_sources = len(res.sources)
