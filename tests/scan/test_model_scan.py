@@ -70,7 +70,7 @@ def _scan(path: Path, clean: Dataset, **kw: object) -> object:
 def test_patch_backdoor_found_with_its_target(
     models: dict[str, Path], digits_split: tuple[Dataset, Dataset]
 ) -> None:
-    res = _scan(models["badnets"], digits_split[1], methods=("patch",))
+    res = _scan(models["badnets"], digits_split[1])
     assert res.verdict == "backdoored"  # type: ignore[attr-defined]
     assert res.target_classes == [3]  # type: ignore[attr-defined]
     c3 = res.classes[3]  # type: ignore[attr-defined]
@@ -80,7 +80,8 @@ def test_patch_backdoor_found_with_its_target(
     assert trig.attack_success >= 0.9
     others = [c.evidence["patch"]["trigger_norm"] for c in res.classes if c.cls != 3]  # type: ignore[attr-defined]
     assert trig.norm < 0.5 * float(np.median(others))
-    assert {f.rule_id for f in res.findings} == {"TW201"}  # type: ignore[attr-defined]
+    assert "TW201" in {f.rule_id for f in res.findings}  # type: ignore[attr-defined]
+    assert {f.rule_id for f in res.findings} <= {"TW201", "TW202"}  # type: ignore[attr-defined]
     assert all(f.target_class == 3 for f in res.findings)  # type: ignore[attr-defined]
 
 
@@ -236,3 +237,17 @@ def test_cli_refuses_tables(
     )
     _one_line(capsys.readouterr().err, "t.csv", "image")
     assert code == 2
+
+
+def test_model_threshold_holds_the_clean_model_false_alarm_rate() -> None:
+    from tripwire.detectors.backdoor.reverse import mad_anomaly
+    from tripwire.scan.model import ANOMALY_THRESHOLD, model_threshold
+
+    t10 = model_threshold(10)
+    assert ANOMALY_THRESHOLD < t10 < model_threshold(5)
+    # Fresh clean "models" (i.i.d. normal log sizes, another seed than the threshold's):
+    # NC's rule flags a third of them, the model-level threshold about 5%.
+    rng = np.random.default_rng(123)
+    tops = np.array([mad_anomaly(rng.normal(size=10))[0].max() for _ in range(4000)])
+    assert 0.25 < float(np.mean(tops > ANOMALY_THRESHOLD)) < 0.42
+    assert 0.03 < float(np.mean(tops > t10)) < 0.07

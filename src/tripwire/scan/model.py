@@ -19,8 +19,21 @@ spread roughly symmetric, which is what the MAD rule assumes. Neural Cleanse's r
 index is reported beside it (``anomaly_index_l1``). Only triggers that actually reach
 the attack-success threshold can flag a class.
 
-The verdict is ``backdoored`` when any method flags a class; each class lists which
-evidence fired. Neither search needs ``features(x)``; both need gradients (TorchScript
+Neural Cleanse flags a class at index 2, but that rule's false-alarm rate is per class,
+and a model has K of them: if clean log sizes are normal, the largest of 10 indices
+exceeds 2 in 33% of clean models (64% with 43 classes), and here 3 of 4 clean MNIST
+models crossed it (2.03, 2.38, 2.55). So each method's per-class ``nc_rule`` keeps NC's
+rule, and a class is **flagged** only beyond the model-level threshold
+:func:`model_threshold`: the 95% quantile of the largest index among K classes under
+that normal null (3.81 for K = 10), so each method falsely flags at most about 5% of
+clean models whatever their spread (the scale floor only shrinks indices). A class over
+NC's rule but under the threshold is reported at medium severity, and is flagged when it
+is corroborated: both searches put the same class over NC's rule (no clean model here
+had that: their second search stayed under 1.8), or a scan-data report independently
+flags the same class (TW203).
+
+The verdict is ``backdoored`` when a class is flagged; each class lists which evidence
+fired. Neither search needs ``features(x)``; both need gradients (TorchScript
 or a state dict, not ONNX).
 """
 
@@ -28,6 +41,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -94,6 +108,31 @@ ANOMALY_THRESHOLD = 2.0
 #: 64.5, 0.25x, index 5.5 here).
 MIN_LOG_SCALE = 0.25
 
+#: Share of clean models one method may flag (see the module docstring).
+MODEL_FPR = 0.05
+
+
+@lru_cache(maxsize=64)
+def model_threshold(n_classes: int, fpr: float = MODEL_FPR) -> float:
+    """The anomaly index that the largest of ``n_classes`` clean indices exceeds with
+    probability ``fpr``, and at least NC's 2.
+
+    Monte Carlo (20,000 draws, fixed seed) of the MAD rule on i.i.d. normal log sizes,
+    which is the rule's own assumption; the scale floor :data:`MIN_LOG_SCALE` can only
+    lower real indices, so the rate holds for any clean spread.
+    """
+    if n_classes < 3:
+        raise InputError(f"the MAD rule needs at least 3 classes, got {n_classes}", "classes")
+    if not 0.0 < fpr < 1.0:
+        raise InputError(f"fpr must lie in (0, 1), got {fpr}", "fpr")
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(20_000, n_classes))
+    med = np.median(v, axis=1, keepdims=True)
+    mad = 1.4826 * np.median(np.abs(v - med), axis=1, keepdims=True)
+    top = ((med - v) / mad).max(axis=1)
+    return float(max(ANOMALY_THRESHOLD, np.quantile(top, 1.0 - fpr)))
+
+
 #: Scan settings of each method: all classes batched, shorter patience than NC.
 METHODS: dict[str, SearchConfig] = {
     "patch": SearchConfig(mask="patch"),
@@ -157,7 +196,11 @@ class ModelScanResult:
             "methods": list(self.methods),
             "rule": {
                 "statistic": "anomaly index = (median - size) / (1.4826 * MAD) of log sizes",
-                "threshold": ANOMALY_THRESHOLD,
+                "nc_threshold": ANOMALY_THRESHOLD,
+                "threshold": _r(model_threshold(len(self.classes)))
+                if len(self.classes) >= 3
+                else None,
+                "model_fpr": MODEL_FPR,
             },
             "time_s": round(self.time_s, 3),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
@@ -245,12 +288,14 @@ def _method_evidence(
     logs = np.log(np.maximum(norms, 1e-12))
     idx, med, _ = mad_anomaly(logs, min_scale=MIN_LOG_SCALE)
     idx_l1, _, _ = mad_anomaly(norms)
-    flagged = usable & (logs < med) & (idx > ANOMALY_THRESHOLD)
+    nc_rule = usable & (logs < med) & (idx > ANOMALY_THRESHOLD)
+    flagged = nc_rule & (idx > model_threshold(len(norms)))
     rows = [
         {
             "trigger_norm": _r(norms[i]),
             "anomaly_index": _r(idx[i]),
             "anomaly_index_l1": _r(idx_l1[i]),
+            "nc_rule": bool(nc_rule[i]),
             "flagged": bool(flagged[i]),
             "attack_success": round(float(t.attack_success), 4),
             "converged": bool(search.converged[i]),
@@ -326,6 +371,12 @@ def scan_model(
     for c in range(n_out):
         ev = {m: per_method[m][2][c] for m in methods}
         fired = [m for m in methods if bool(per_method[m][1][c])]
+        marginal = [m for m in methods if ev[m]["nc_rule"] and m not in fired]
+        confirmed = bool(cross and cross.get(c, {}).get("flagged"))
+        if marginal and (confirmed or len(fired) + len(marginal) >= 2):
+            # Under the model-level threshold alone, but corroborated: the other search
+            # finds the same class over NC's rule, or the data scan flags it too.
+            fired = fired + marginal
         best = max(float(per_method[m][0][c]) for m in methods)
         first = methods[0]
         classes.append(
@@ -373,27 +424,51 @@ def _findings(
     classes: list[ClassEvidence], artifact: str, cross: dict[int, dict[str, Any]] | None
 ) -> list[Finding]:
     out: list[Finding] = []
+    limit = model_threshold(len(classes))
     for c in classes:
-        for m in c.fired:
+        for m in (m for m in c.evidence if c.evidence[m].get("nc_rule")):
             e = c.evidence[m]
             idx = float(e["anomaly_index"])
-            # Index 2 is the rule's edge; 4 and above is as clear as NC's published cases.
-            conf = float(min(0.99, 0.5 + 0.125 * (idx - ANOMALY_THRESHOLD)))
-            sev = Severity.CRITICAL if idx >= 4.0 else Severity.HIGH
+            what = (
+                f"Class {c.cls} is reached by a {m} trigger of {_NORM_NAME[m]} "
+                f"{e['trigger_norm']} with {e['attack_success']:.0%} attack success; "
+                f"anomaly index {idx:.2f}"
+            )
+            if m in c.fired:
+                # The model-level threshold is the rule's edge; 4 and above is as clear as
+                # NC's published cases.
+                conf = float(min(0.99, 0.6 + 0.1 * (idx - limit)))
+                sev = Severity.CRITICAL if idx >= max(4.0, limit) else Severity.HIGH
+                title = f"Backdoor suspected: class {c.cls} ({m} trigger)"
+                message = (
+                    f"{what} > {limit:.2f}, beyond what {len(classes)}-class clean models reach."
+                    if idx > limit
+                    else f"{what} > {ANOMALY_THRESHOLD:g}, corroborated by "
+                    + (
+                        "the other trigger search"
+                        if len([k for k in c.fired if k != m]) > 0
+                        else "the data scan flagging the same class"
+                    )
+                    + "."
+                )
+            else:
+                conf, sev = 0.3, Severity.MEDIUM
+                title = f"Small trigger for class {c.cls} ({m}), within clean models' range"
+                message = (
+                    f"{what} > {ANOMALY_THRESHOLD:g} (Neural Cleanse's rule) but <= "
+                    f"{limit:.2f}, which about {MODEL_FPR:.0%} of clean {len(classes)}-class "
+                    "models exceed: worth a look, not a verdict."
+                )
             out.append(
                 Finding(
                     rule_id=_RULE_OF[m].id,
-                    title=f"Backdoor suspected: class {c.cls} ({m} trigger)",
-                    message=(
-                        f"Class {c.cls} is reached by a {m} trigger of {_NORM_NAME[m]} "
-                        f"{e['trigger_norm']} with {e['attack_success']:.0%} attack success; "
-                        f"anomaly index {idx:.2f} > {ANOMALY_THRESHOLD:g} among the classes."
-                    ),
+                    title=title,
+                    message=message,
                     severity=sev,
-                    confidence=conf,
+                    confidence=round(conf, 3),
                     artifact=artifact,
                     target_class=c.cls,
-                    evidence={"method": m, **e},
+                    evidence={"method": m, **e, "threshold": round(limit, 4)},
                 )
             )
         if cross is not None and c.flagged and c.data_scan and c.data_scan.get("flagged"):
