@@ -251,3 +251,28 @@ def test_model_threshold_holds_the_clean_model_false_alarm_rate() -> None:
     tops = np.array([mad_anomaly(rng.normal(size=10))[0].max() for _ in range(4000)])
     assert 0.25 < float(np.mean(tops > ANOMALY_THRESHOLD)) < 0.42
     assert 0.03 < float(np.mean(tops > t10)) < 0.07
+
+
+@pytest.mark.slow
+def test_a_marginal_class_is_flagged_only_when_the_data_scan_corroborates_it(
+    models: dict[str, Path], digits_split: tuple[Dataset, Dataset]
+) -> None:
+    def report(severity: str) -> dict[str, object]:
+        finding = {"rule_id": "TW104", "severity": severity, "target_class": 3}
+        return {"command": "scan-data", "per_class": [], "findings": [finding]}
+
+    # The patch search alone puts class 3 over NC's rule but under the 10-class threshold.
+    alone = _scan(models["badnets"], digits_split[1], methods=("patch",))
+    c3 = alone.classes[3]  # type: ignore[attr-defined]
+    assert c3.evidence["patch"]["nc_rule"] and not c3.flagged
+    assert alone.verdict == "clean"  # type: ignore[attr-defined]
+    assert [f.severity for f in alone.findings] == ["medium"]  # type: ignore[attr-defined]
+    weak = _scan(
+        models["badnets"], digits_split[1], methods=("patch",), data_report=report("medium")
+    )
+    assert weak.verdict == "clean"  # type: ignore[attr-defined]
+    strong = _scan(
+        models["badnets"], digits_split[1], methods=("patch",), data_report=report("high")
+    )
+    assert strong.target_classes == [3]  # type: ignore[attr-defined]
+    assert {f.rule_id for f in strong.findings} == {"TW201", "TW203"}  # type: ignore[attr-defined]

@@ -504,6 +504,9 @@ def _data_scan_classes(report: dict[str, Any]) -> dict[int, dict[str, Any]]:
         tc = f.get("target_class")
         if isinstance(tc, int):
             entry = out.setdefault(tc, {"flagged_samples": 0, "flagged": False})
-            entry["flagged"] = True
+            # A medium finding is what the data scan's false alarms can produce: it is
+            # listed, but only a high or critical one corroborates the model scan.
+            if f.get("severity") in ("high", "critical"):
+                entry["flagged"] = True
             entry.setdefault("rules", []).append(str(f.get("rule_id")))
     return out
