@@ -88,6 +88,18 @@ def test_config_reads_keys_and_enforcement(tmp_path: Path) -> None:
     assert cfg.query_log.payloads is False
 
 
+def test_config_paths_are_relative_to_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "guard.toml").write_text('[alerts]\nlog = "alerts.jsonl"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config("etc/guard.toml").alert_log == str(folder.resolve() / "alerts.jsonl")
+    (folder / "abs.toml").write_text(f'[alerts]\nlog = "{tmp_path / "a.jsonl"}"\n')
+    assert load_config(folder / "abs.toml").alert_log == str(tmp_path / "a.jsonl")
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -19,7 +19,7 @@ Example ``guard.toml`` (every table and key is optional)::
     throttle_interval_s = 10.0
 
     [alerts]
-    log = "tripwire-alerts.jsonl"
+    log = "tripwire-alerts.jsonl"  # relative paths: beside this file
     webhook = "https://hooks.example.org/tripwire"
 
     [query_log]
@@ -113,6 +113,13 @@ def _typed(table: dict[str, Any], key: str, kind: type, default: Any, where: str
     return value
 
 
+def _beside(config: str | Path, value: str | None) -> str | None:
+    """A relative path in the config names a file beside the config, not in the cwd."""
+    if value is None or Path(value).is_absolute():
+        return value
+    return str(Path(config).resolve().parent / value)
+
+
 def load_config(path: str | Path | None) -> GuardConfig:
     """Read ``guard.toml`` (``None``: the defaults).
 
@@ -199,7 +206,7 @@ def load_config(path: str | Path | None) -> GuardConfig:
         max_body_bytes=_typed(limits, "max_body_bytes", int, 16 << 20, where),
         max_batch=_typed(limits, "max_batch", int, 4096, where),
         enforce=enforce,
-        alert_log=_typed(alerts, "log", str, None, where),
+        alert_log=_beside(path, _typed(alerts, "log", str, None, where)),
         webhook=webhook,
         query_log=QueryLogConfig(
             payloads=_typed(qlog, "payloads", bool, True, where),
