@@ -205,36 +205,6 @@ def test_internal_error_exit_3(
     one_line_error(err, "internal error", "--debug")
 
 
-def test_demo_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo's whole path on the smaller bundled set (the default run takes minutes)."""
-    pytest.importorskip("torch")
-    out_dir = tmp_path / "demo"
-    code, out, _ = run(
-        capsys, "demo", "--data", "bundled:digits", "--epochs", "2", "--out-dir", str(out_dir)
-    )
-    assert code == 0
-    assert "test accuracy:" in out
-    for name in (
-        "manifest.jsonl",
-        "model.pt",
-        "model.meta.json",
-        "report.json",
-        "report.html",
-        "report.md",
-        "report.sarif",
-    ):
-        assert (out_dir / name).stat().st_size > 0, name
-    rep = json.loads((out_dir / "report.json").read_text())
-    assert rep["summary"]["manifest_verified"] is True
-    assert 0.5 < rep["summary"]["test_accuracy"] <= 1.0
-    html = (out_dir / "report.html").read_text()
-    assert "data:image/png;base64," in html  # plots and samples are inline
-    assert "<script" not in html and "<link" not in html  # self-contained, no scripts
-    # The gateway scene: an extraction attacker against the demo model, over HTTP.
-    assert "gateway: extraction attacker" in out
-    assert (out_dir / "gateway" / "guard.db").stat().st_size > 0
-
-
 def test_attack_poison_and_asr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], digits_model: Path
 ) -> None:

@@ -268,9 +268,7 @@ def _excess_p_value(res: DataScanResult, n_flagged: int, n: int) -> tuple[float,
     conservative.
     """
     rates = [
-        r.calibration.target_fpr or NOMINAL_FPR
-        for r in res.detectors.values()
-        if r.flags.any()
+        r.calibration.target_fpr or NOMINAL_FPR for r in res.detectors.values() if r.flags.any()
     ]
     rate = max(rates, default=NOMINAL_FPR)
     return float(binom.sf(n_flagged - 1, n, rate)), float(rate)
