@@ -153,8 +153,9 @@ class _Exercise:
         return int(main(list(argv)))
 
     def _short(self, arg: str) -> str:
+        prefix = "sqlite:" if arg.startswith("sqlite:") else ""
         try:
-            return str(Path(arg).relative_to(self.out))
+            return prefix + str(Path(arg[len(prefix) :]).relative_to(self.out))
         except ValueError:
             return arg
 
@@ -450,10 +451,12 @@ def _serve(ex: _Exercise, test: Dataset) -> None:
         client.infer(x)
     asr = ex.probe_asr(test)
     ex.fact(probe_asr_v1=round(asr, 4))
+    serving = ex.gateway.follower.serving_
     ex.check(
         "the gateway serves v1",
-        f"serving {ex.gateway.follower.serving_.name}",
-        ex.gateway.follower.serving_ == ex.registry_file("v1"),
+        f"serving {'v1' if serving == ex.registry_file('v1') else 'another version'} "
+        f"({serving.name[:12]}...)",
+        serving == ex.registry_file("v1"),
     )
     ex.check(
         "triggered inputs mostly fail on v1 (no backdoor yet)",
@@ -720,6 +723,21 @@ def write_index(result: ExerciseResult, out: Path) -> Path:
             f"<table><tr><th></th><th>expected</th><th>observed</th></tr>{checks}</table>"
             f"<details><summary>commands</summary><pre>{cmds}</pre></details>"
         )
+    facts = {k: v for s in result.stages for k, v in s.facts.items()}
+    figures = [
+        ("poisons flagged in vendor-b's delivery (recall / precision)", "recall", "precision"),
+        ("backdoor success through the API: v1 / v2 live / after rollback", "probe_asr_v1",
+         "probe_asr_v2", "probe_asr_after_rollback"),
+        ("extraction attacker's first alert (queries of the budget)", "first_alert_at"),
+        ("leak estimate: surrogate accuracy / fidelity from the gateway's log",
+         "surrogate_accuracy", "surrogate_fidelity"),
+    ]  # fmt: skip
+    key_rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>"
+        + " / ".join(html.escape(str(facts.get(k, "-"))) for k in keys)
+        + "</td></tr>"
+        for label, *keys in figures
+    )
     n_ok = sum(c.passed for c in result.checks)
     verdict = "every check passed" if result.passed else "SOME CHECKS FAILED"
     page = f"""<!doctype html>
@@ -735,6 +753,7 @@ class {TARGET}; a contractor's model trained on it goes live; an attacker clones
 model through the API. Every figure below was computed in this run
 (<a href="exercise.json">exercise.json</a>; the red team's ground truth, used only to
 score: <a href="red-team.json">red-team.json</a>).</p>
+<table><tr><th>key figure</th><th>measured</th></tr>{key_rows}</table>
 {chr(10).join(parts)}
 </body></html>
 """
