@@ -36,6 +36,10 @@ def test_the_packaged_playbook_is_docs_playbook() -> None:
         "docs/playbook.md changed: cp docs/playbook.md src/tripwire/response/data/playbook.md"
     )
     assert load_playbook() == PLAYBOOK.read_text(encoding="utf-8")
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["tripwire"]
+    assert "response/data/*" in package_data
 
 
 def _subcommands(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
