@@ -302,6 +302,7 @@ def test_the_model_metadata_is_kept_beside_the_stored_model(reg: Registry, tmp_p
     path = resolve("prod", reg.path)
     assert metadata_path(path).read_bytes() == original
     assert reg.meta_file_of(v) == metadata_path(path)
+    assert reg.describe("prod")["meta_stored"] == str(metadata_path(path))
     watcher = AliasWatcher(reg.path, "prod")
     assert watcher.poll() == path and watcher.version_ is not None
     assert watcher.version_.meta["input_shape"] == [1, 28, 28]
@@ -324,6 +325,7 @@ def test_the_model_metadata_is_kept_beside_the_stored_model(reg: Registry, tmp_p
 def test_a_version_without_metadata_has_no_sidecar(reg: Registry, tmp_path: Path) -> None:
     v, _ = reg.add(model_file(tmp_path, "bare.pt", b"bare"))
     assert v.meta == {} and not reg.meta_file_of(v).exists()
+    assert reg.describe("v1")["meta_stored"] is None
     assert reg.verify() == []
 
 

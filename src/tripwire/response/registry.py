@@ -897,6 +897,7 @@ class Registry:
         return {
             **v.to_dict(),
             "stored_file": str(self.file_of(v)),
+            "meta_stored": str(self.meta_file_of(v)) if self.meta_file_of(v).is_file() else None,
             "manifest_stored": None
             if v.manifest_file is None
             else str(self.store / v.manifest_file),
