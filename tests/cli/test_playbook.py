@@ -204,8 +204,8 @@ def test_tripwire_playbook_prints_the_doc(
 
 def test_sections_and_text() -> None:
     md = (
-        "# T\n\nintro\n\n## 1. Detect\n\n```bash\n## not a heading\n```\n\n"
-        "## Roles\n| a | b |\n|---|---|\n| x | `y` |\n"
+        "# T\n\n**wrapped\nbold** and [a.md](a.md), [b](b.md)\n\n## 1. Detect\n\n"
+        "```bash\n## not a heading\n```\n\n## Roles\n| a | b |\n|---|---|\n| x | `y` |\n"
     )
     names = [s.name for s in sections(md)]
     assert names == ["intro", "detect", "roles"]

@@ -93,9 +93,13 @@ _EMPHASIS = re.compile(r"(\*\*|\*)(\S(?:.*?\S)?)\1")
 
 
 def _inline(text: str) -> str:
-    text = _LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    text = _LINK.sub(
+        lambda m: m.group(1) if m.group(1) == m.group(2) else f"{m.group(1)} ({m.group(2)})",
+        text,
+    )
     text = _EMPHASIS.sub(r"\2", text)
-    return text.replace("`", "")
+    # Bold that wraps across lines leaves its halves on two lines.
+    return text.replace("**", "").replace("`", "")
 
 
 def _cells(row: str) -> list[str]:
