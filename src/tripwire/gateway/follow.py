@@ -56,8 +56,9 @@ class AliasFollower:
         return path
 
     def input_shape(self) -> tuple[int, ...] | None:
-        """The input shape the registry recorded for the version :meth:`first` or
-        :meth:`poll_once` last returned (from its ``.meta.json``), if any."""
+        """The input shape the registry recorded (from the ``.meta.json``) for the version
+        the alias pointed to at the last poll, if any: the served one after :meth:`first`,
+        the candidate inside :meth:`poll_once`."""
         v = self.watcher.version_
         shape = None if v is None else v.meta.get("input_shape")
         if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
