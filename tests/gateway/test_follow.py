@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -66,12 +67,13 @@ def test_guard_alias_builds_a_following_gateway(
     reg.attach("v1", report_file(tmp_path, "model-scan.json", "scan-model"))
     reg.promote("v1", "prod")
     argv = ["guard", "--alias", "prod", "--registry", str(tmp_path / "reg.db")]
-    # The registry keeps the model file only, not its .meta.json: the shape is given.
-    opts = ["--input-shape", "1x8x8", "--store", f"sqlite:{tmp_path / 's.db'}"]
+    # No --input-shape, no --reference: the registry kept the model's .meta.json.
+    opts = ["--store", f"sqlite:{tmp_path / 's.db'}"]
     args = build_parser().parse_args([*argv, *opts])
     gateway = build_gateway(args)
     try:
         assert gateway.name == "prod"
+        assert tuple(gateway.backend.input_shape) == (1, 8, 8)
         assert gateway.follower is not None and gateway.follower.target is gateway
         assert not gateway.follower.poll_once()
     finally:
@@ -81,3 +83,35 @@ def test_guard_alias_builds_a_following_gateway(
     assert main([*argv, str(digits_model)]) == 2
     assert "--alias replaces MODEL" in capsys.readouterr().err
     assert main(["guard", "--alias", "nope", "--registry", str(tmp_path / "reg.db")]) == 2
+
+
+def test_alias_input_shape_comes_from_the_registry_metadata(
+    digits_model: Path, tmp_path: Path
+) -> None:
+    """The shape reaches the gateway from the registry's database too, for a version whose
+    stored sidecar is gone (registered before the registry kept it); a new version that
+    takes another input shape is refused and the old one keeps serving."""
+    pytest.importorskip("torch")
+    from tripwire.models.loading import load_model
+
+    reg = Registry(tmp_path / "reg.db")
+    v1, _ = reg.add(digits_model)
+    reg.meta_file_of(v1).unlink()
+    reg.attach("v1", report_file(tmp_path, "model-scan.json", "scan-model"))
+    reg.promote("v1", "prod")
+    follower = AliasFollower(SimpleNamespace(), tmp_path / "reg.db", "prod")
+    follower.first()
+    assert follower.input_shape() == (1, 8, 8)
+
+    other = _biased_copy(digits_model, tmp_path / "wide.pt")
+    meta = json.loads(Path(str(digits_model).replace(".pt", ".meta.json")).read_text())
+    meta.update(model_sha256=None, input_shape=[3, 8, 8])
+    (tmp_path / "wide.meta.json").write_text(json.dumps(meta))
+    reg.add(other)
+    reg.attach("v2", report_file(tmp_path, "model-scan.json", "scan-model"))
+    target: Any = follower.target
+    target.backend = LocalBackend(load_model(digits_model), (1, 8, 8))
+    served = target.backend
+    reg.promote("v2", "prod")
+    assert not follower.poll_once()  # refused: another input shape
+    assert target.backend is served

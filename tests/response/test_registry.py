@@ -14,6 +14,7 @@ import pytest
 
 from tests.response.conftest import Incident
 from tripwire.cli.main import main
+from tripwire.errors import InputError
 from tripwire.reports import Finding, Report, render_json
 from tripwire.response.registry import (
     AliasWatcher,
@@ -282,3 +283,68 @@ def test_polling_while_another_process_promotes(reg: Registry, tmp_path: Path) -
     watcher.poll()
     assert watcher.current_ is not None and watcher.current_.read_bytes() == b"m2"
     assert seen <= {b"m1", b"m2"} and len(reg.history("prod")) == 32
+
+
+def test_the_model_metadata_is_kept_beside_the_stored_model(reg: Registry, tmp_path: Path) -> None:
+    """What serving needs (the input shape) survives the original files: the sidecar is
+    stored with the version, returned beside resolve()'s path, and checked on use."""
+    from tripwire.models.train import metadata_path
+
+    m = model_file(tmp_path, "net.pt", b"model-net")
+    sidecar = tmp_path / "net.meta.json"
+    sidecar.write_text(json.dumps({"input_shape": [1, 28, 28], "classes": ["a", "b"]}, indent=1))
+    original = sidecar.read_bytes()
+    v, _ = reg.add(m)
+    reg.attach("v1", report_file(tmp_path, "ok.json", "scan-model"))
+    reg.promote("v1", "prod")
+    m.unlink()
+    sidecar.unlink()
+    path = resolve("prod", reg.path)
+    assert metadata_path(path).read_bytes() == original
+    assert reg.meta_file_of(v) == metadata_path(path)
+    assert reg.describe("prod")["meta_stored"] == str(metadata_path(path))
+    watcher = AliasWatcher(reg.path, "prod")
+    assert watcher.poll() == path and watcher.version_ is not None
+    assert watcher.version_.meta["input_shape"] == [1, 28, 28]
+    assert reg.verify() == []
+
+    # An input shape edited on disk is refused, by verify and by the watcher.
+    stored = metadata_path(path)
+    stored.chmod(0o644)
+    stored.write_text(json.dumps({"input_shape": [3, 28, 28], "classes": ["a", "b"]}))
+    assert any("metadata altered" in p for p in reg.verify())
+    with pytest.raises(InputError, match="does not match"):
+        AliasWatcher(reg.path, "prod").poll()
+    # Adding the model again repairs it from the registry's record, the version unchanged.
+    again, new = reg.add(model_file(tmp_path, "net.pt", b"model-net"))
+    assert not new and again.id == v.id
+    assert json.loads(stored.read_text())["input_shape"] == [1, 28, 28]
+    assert reg.verify() == []
+
+
+def test_a_version_without_metadata_has_no_sidecar(reg: Registry, tmp_path: Path) -> None:
+    v, _ = reg.add(model_file(tmp_path, "bare.pt", b"bare"))
+    assert v.meta == {} and not reg.meta_file_of(v).exists()
+    assert reg.describe("v1")["meta_stored"] is None
+    assert reg.verify() == []
+
+
+def test_a_sidecar_that_fails_to_store_leaves_no_version(
+    reg: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar is written before the version's row commits: a failure registers
+    nothing, and the next add succeeds."""
+    m = model_file(tmp_path, "x.pt", b"model-x")
+    (tmp_path / "x.meta.json").write_text(json.dumps({"input_shape": [4]}))
+    reg.add(model_file(tmp_path, "first.pt", b"first"))
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Registry, "_store_meta", boom)
+    with pytest.raises(OSError, match="disk full"):
+        reg.add(m)
+    assert [v.label for v in reg.versions()] == ["v1"]
+    monkeypatch.undo()
+    v, new = reg.add(m)
+    assert new and json.loads(reg.meta_file_of(v).read_text()) == {"input_shape": [4]}

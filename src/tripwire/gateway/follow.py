@@ -55,6 +55,16 @@ class AliasFollower:
         self.serving_ = path
         return path
 
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The input shape the registry recorded (from the ``.meta.json``) for the version
+        the alias pointed to at the last poll, if any: the served one after :meth:`first`,
+        the candidate inside :meth:`poll_once`."""
+        v = self.watcher.version_
+        shape = None if v is None else v.meta.get("input_shape")
+        if isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape):
+            return tuple(shape)
+        return None
+
     def poll_once(self) -> bool:
         """Swap to the alias's new version if it moved; True when a swap happened."""
         from tripwire.gateway.backend import LocalBackend
@@ -69,6 +79,12 @@ class AliasFollower:
             return False
         old = self.target.backend
         try:
+            shape = self.input_shape()
+            if shape is not None and shape != tuple(old.input_shape):
+                raise InputError(
+                    f"takes inputs of shape {shape}, the served model {tuple(old.input_shape)}",
+                    path,
+                )
             backend = LocalBackend(load_model(path), tuple(old.input_shape))
             if backend.n_classes != old.n_classes:
                 raise InputError(

@@ -8,6 +8,9 @@ even when the original files are gone, and the same file is stored once.
 - **versions**: a model file, its SHA-256, where it came from, who added it and when,
   and its lineage: the dataset manifest it was trained on (``tripwire manifest``) and
   the dataset's content hash (from the manifest header or the model's ``.meta.json``).
+  The ``.meta.json`` sidecar itself (input shape, classes: what serving the model needs)
+  is kept beside the stored model, ``models/<sha256>.meta.json``, so the file
+  :meth:`Registry.resolve` returns can be served without being told its input shape.
 - **reports**: scan reports attached to a version (``scan-data``, ``scan-model``,
   ...), with their severity counts.
 - **aliases**: serving names (``prod``) that point at one version, and their history
@@ -135,6 +138,11 @@ def _who(by: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry in some containers
         return "unknown"
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON documents (NaN, which never equals itself, included)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _sha256_file(path: Path) -> str:
@@ -371,7 +379,7 @@ class Registry:
         if not src.is_file():
             raise InputError("no such model file", src)
         sha = _sha256_file(src)
-        meta = self._read_meta(src)
+        meta, meta_path = self._read_meta(src)
         dataset_sha = (
             meta.get("dataset", {}).get("sha256") if isinstance(meta.get("dataset"), dict) else None
         )
@@ -392,8 +400,13 @@ class Registry:
         with self._connect(write=True) as con:
             row = con.execute("SELECT * FROM versions WHERE sha256 = ?", (sha,)).fetchone()
             if row is not None:
-                return self._version(row), False
+                old = self._version(row)
+                # A version registered before sidecars were kept gets its sidecar now.
+                same = _same_json(meta, old.meta)
+                self._store_meta(old.file, old.meta, meta_path if same else None)
+                return old, False
             rel = self._store_file(src, "models", sha, src.suffix or ".bin")
+            self._store_meta(rel, meta, meta_path)
             if manifest is not None and man_sha is not None:
                 man_rel = self._store_file(Path(manifest), "manifests", man_sha, ".jsonl")
             cur = con.execute(
@@ -419,12 +432,12 @@ class Registry:
         return self._version(new), True
 
     @staticmethod
-    def _read_meta(src: Path) -> dict[str, Any]:
+    def _read_meta(src: Path) -> tuple[dict[str, Any], Path | None]:
         meta_path = src.with_name(src.name + ".meta.json")
         if not meta_path.is_file():
             meta_path = src.with_suffix(".meta.json")
         if not meta_path.is_file():
-            return {}
+            return {}, None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -433,7 +446,65 @@ class Registry:
             raise InputError("model metadata must be a JSON object", meta_path)
         if meta.get("model_sha256") not in (None, _sha256_file(src)):
             raise InputError("metadata belongs to another model file (sha256 differs)", meta_path)
-        return meta
+        return meta, meta_path
+
+    def meta_file_of(self, version: Version) -> Path:
+        """Where the registry keeps a version's ``.meta.json``: beside its model file,
+        where :func:`tripwire.models.train.metadata_path` looks for it."""
+        return self._meta_dest(version.file)
+
+    def _meta_dest(self, model_rel: str) -> Path:
+        rel = Path(model_rel)
+        return self.store / rel.with_name(rel.name.split(".", 1)[0] + ".meta.json")
+
+    def _store_meta(self, model_rel: str, meta: dict[str, Any], src: Path | None) -> None:
+        """Keep a model's metadata beside its stored copy (temporary name, then rename,
+        like every stored file): the sidecar's own bytes when given, else ``meta``.
+
+        Runs inside the write transaction that records the version, before it commits:
+        a failure here leaves no row, and an existing version is never altered.
+        """
+        if not meta:
+            return
+        dest = self._meta_dest(model_rel)
+        if dest.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                if _same_json(json.loads(dest.read_text(encoding="utf-8")), meta):
+                    return
+        payload = (
+            src.read_bytes()
+            if src is not None
+            else (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode()
+        )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(payload)
+                out.flush()
+                os.fsync(out.fileno())
+            if not _same_json(json.loads(payload), meta):
+                raise InputError("changed while it was being registered", src or dest)
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def _checked_meta(self, v: Version) -> Path | None:
+        """The stored sidecar of ``v`` if there is one, after checking that it still says
+        what the database recorded (an input shape edited on disk is refused)."""
+        path = self.meta_file_of(v)
+        if not path.is_file():
+            return None
+        try:
+            ok = _same_json(json.loads(path.read_text(encoding="utf-8")), v.meta)
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(f"stored metadata of {v.label} does not match the registry", path)
+        return path
 
     def _version(self, row: sqlite3.Row) -> Version:
         data = dict(row)
@@ -785,13 +856,19 @@ class Registry:
     def resolve(self, alias: str) -> Path:
         """The model file an alias serves now (the registry's own copy).
 
-        Cheap enough to poll: one indexed read, no lock held.
+        The version's ``.meta.json``, when it had one, lies beside it
+        (:meth:`meta_file_of`). Cheap enough to poll: one indexed read, no lock held.
 
         Raises
         ------
         InputError
             Unknown alias, or the stored file is missing or altered.
         """
+        return self.resolve_version(alias)[0]
+
+    def resolve_version(self, alias: str) -> tuple[Path, Version]:
+        """The model file an alias serves now and its :class:`Version` (with ``meta``),
+        read together so that they cannot disagree. See :meth:`resolve`."""
         with self._connect(write=False) as con:
             row = con.execute(
                 "SELECT v.* FROM aliases a JOIN versions v ON v.id = a.version_id WHERE a.name = ?",
@@ -803,7 +880,7 @@ class Registry:
         path = self.file_of(v)
         if not path.is_file():
             raise InputError(f"the stored copy of {v.label} is missing", path)
-        return path
+        return path, v
 
     def describe(self, ref: str) -> dict[str, Any]:
         """Everything about one version: lineage, reports, gate, aliases and their history."""
@@ -820,6 +897,7 @@ class Registry:
         return {
             **v.to_dict(),
             "stored_file": str(self.file_of(v)),
+            "meta_stored": str(self.meta_file_of(v)) if self.meta_file_of(v).is_file() else None,
             "manifest_stored": None
             if v.manifest_file is None
             else str(self.store / v.manifest_file),
@@ -847,6 +925,10 @@ class Registry:
                 problems.append(f"{v.label}: stored model file missing ({p})")
             elif _sha256_file(p) != v.sha256:
                 problems.append(f"{v.label}: stored model file altered ({p})")
+            try:
+                self._checked_meta(v)
+            except InputError:
+                problems.append(f"{v.label}: stored metadata altered ({self.meta_file_of(v)})")
         return problems
 
 
@@ -878,6 +960,8 @@ class AliasWatcher:
         self.registry = Registry(registry)
         self.alias = alias
         self.current_: Path | None = None
+        #: The version :meth:`poll` last returned (its ``meta`` has the input shape).
+        self.version_: Version | None = None
 
     def poll(self) -> Path | None:
         """The alias's model file if it changed since the last poll (or on the first
@@ -886,9 +970,10 @@ class AliasWatcher:
         Raises
         ------
         InputError
-            Unknown alias, unreadable registry, or a stored file altered on disk.
+            Unknown alias, unreadable registry, or a stored file (model or metadata)
+            altered on disk.
         """
-        path = self.registry.resolve(self.alias)
+        path, version = self.registry.resolve_version(self.alias)
         if path == self.current_:
             return None
         # Hash once per change, when the caller is about to load it: a stored file that
@@ -896,5 +981,7 @@ class AliasWatcher:
         expected = path.name.split(".", 1)[0]
         if _sha256_file(path) != expected:
             raise InputError("stored model file does not match its sha256; not serving it", path)
+        self.registry._checked_meta(version)
         self.current_ = path
+        self.version_ = version
         return path

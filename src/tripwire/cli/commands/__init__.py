@@ -20,6 +20,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         guard,
         guard_train,
         pipeline,
+        playbook,
         provenance,
         registry,
         repair,
@@ -49,6 +50,7 @@ def _registrars() -> list[Callable[..., argparse.ArgumentParser]]:
         registry.register,
         forensics.register,
         pipeline.register,
+        playbook.register,
     ]
 
 

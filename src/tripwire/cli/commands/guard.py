@@ -136,6 +136,11 @@ def build_gateway(args: argparse.Namespace) -> Any:
             pick = np.random.default_rng(0).choice(len(ref_data), REFERENCE_SIZE, replace=False)
             ref_data = ref_data.subset(np.sort(pick))
     fallback = args.input_shape or (ref_data.input_shape if ref_data is not None else None)
+    if fallback is None and follower is not None:
+        # The registry keeps the .meta.json of the version; its copy lies beside the
+        # model (model_input_shape reads it), and the database has it for versions
+        # registered before the copy was kept.
+        fallback = follower.input_shape()
     backend: Any
     if args.model is not None:
         try:

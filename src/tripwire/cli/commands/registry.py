@@ -88,7 +88,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     a.set_defaults(func=_resolve)
 
     a = actions.add_parser(
-        "verify", parents=[common], help="check every stored model file against its sha256"
+        "verify",
+        parents=[common],
+        help="check every stored model file against its sha256 (and its .meta.json against "
+        "the registry's record)",
     )
     a.set_defaults(func=_verify)
 
@@ -193,6 +196,7 @@ def _show(args: argparse.Namespace) -> int:
     out(f"{d['version']}  {d['name']}  sha256 {d['sha256']}")
     out(f"  added {d['added_at']} by {d['added_by']} from {d['original_path']}")
     out(f"  stored {d['stored_file']}")
+    out(f"  metadata {d['meta_stored'] or 'none'}")
     out(f"  dataset {d['dataset_sha256'] or 'unknown'}; manifest {d['manifest_stored'] or 'none'}")
     out(f"  aliases: {', '.join(d['aliases']) or 'none'}")
     gate = d["gate"]
@@ -262,5 +266,5 @@ def _verify(args: argparse.Namespace) -> int:
     for p in problems:
         out(p)
     if not problems:
-        out(f"{len(reg.versions())} stored model file(s) match their sha256")
+        out(f"{len(reg.versions())} stored model file(s) and their metadata match the registry")
     return EXIT_FINDINGS if problems else EXIT_OK
