@@ -358,6 +358,14 @@ def _surrogate(
             f"only {logged_match:.1%} of the logged answers match the given model's class: "
             "was another model version served?"
         )
+    # Inputs the client sent that are also evaluation samples make fidelity optimistic.
+    seen = {row.tobytes() for row in np.ascontiguousarray(x_eval, dtype=np.float32)}
+    overlap = sum(row.tobytes() in seen for row in np.ascontiguousarray(x, dtype=np.float32))
+    if overlap:
+        notes.append(
+            f"{overlap} of the client's inputs are evaluation samples: the surrogate's "
+            "fidelity and accuracy on them are optimistic; evaluate on other data"
+        )
     budgets = sorted({max(1, math.ceil(f * len(x))) for f in fractions})
     curve = []
     for b in progress_iter(budgets, "training surrogates", enabled=show_progress):
@@ -380,6 +388,7 @@ def _surrogate(
         "epochs": epochs,
         "seed": seed,
         "logged_answers_match_model": round(logged_match, 6),
+        "inputs_in_eval_data": int(overlap),
         "chance_fidelity": round(
             float(np.max(np.bincount(victim_label, minlength=n_classes)) / len(y)), 6
         ),

@@ -93,8 +93,8 @@ def register(sub: Any) -> argparse.ArgumentParser:
     c.add_argument(
         "--threads",
         type=positive_int,
-        default=2,
-        help="torch threads for the surrogates (default 2: small models gain little from more)",
+        default=1,
+        help="torch threads for the surrogates (default 1: small models gain little from more)",
     )
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     add_report_args(c)
