@@ -311,8 +311,9 @@ def test_forensics_of_a_real_extraction_through_the_gateway(
     chance = sur["chance_fidelity"]
     assert full["fidelity"] > chance + 0.4
     # Same inputs, answers and training recipe as extract's own substitute: the log's
-    # answers went through JSON and back, so allow a few evaluation samples of drift.
-    assert abs(full["fidelity"] - stolen.fidelity[-1]) <= 0.05
+    # answers went through JSON and back (measured: equal to 6 digits), so allow a few
+    # of the 359 evaluation samples of drift.
+    assert abs(full["fidelity"] - stolen.fidelity[-1]) <= 0.02
     assert sur["victim_accuracy"] == pytest.approx(stolen.victim_accuracy, abs=1e-6)
     # Fidelity grows with the share of the log (allowing seed noise between neighbours).
     curve = [c["fidelity"] for c in sur["curve"]]
