@@ -120,7 +120,7 @@ def test_timeline_and_what_was_obtained(filled: tuple[Path, dict[str, Any]]) -> 
     doc = json.loads(json.dumps(rep.to_dict()))
     assert doc["clients"][0]["labelled_samples"] == 24
     kinds = {f["kind"] for f in doc["figures"]}
-    assert {"line", "bar", "images", "table"} <= kinds
+    assert {"line", "scatter", "bar", "images", "table"} <= kinds
 
 
 def test_unknown_client_missing_payloads_and_foreign_files(

@@ -443,7 +443,8 @@ def client_forensics(
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise InputError("fractions must lie in (0, 1]", "fractions")
     name = store_name or "store"
-    records = store.queries(client, limit=None)
+    # In time order: replicas (Redis) and the log's writer thread may store out of order.
+    records = sorted(store.queries(client, limit=None), key=lambda r: r.t)
     known = client in set(store.clients())
     if not records and not known:
         raise InputError(f"no client '{client}' in the gateway store", name)
@@ -687,20 +688,24 @@ def _client_figures(res: ClientForensics) -> list[Figure]:
                 {"series": series, "xlabel": "seconds since first request", "ylabel": "samples"},
             )
         )
-    scored: dict[str, tuple[list[float], list[float]]] = {}
-    for e in res.detector_timeline:
-        if e.get("score") is None or e.get("query_count") is None:
-            continue
-        xs, ys = scored.setdefault(str(e.get("detector")), ([], []))
-        xs.append(float(e["query_count"]))
-        ys.append(float(e["score"]))
+    scored = [
+        e
+        for e in res.detector_timeline
+        if isinstance(e.get("score"), int | float) and isinstance(e.get("query_count"), int)
+    ]
     if scored:
+        # Points, not lines: a detector may report only a few times in a client's life.
         figs.append(
             Figure(
-                "line",
-                f"{who}: detector scores",
+                "scatter",
+                f"{who}: detector scores the gateway recorded",
                 {
-                    "series": [{"name": d, "x": v[0], "y": v[1]} for d, v in scored.items()],
+                    "x": [e["query_count"] for e in scored],
+                    "y": [e["score"] for e in scored],
+                    "color": [
+                        f"{e.get('detector')}{' (alert)' if e.get('alert') else ''}"
+                        for e in scored
+                    ],
                     "xlabel": "samples seen by the gateway",
                     "ylabel": "score",
                 },
