@@ -485,10 +485,15 @@ def client_forensics(
     alert_rows = []
     for a in alerts:
         at = _epoch(a.get("time"))
-        # Alert times are kept to the millisecond; the request's own time is at most 1 ms later.
-        upto = int(np.searchsorted(times, at + 1e-3, side="right")) if at is not None else 0
-        logged = rows[upto - 1]["cumulative_answered"] if upto else 0
         qc = a.get("query_count")
+        logged = 0
+        if at is not None:
+            # Alert times keep the request's time to the millisecond (truncated): the
+            # request is in [at, at + 1 ms), or, for a correlation alert, before it.
+            lo = int(np.searchsorted(times, at - 1e-6, side="left"))
+            hi = int(np.searchsorted(times, at + 1e-3, side="right"))
+            window = [rows[i]["cumulative_answered"] for i in range(lo, hi)]
+            logged = qc if qc in window else (rows[hi - 1]["cumulative_answered"] if hi else 0)
         alert_rows.append(
             {
                 "time": a.get("time"),
