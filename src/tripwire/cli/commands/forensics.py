@@ -56,14 +56,14 @@ def register(sub: Any) -> argparse.ArgumentParser:
             "samples each client obtained and how they cover the classes (and, with "
             "--reference, the input space), and, with --model and --data, the fidelity "
             "of a surrogate trained on exactly the logged inputs and answers, over the "
-            "first 10/25/50/100%% of the log. Writes a JSON and HTML incident report."
+            "first 10/25/50/100% of the log. Writes a JSON and HTML incident report."
         ),
     )
     c.add_argument(
         "--store",
         required=True,
         metavar="sqlite:PATH|redis://HOST:PORT/DB",
-        help="the gateway's store ([store] of the guard config)",
+        help="the gateway's store (what tripwire guard --store named)",
     )
     c.add_argument(
         "--client",
