@@ -186,6 +186,10 @@ def test_surrogate_fidelity_tracks_what_the_answers_carry(
     st.log_queries(recs, 1 << 30, 1e9)
     for c in ("honest", "shuffled"):
         st.put(c, None, {"last_seen": t0})
+    # The gateway alerted on 'honest' after its second request (100 samples).
+    st.add_alerts(
+        [{"client": "honest", "detector": "d", "query_count": 100, "time": _iso(t0 + 50)}]
+    )
     got = {
         c: client_forensics(
             st, c, model=local_model, eval_data=test, fractions=(1.0,), reference=train
@@ -197,6 +201,12 @@ def test_surrogate_fidelity_tracks_what_the_answers_carry(
     assert fid["honest"]["fidelity"] > 0.8 and fid["honest"]["kappa"] > 0.75
     # Labels unrelated to the inputs teach nothing: near-chance agreement.
     assert fid["shuffled"]["kappa"] < 0.3
+    # What had leaked by the first alert is measured too, and is less than the whole log's.
+    honest_sur = got["honest"].surrogate
+    assert honest_sur is not None
+    at_alert = [c for c in honest_sur["curve"] if c["at_first_alert"]]
+    assert [c["queries"] for c in at_alert] == [100]
+    assert at_alert[0]["fidelity"] > 0.5
     sev = {c: next(f.severity for f in r.findings if f.rule_id == "TW153") for c, r in got.items()}
     assert sev["honest"].rank > sev["shuffled"].rank
     assert got["shuffled"].surrogate is not None

@@ -328,6 +328,7 @@ def _surrogate(
     fractions: Sequence[float],
     show_progress: bool,
     notes: list[str],
+    first_alert: int | None = None,
 ) -> dict[str, Any]:
     from tripwire.attacks.extraction import substitute_probabilities, train_substitute
     from tripwire.models.arch import auto_arch
@@ -366,15 +367,18 @@ def _surrogate(
             f"{overlap} of the client's inputs are evaluation samples: the surrogate's "
             "fidelity and accuracy on them are optimistic; evaluate on other data"
         )
-    budgets = sorted({max(1, math.ceil(f * len(x))) for f in fractions})
+    budgets = {max(1, math.ceil(f * len(x))) for f in fractions}
+    if first_alert is not None and 0 < first_alert < len(x):
+        budgets.add(first_alert)
     curve = []
-    for b in progress_iter(budgets, "training surrogates", enabled=show_progress):
+    for b in progress_iter(sorted(budgets), "training surrogates", enabled=show_progress):
         sub = train_substitute(x[:b], p[:b], n_classes=n_classes, epochs=epochs, seed=seed)
         pred = substitute_probabilities(sub, x_eval).argmax(axis=1).astype(np.int64)
         curve.append(
             {
                 "queries": b,
                 "share_of_log": round(b / len(x), 4),
+                "at_first_alert": b == first_alert,
                 "accuracy": round(float(np.mean(pred == y)), 6),
                 **_agreement(pred, victim_label, n_classes),
             }
@@ -547,6 +551,9 @@ def client_forensics(
             "is not measured; TW154's counts bound what leaked"
         )
     else:
+        # What had leaked when the gateway first alerted: the answers logged until then
+        # (the log's count equals the labelled samples only when no payload is missing).
+        first = [a["logged_answered_at_alert"] for a in alert_rows if a["consistent"]]
         surrogate = _surrogate(
             x,
             p,
@@ -557,6 +564,7 @@ def client_forensics(
             fractions=fractions,
             show_progress=show_progress,
             notes=notes,
+            first_alert=min(first) if first and not missing else None,
         )
     examples = None
     if x is not None and p is not None and x.ndim == 4:
@@ -622,6 +630,7 @@ def _findings(res: ClientForensics) -> list[Finding]:
     if res.surrogate is not None:
         s = res.surrogate
         full = s["curve"][-1]
+        at_alert = next((c for c in s["curve"] if c["at_first_alert"]), None)
         sev = kappa_severity(full["kappa"], full["p_value"])
         out.append(
             Finding(
@@ -635,6 +644,12 @@ def _findings(res: ClientForensics) -> list[Finding]:
                     f"agreement {full['chance_agreement']:.3f}), accuracy {full['accuracy']:.3f} "
                     f"against the model's {s['victim_accuracy']:.3f} on {s['eval_samples']} "
                     "evaluation samples"
+                    + (
+                        f"; at the first alert ({at_alert['queries']} answers) a surrogate "
+                        f"already agreed on {at_alert['fidelity']:.3f}"
+                        if at_alert
+                        else ""
+                    )
                 ),
                 severity=sev,
                 confidence=round(1.0 - full["p_value"], 6),
@@ -646,6 +661,7 @@ def _findings(res: ClientForensics) -> list[Finding]:
                     "accuracy": full["accuracy"],
                     "victim_accuracy": s["victim_accuracy"],
                     "queries": full["queries"],
+                    "fidelity_at_first_alert": None if at_alert is None else at_alert["fidelity"],
                     "curve": [
                         {k: c[k] for k in ("queries", "fidelity", "accuracy", "kappa")}
                         for c in s["curve"]
@@ -708,8 +724,7 @@ def _client_figures(res: ClientForensics) -> list[Figure]:
                     "x": [e["query_count"] for e in scored],
                     "y": [e["score"] for e in scored],
                     "color": [
-                        f"{e.get('detector')}{' (alert)' if e.get('alert') else ''}"
-                        for e in scored
+                        f"{e.get('detector')}{' (alert)' if e.get('alert') else ''}" for e in scored
                     ],
                     "xlabel": "samples seen by the gateway",
                     "ylabel": "score",
@@ -750,6 +765,11 @@ def _client_figures(res: ClientForensics) -> list[Figure]:
                             "x": qs,
                             "y": [res.surrogate["victim_accuracy"]] * len(qs),
                         },
+                        *[
+                            {"name": "first alert", "x": [c["queries"]] * 2, "y": [0, 1]}
+                            for c in curve
+                            if c["at_first_alert"]
+                        ],
                     ],
                     "xlabel": "labelled queries (in time order)",
                     "ylabel": "share of evaluation samples",
