@@ -35,7 +35,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="bundled:mnist")
     ap.add_argument("--natural", default="bundled:digits", help="Knockoff's other-domain images")
-    ap.add_argument("--archs", default="cnn-small,resnet-mini", help="victim architectures")
+    ap.add_argument(
+        "--archs", default="cnn-small,resnet-mini", help="victim architectures (image ones)"
+    )
     ap.add_argument("--train-samples", type=int, default=10000)
     ap.add_argument("--victim-epochs", type=int, default=3)
     ap.add_argument("--kinds", default="knockoff,jbda,random")
@@ -79,6 +81,8 @@ def main() -> None:
         "[monitor]\ncorrelate_interval_s = 0\n"
     )
     rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for arch in [a for a in args.archs.split(",") if a]:
         ts = time.perf_counter()
         res = train_model(
@@ -102,6 +106,9 @@ def main() -> None:
                     store=f"sqlite:{db}",
                     config=str(work / "enforce.toml") if mode == "enforce" else None,
                     admin_token=ADMIN,
+                    alias=None,
+                    registry=None,
+                    follow_interval=5.0,
                     input_shape=None,
                     trigger_check=None,
                     threads=1,
@@ -185,12 +192,10 @@ def main() -> None:
                         "forensics_s": round(time.perf_counter() - tf, 1),
                     }
                     rows.append(row)
+                    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
                     print(json.dumps({k: row[k] for k in row if k != "curve"}))
             finally:
                 store.close()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 
