@@ -94,3 +94,23 @@ def test_two_replicas_share_each_client(start_gateway: Any, redis_url: str, digi
     b.gateway.flush()
     # The query log is shared too: every request of the client, whichever replica took it.
     assert len(b.gateway.store.queries("shared", limit=100)) == 40
+
+
+def _qrec(client: str, t: float, x: Any, out: Any) -> Any:
+    from tripwire.gateway.store import QueryRecord, encode_array
+
+    return QueryRecord(client, t, {"n": len(x), "status": 200}, encode_array(x), encode_array(out))
+
+
+def test_redis_queries_without_a_limit(redis_url: str) -> None:
+    from tripwire.gateway import RedisStore
+
+    st = RedisStore(redis_url)
+    x = np.zeros((1, 2), dtype=np.float32)
+    st.log_queries([_qrec("a", time.time() + i, x, x) for i in range(120)], 1 << 30, 1e9)
+    st.log_queries([_qrec("b", time.time(), x, x)], 1 << 30, 1e9)
+    assert len(st.queries("a", limit=7)) == 7
+    every = st.queries("a", limit=None)
+    assert len(every) == 120 and all(r.client == "a" for r in every)
+    assert [r.t for r in every] == sorted(r.t for r in every)
+    st.close()

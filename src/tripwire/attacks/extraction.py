@@ -487,6 +487,61 @@ def extract(
     )
 
 
+def train_substitute(
+    x: npt.NDArray[np.float32],
+    p: npt.NDArray[np.float32],
+    *,
+    n_classes: int,
+    arch: str = "auto",
+    epochs: int | None = None,
+    seed: int = 0,
+) -> ContractModule:
+    """A substitute trained on inputs ``x`` and the victim's answers ``p``, exactly as
+    :func:`extract` trains its own for a budget of ``len(x)`` queries (same architecture
+    choice, soft-label loss, number of steps and seeding), so that an investigator who
+    holds a client's logged queries can measure what that client could have stolen.
+
+    Raises
+    ------
+    InputError
+        Empty or mismatched inputs, an unknown architecture.
+    """
+    if len(x) == 0 or len(x) != len(p) or p.ndim != 2 or p.shape[1] != n_classes:
+        raise InputError(
+            f"need as many answers of {n_classes} classes as inputs, got {x.shape} and {p.shape}",
+            "substitute",
+        )
+    shape = tuple(int(s) for s in x.shape[1:])
+    ctx = _Context(
+        shape=shape,
+        n_classes=n_classes,
+        arch=_arch_name(arch, shape),
+        epochs=epochs,
+        seed=seed,
+        natural=None,
+        seeds=None,
+        opts={},
+    )
+    b = len(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    model = ctx.new_model(x, seed_offset=b)
+    _fit(
+        model,
+        x,
+        np.ascontiguousarray(p, dtype=np.float32),
+        steps=ctx.steps(b),
+        seed=seed * 1009 + b,
+    )
+    return model
+
+
+def substitute_probabilities(
+    model: ContractModule, x: npt.NDArray[np.float32], batch_size: int = 512
+) -> npt.NDArray[np.float32]:
+    """Softmax outputs of a substitute from :func:`train_substitute`."""
+    return _probabilities(model, np.ascontiguousarray(x, dtype=np.float32), batch_size)
+
+
 def save_stolen(result: ExtractionResult, path: str | Path) -> Path:
     """Write the stolen model as TorchScript at ``path`` and its record beside it.
 
@@ -994,4 +1049,6 @@ __all__ = [
     "as_victim",
     "extract",
     "save_stolen",
+    "substitute_probabilities",
+    "train_substitute",
 ]

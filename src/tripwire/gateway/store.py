@@ -111,7 +111,9 @@ class Store(Protocol):
         self, records: list[QueryRecord], max_bytes: int, retention_s: float
     ) -> None: ...
 
-    def queries(self, client: str, limit: int = 100) -> list[QueryRecord]: ...
+    def queries(self, client: str, limit: int | None = 100) -> list[QueryRecord]:
+        """The client's newest ``limit`` records (all with ``None``), oldest first."""
+        ...
 
     def close(self) -> None: ...
 
@@ -334,12 +336,13 @@ class SQLiteStore:
                 self._payload_bytes = None
                 raise
 
-    def queries(self, client: str, limit: int = 100) -> list[QueryRecord]:
+    def queries(self, client: str, limit: int | None = 100) -> list[QueryRecord]:
         with self._qmutex:
+            # SQLite reads a negative LIMIT as no limit.
             rows = self._qdb.execute(
                 "SELECT client, t, meta, input, output FROM queries WHERE client = ? "
                 "ORDER BY id DESC LIMIT ?",
-                (client, limit),
+                (client, -1 if limit is None else limit),
             ).fetchall()
         return [
             QueryRecord(
@@ -504,7 +507,7 @@ class RedisStore:
             self._r.rpop(key)
             total = int(self._r.decrby(counter, int(entry["nbytes"])))
 
-    def queries(self, client: str, limit: int = 100) -> list[QueryRecord]:
+    def queries(self, client: str, limit: int | None = 100) -> list[QueryRecord]:
         out: list[QueryRecord] = []
         for raw in self._r.lrange(self._k("queries"), 0, -1):
             e = json.loads(raw)
@@ -519,7 +522,7 @@ class RedisStore:
                     output=None if e["output"] is None else base64.b64decode(e["output"]),
                 )
             )
-            if len(out) >= limit:
+            if limit is not None and len(out) >= limit:
                 break
         return list(reversed(out))
 
@@ -527,18 +530,51 @@ class RedisStore:
         self._r.close()
 
 
-def open_store(spec: str) -> Store:
-    """A store from ``sqlite:PATH`` or ``redis://HOST:PORT/DB``.
+_TABLES = frozenset({"clients", "alerts", "timeline", "queries"})
+
+
+def check_sqlite_store(path: str | Path) -> None:
+    """Refuse a file that is not an existing tripwire SQLite store, without changing it.
 
     Raises
     ------
     InputError
-        Any other form.
+        Naming the file: missing, not SQLite, or without the store's tables.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such gateway store", p)
+    try:
+        # Read-only: opening through SQLiteStore would create the tables in any SQLite file.
+        db = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"is not a tripwire gateway store ({exc})", p) from None
+    missing = sorted(_TABLES - names)
+    if missing:
+        raise InputError(f"is not a tripwire gateway store (no table {', '.join(missing)})", p)
+
+
+def open_store(spec: str, *, existing: bool = False) -> Store:
+    """A store from ``sqlite:PATH`` or ``redis://HOST:PORT/DB``.
+
+    With ``existing``, a SQLite file must already be a tripwire store (for readers such
+    as forensics, which must not create or alter files).
+
+    Raises
+    ------
+    InputError
+        Any other form; with ``existing``, a file that is not a store.
     """
     if spec.startswith("sqlite:"):
         path = spec[len("sqlite:") :]
         if not path:
             raise InputError("sqlite: needs a path (sqlite:PATH)", spec)
+        if existing:
+            check_sqlite_store(path)
         return SQLiteStore(path)
     if spec.startswith(("redis://", "rediss://")):
         return RedisStore(spec)
@@ -550,6 +586,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Store",
+    "check_sqlite_store",
     "decode_array",
     "encode_array",
     "open_store",
