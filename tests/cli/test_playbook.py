@@ -24,10 +24,6 @@ PLAYBOOK = ROOT / "docs" / "playbook.md"
 PACKAGED = ROOT / "src" / "tripwire" / "response" / "data" / "playbook.md"
 DOCS = [PLAYBOOK, ROOT / "docs" / "incident-response.md", ROOT / "README.md"]
 
-# Commands another branch adds; remove each entry when that branch is merged.
-NOT_YET_ON_THIS_BRANCH = {
-    ("forensics", "client"),  # lands with branch fx
-}
 
 
 def test_the_packaged_playbook_is_docs_playbook() -> None:
@@ -84,8 +80,6 @@ def check_command(command: str) -> list[str]:
         if not path and (not words or not words[0].startswith("--")):
             problems.append(f"no such command in: {command}")
             return problems
-        if tuple([*path, *words[:1]][:2]) in NOT_YET_ON_THIS_BRANCH:
-            return []
         # `tripwire registry` alone names the group in prose; `[--registry PATH]` and
         # `init|add|...` are usage syntax, not an action.
         first = words[0] if words else "-"

@@ -140,6 +140,7 @@ class _Exercise:
         self.poisoned: npt.NDArray[np.bool_] = np.zeros(0, bool)
         self.scan_v2 = out / "pipeline-v2" / "out" / "scan-data.json"
         self.stolen_accuracy = float("nan")
+        self.stolen_fidelity = float("nan")
 
     # -- plumbing ----------------------------------------------------------------------
     def tw(self, *argv: str) -> int:
@@ -632,6 +633,7 @@ def _extract(ex: _Exercise) -> None:
         not benign,
     )
     ex.stolen_accuracy = float(res.accuracy[-1])
+    ex.stolen_fidelity = float(res.fidelity[-1])
     ex.say(f"stolen model: accuracy {res.accuracy[-1]:.3f} (victim {res.victim_accuracy:.3f})")
 
 
@@ -657,26 +659,26 @@ def _leak(ex: _Exercise) -> None:
         f"{n} labelled samples in the log",
         n == ATTACK_BUDGET,
     )
-    est = facts.get("surrogate_accuracy")
-    stolen = ex.stolen_accuracy
+    est = facts.get("surrogate_fidelity")
     ex.check(
-        "its surrogate estimates the stolen model's accuracy within 0.15",
-        f"surrogate {est}, the attacker's own model {stolen:.3f}",
-        est is not None and abs(float(est) - stolen) <= 0.15,
+        "its surrogate reproduces the attacker's clone: fidelity within 0.05",
+        f"surrogate {est}, the attacker's own model {ex.stolen_fidelity:.3f}",
+        est is not None and abs(float(est) - ex.stolen_fidelity) <= 0.05,
     )
 
 
 def _leak_facts(rep: dict[str, Any]) -> dict[str, Any]:
-    """The figures of a ``forensics client`` report the exercise scores (one client)."""
-    body = rep.get("forensics", rep)
-    clients = body.get("clients") if isinstance(body, dict) else None
-    c = clients[0] if isinstance(clients, list) and clients else body
-    obtained = c.get("obtained", {}) if isinstance(c, dict) else {}
-    surrogate = c.get("surrogate", {}) if isinstance(c, dict) else {}
+    """The figures of a ``forensics client`` report the exercise scores (its one client)."""
+    clients = rep.get("clients") or [{}]
+    c = clients[0] if isinstance(clients[0], dict) else {}
+    surrogate = c.get("surrogate") or {}
+    curve = surrogate.get("curve") or [{}]
+    at_alert: dict[str, Any] = next((p for p in curve if p.get("at_first_alert")), {})
     return {
-        "labelled_samples": obtained.get("labelled_samples"),
-        "surrogate_accuracy": surrogate.get("accuracy"),
-        "surrogate_fidelity": surrogate.get("fidelity"),
+        "labelled_samples": c.get("labelled_samples"),
+        "surrogate_accuracy": curve[-1].get("accuracy"),
+        "surrogate_fidelity": curve[-1].get("fidelity"),
+        "surrogate_fidelity_at_first_alert": at_alert.get("fidelity"),
     }
 
 
