@@ -142,8 +142,8 @@ def main() -> None:
         f"precision {tp / max(1, flagged.sum()):.3f}"
     )
 
-    # The gate blocks at critical: a calibrated data scan of clean data still flags about
-    # 1% of it and reports that as high, which a high gate would treat as a block.
+    # A lenient standing gate (critical), as some teams run: the data scan's high
+    # findings on the candidate do not block it, which is how the backdoor gets out.
     tw("registry", "init", "--registry", reg, "--fail-on", "critical")
     tw("registry", "add", str(out / "baseline.pt"), "--manifest",
        str(out / "inhouse.manifest.jsonl"), "--registry", reg, "--by", "ml-team")  # fmt: skip
