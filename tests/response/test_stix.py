@@ -236,6 +236,19 @@ def test_alert_bundle_groups_by_client_and_detector() -> None:
     assert api["created"] == "2026-11-28T10:00:00.000Z" <= api["modified"]
 
 
+def test_the_gateway_alert_log_in_json_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "alerts.jsonl"
+    log.write_text("".join(json.dumps(a) + "\n" for a in ALERTS["alerts"]) + "\n")
+    assert main(["export-stix", str(log)]) == 0
+    assert json.loads(capsys.readouterr().out) == export_stix(ALERTS)
+    log.write_text(json.dumps(ALERTS["alerts"][0]) + "\nnot json\n")
+    assert main(["export-stix", str(log)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a JSON file" in err and str(log) in err and len(err.splitlines()) == 1
+
+
 def test_producer_organisation(incident: Incident, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export-stix", str(incident.report), "--producer", "ACME SOC"]) == 0
     bundle = json.loads(capsys.readouterr().out)

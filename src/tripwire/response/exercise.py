@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tripwire.errors import InputError, TripwireError
+from tripwire.errors import InputError, TripwireError, UsageError
 from tripwire.io import Dataset
 
 #: The backdoor's target class and the share of vendor-b's delivery it poisons.
@@ -431,14 +431,17 @@ def _serve(ex: _Exercise, test: Dataset) -> None:
     argv = [
         "guard", "--registry", str(ex.reg), "--alias", "prod",
         "--reference", str(ex.out / "trusted.npz"), "--store", f"sqlite:{folder / 'guard.db'}",
-        "--config", str(config), "--admin-token", ex.token, "--port", "0",
+        "--config", str(config), f"--admin-token={ex.token}", "--port", "0",
         "--follow-interval", "0.5",
     ]  # fmt: skip
     shown = " ".join(shlex.quote(ex._short(a)) for a in argv).replace(ex.token, "$TOKEN")
     ex.say(f"$ tripwire {shown}  (in a thread)")
     if ex.stage is not None:
         ex.stage.commands.append(f"tripwire {shown}")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit:  # argparse has printed why
+        raise UsageError("the exercise built a guard command line argparse refused") from None
     ex.gateway = build_gateway(args)
     ex.server = GatewayServer(ex.gateway, "127.0.0.1", 0).start()
     ex.gateway.follower.start()
@@ -598,9 +601,7 @@ def _extract(ex: _Exercise) -> None:
         n_classes=test.n_classes,
         seed_data=test.subset(np.sort(seeds)),
         eval_data=trusted,
-        epochs=5,
         seed=ex.seed,
-        reference=None,
         client_id=ATTACKER,
     )
     ex.fact(

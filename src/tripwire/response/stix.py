@@ -441,7 +441,14 @@ def load_and_export(paths: Sequence[str | Path], *, producer: str = "tripwire") 
         try:
             if p.stat().st_size > MAX_INPUT_BYTES:
                 raise InputError(f"is larger than {MAX_INPUT_BYTES} bytes", p)
-            doc = json.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            if p.suffix == ".jsonl":
+                # The gateway's alert log (``[alerts] log``): one alert per line.
+                doc: object = {
+                    "alerts": [json.loads(line) for line in text.splitlines() if line.strip()]
+                }
+            else:
+                doc = json.loads(text)
         except FileNotFoundError:
             raise InputError("no such file", p) from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
