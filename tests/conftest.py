@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,26 @@ def png_bytes(arr: np.ndarray) -> bytes:
 
 
 shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is absent")
+
+
+@pytest.fixture(autouse=True)
+def _builtin_detectors_only() -> Iterator[None]:
+    """Each test sees the shipped detectors only, and leaves the registry as it found it.
+
+    Tests register toy detectors (the contract test's, the documentation example's, at
+    import); left in the process-wide registry they would join every later default
+    scan-data run and change its verdicts.
+    """
+    from tripwire.detectors import registry
+
+    registry._load_all()
+    saved = dict(registry._REGISTRY)
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(
+        {k: v for k, v in saved.items() if v.__module__.startswith("tripwire.")}
+    )
+    try:
+        yield
+    finally:
+        registry._REGISTRY.clear()
+        registry._REGISTRY.update(saved)

@@ -244,7 +244,10 @@ def run_exercise(
 
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    # Two threads whatever the caller set: the same numbers on every run of this kind of
+    # machine (a model trained on 1 thread differs in its last bits, and so its scans).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     ex = _Exercise(out, data, epochs, seed, say)
     result = ExerciseResult(out=str(out), data=data)
     full = load_dataset(data, split="train")
@@ -280,6 +283,7 @@ def run_exercise(
                 broken = f"stage '{name}' could not run"
             ex.stage.seconds = round(time.perf_counter() - t0, 1)
     finally:
+        torch.set_num_threads(threads)
         if ex.server is not None:
             ex.gateway.follower.stop()
             ex.server.stop()

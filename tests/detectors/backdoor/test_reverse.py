@@ -167,7 +167,7 @@ def test_scan_data_report_is_cross_referenced(tmp_path: Path, clean_data: Datase
     report = {
         "command": "scan-data",
         "per_class": [{"class": c, "samples": 20, "flagged": 5 if c == 3 else 0} for c in range(K)],
-        "findings": [{"rule_id": "TW104", "target_class": 3}],
+        "findings": [{"rule_id": "TW104", "severity": "high", "target_class": 3}],
     }
     res = scan_model(
         _model(tmp_path, "patch", patch=100.0),
