@@ -25,7 +25,6 @@ PACKAGED = ROOT / "src" / "tripwire" / "response" / "data" / "playbook.md"
 DOCS = [PLAYBOOK, ROOT / "docs" / "incident-response.md", ROOT / "README.md"]
 
 
-
 def test_the_packaged_playbook_is_docs_playbook() -> None:
     """The wheel ships a copy (package data); docs/playbook.md is the one to edit."""
     assert PACKAGED.read_bytes() == PLAYBOOK.read_bytes(), (
