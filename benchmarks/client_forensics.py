@@ -53,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from tripwire.attacks.extraction import Victim, extract
     from tripwire.attacks.oip_client import OIPClient
-    from tripwire.cli.commands.guard import build_gateway
+    from tripwire.cli.commands.guard import build_gateway, guard_args
     from tripwire.gateway import GatewayServer
     from tripwire.gateway.store import open_store
     from tripwire.io import load_dataset, save_dataset
@@ -96,23 +96,24 @@ def main() -> None:
         print(f"{arch}: victim accuracy {res.accuracy:.3f} ({time.perf_counter() - ts:.0f} s)")
         for mode in ["observe", "enforce"] if args.enforce else ["observe"]:
             db = work / f"guard-{arch}-{mode}.db"
+            config = ["--config", str(work / "enforce.toml")] if mode == "enforce" else []
             gw = build_gateway(
-                argparse.Namespace(
-                    model=str(model_path),
-                    upstream=None,
-                    name="victim",
-                    reference=str(work / "reference.npz"),
-                    mode=mode,
-                    store=f"sqlite:{db}",
-                    config=str(work / "enforce.toml") if mode == "enforce" else None,
-                    admin_token=ADMIN,
-                    alias=None,
-                    registry=None,
-                    follow_interval=5.0,
-                    input_shape=None,
-                    trigger_check=None,
-                    threads=1,
-                    port=0,
+                guard_args(
+                    str(model_path),
+                    "--name",
+                    "victim",
+                    "--reference",
+                    str(work / "reference.npz"),
+                    "--mode",
+                    mode,
+                    "--store",
+                    f"sqlite:{db}",
+                    *config,
+                    f"--admin-token={ADMIN}",
+                    "--threads",
+                    "1",
+                    "--port",
+                    "0",
                 )
             )
             server = GatewayServer(gw, "127.0.0.1", 0).start()

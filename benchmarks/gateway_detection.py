@@ -64,7 +64,7 @@ def main() -> None:
     from tripwire.attacks.benign import benign_stream
     from tripwire.attacks.extraction import Victim, extract
     from tripwire.attacks.oip_client import OIPClient
-    from tripwire.cli.commands.guard import build_gateway
+    from tripwire.cli.commands.guard import build_gateway, guard_args
     from tripwire.gateway import GatewayServer
     from tripwire.io import load_dataset, save_dataset
     from tripwire.models.loading import load_model
@@ -82,19 +82,19 @@ def main() -> None:
     ref = train.subset(np.sort(rng.choice(len(train), min(2000, len(train)), replace=False)))
     save_dataset(ref, work / "reference.npz")
     gw = build_gateway(
-        argparse.Namespace(
-            model=str(model_path),
-            upstream=None,
-            name="victim",
-            reference=str(work / "reference.npz"),
-            mode="observe",
-            store=f"sqlite:{work / 'guard.db'}",
-            config=None,
-            admin_token=ADMIN,
-            input_shape=None,
-            trigger_check=None,
-            threads=1,
-            port=0,
+        guard_args(
+            str(model_path),
+            "--name",
+            "victim",
+            "--reference",
+            str(work / "reference.npz"),
+            "--store",
+            f"sqlite:{work / 'guard.db'}",
+            f"--admin-token={ADMIN}",
+            "--threads",
+            "1",
+            "--port",
+            "0",
         )
     )
     server = GatewayServer(gw, "127.0.0.1", 0).start()

@@ -110,7 +110,7 @@ def fit_trigger(model: Any, x: np.ndarray, y: np.ndarray) -> MahalanobisTrigger:
 
 def make_gateway(kind: str, model_path: str, reference: str, store: str) -> Any:
     """The gateway of one configuration (see the module docstring)."""
-    from tripwire.cli.commands.guard import build_gateway
+    from tripwire.cli.commands.guard import build_gateway, guard_args
     from tripwire.gateway import Gateway, LocalBackend
     from tripwire.gateway.backend import model_input_shape
     from tripwire.io import load_dataset
@@ -131,19 +131,19 @@ def make_gateway(kind: str, model_path: str, reference: str, store: str) -> Any:
             admin_token=ADMIN,
         )
     else:
-        args = argparse.Namespace(
-            model=model_path,
-            upstream=None,
-            name=NAME,
-            reference=reference,
-            mode="observe",
-            store=store,
-            config=None,
-            admin_token=ADMIN,
-            input_shape=None,
-            trigger_check=None,
-            threads=1,
-            port=0,
+        args = guard_args(
+            str(model_path),
+            "--name",
+            NAME,
+            "--reference",
+            str(reference),
+            "--store",
+            store,
+            f"--admin-token={ADMIN}",
+            "--threads",
+            "1",
+            "--port",
+            "0",
         )
         gw = build_gateway(args)
         if kind == "guard+trigger":

@@ -88,3 +88,14 @@ def test_guard_serves_until_interrupted(digits_model: Path, tmp_path: Path) -> N
         rc = proc.wait(timeout=30)
     assert rc == 0
     assert "drift" in json.loads(drift.read_text())
+
+
+def test_guard_args_parse_like_the_command() -> None:
+    from tripwire.cli.commands.guard import guard_args
+    from tripwire.errors import UsageError
+
+    args = guard_args("m.pt", "--port", "0", "--admin-token=-starts-with-a-dash")
+    assert args.model == "m.pt" and args.port == 0 and args.mode == "observe"
+    assert args.admin_token == "-starts-with-a-dash"
+    with pytest.raises(UsageError, match="not a guard command line"):
+        guard_args("m.pt", "--no-such-flag")

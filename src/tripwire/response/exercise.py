@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tripwire.errors import InputError, TripwireError, UsageError
+from tripwire.errors import InputError, TripwireError
 from tripwire.io import Dataset
 
 #: The backdoor's target class and the share of vendor-b's delivery it poisons.
@@ -422,8 +422,7 @@ def _baseline(ex: _Exercise) -> None:
 def _serve(ex: _Exercise, test: Dataset) -> None:
     from tripwire.attacks.benign import benign_stream
     from tripwire.attacks.oip_client import OIPClient
-    from tripwire.cli.commands.guard import build_gateway
-    from tripwire.cli.main import build_parser
+    from tripwire.cli.commands.guard import build_gateway, guard_args
     from tripwire.gateway import GatewayServer
 
     folder = ex.out / "gateway"
@@ -442,10 +441,7 @@ def _serve(ex: _Exercise, test: Dataset) -> None:
     ex.say(f"$ tripwire {shown}  (in a thread)")
     if ex.stage is not None:
         ex.stage.commands.append(f"tripwire {shown}")
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit:  # argparse has printed why
-        raise UsageError("the exercise built a guard command line argparse refused") from None
+    args = guard_args(*argv[1:])
     ex.gateway = build_gateway(args)
     ex.server = GatewayServer(ex.gateway, "127.0.0.1", 0).start()
     ex.gateway.follower.start()

@@ -102,6 +102,23 @@ def register(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
+def guard_args(*argv: str) -> argparse.Namespace:
+    """``tripwire guard``'s arguments from its command line, for code that builds a gateway
+    in-process (benchmarks, the demo) exactly as the command would, defaults included.
+
+    Raises
+    ------
+    UsageError
+        A command line the parser refuses (it has printed why).
+    """
+    from tripwire.cli.main import build_parser
+
+    try:
+        return build_parser().parse_args(["guard", *argv])
+    except SystemExit:
+        raise UsageError(f"not a guard command line: {' '.join(argv)}") from None
+
+
 def build_gateway(args: argparse.Namespace) -> Any:
     """The :class:`~tripwire.gateway.Gateway` that ``args`` describe (not yet serving)."""
     from tripwire.detectors.extraction import default_monitor
