@@ -189,14 +189,17 @@ class _Exercise:
 
     def probe_asr(self, test: Dataset) -> float:
         """Attack success rate of the trigger on the model the gateway serves now."""
-        from tripwire.attacks import apply_trigger
+        from tripwire.attacks import attack_success_rate
         from tripwire.attacks.oip_client import OIPClient
 
-        keep = np.flatnonzero(test.y != TARGET)[:200]
-        x = apply_trigger(test.model_input(keep), self.attack, seed=self.seed)
         client = OIPClient(self.server.url, "prod", client_id=PROBE)
-        probs = np.concatenate([client.infer(x[i : i + 50]) for i in range(0, len(x), 50)])
-        return float((probs.argmax(1) == TARGET).mean())
+
+        def predict(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
+            probs = [client.infer(x[i : i + 50]) for i in range(0, len(x), 50)]
+            return np.asarray(np.concatenate(probs).argmax(1), dtype=np.int64)
+
+        probe = test.subset(np.flatnonzero(test.y != TARGET)[:200])
+        return attack_success_rate(predict, probe, self.attack, seed=self.seed)
 
     def wait_serving(self, version_file: Path, timeout: float = 30.0) -> float | None:
         """Seconds until the gateway serves ``version_file`` (``None`` if it never did)."""

@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tripwire.detectors.backdoor.reverse import (
+    MAD_CONSISTENCY,
     SearchConfig,
     SearchResult,
     mad_anomaly,
@@ -128,7 +129,7 @@ def model_threshold(n_classes: int, fpr: float = MODEL_FPR) -> float:
     rng = np.random.default_rng(0)
     v = rng.normal(size=(20_000, n_classes))
     med = np.median(v, axis=1, keepdims=True)
-    mad = 1.4826 * np.median(np.abs(v - med), axis=1, keepdims=True)
+    mad = MAD_CONSISTENCY * np.median(np.abs(v - med), axis=1, keepdims=True)
     top = ((med - v) / mad).max(axis=1)
     return float(max(ANOMALY_THRESHOLD, np.quantile(top, 1.0 - fpr)))
 
