@@ -1,6 +1,7 @@
 """Gateway overhead: the same model served plainly vs through tripwire, side by side.
 
-Four servers run at once, each in its own process with one torch thread:
+Four servers run at once, each in its own process with one torch and one BLAS thread
+(as ``tripwire guard --threads 1`` serves):
 
 - ``plain``: a minimal OIP v2 server without monitoring (the gateway's own HTTP and
   OIP code with no monitor, store, identity or logging: the baseline);
@@ -159,6 +160,11 @@ def serve(kind: str, model_path: str, reference: str, store: str) -> None:
     from tripwire.gateway import GatewayServer
 
     gw = make_gateway(kind, model_path, reference, store)
+    # As `tripwire guard --threads 1` serves: torch and BLAS at one thread (the plain
+    # server's only NumPy work is a softmax, so the cap does not change it).
+    from tripwire.cli.commands.guard import serving_threads
+
+    serving_threads(1)
     srv = GatewayServer(gw, "127.0.0.1", 0)
     print(f"READY {srv.port}", flush=True)
     srv.serve_forever()

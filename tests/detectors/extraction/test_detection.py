@@ -9,7 +9,6 @@ substitute's gradients.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -212,21 +211,6 @@ def test_prada_baseline_flags_jacobian_repeaters_or_neither(setting: dict[str, A
     for o in trace.observations:
         assert o["rule_id"] == "TW301"
         assert o["evidence"]["distances"] > 100
-
-
-def test_observe_is_fast(setting: dict[str, Any]) -> None:
-    mon = default_monitor().fit(setting["ref"])
-    st = mon.new_state()
-    x = setting["test"].model_input()
-    p = setting["victim"](x)
-    times = []
-    for i in range(0, 1200, 4):
-        j = i % (len(x) - 4)
-        t0 = time.perf_counter()
-        mon.observe(st, QueryBatch(x[j : j + 4], p[j : j + 4], float(i)))
-        times.append(time.perf_counter() - t0)
-    # Generous for a loaded 2-core machine; the gateway bar is 1 ms median per request.
-    assert float(np.median(times)) < 2e-3
 
 
 def test_classifier_json_is_validated(tmp_path: Any) -> None:

@@ -75,3 +75,68 @@ def test_shapiro_w_matches_scipy() -> None:
         for draw in (rng.normal, rng.exponential):
             x = draw(size=n)
             assert shapiro_w(x) == pytest.approx(stats.shapiro(x).statistic, abs=1e-6)
+
+
+def _stream(shape: tuple[int, ...], n_req: int, seed: int = 5) -> list[QueryBatch]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_req):
+        k = int(rng.choice([1, 1, 1, 3, 7, 20]))
+        x = rng.random((k, *shape), dtype=np.float32)
+        p = rng.dirichlet(np.ones(10) * 0.2, k).astype(np.float32)
+        out.append(QueryBatch(x, p, float(i)))
+    return out
+
+
+def test_buffered_detectors_see_what_sample_by_sample_ones_see() -> None:
+    """Running the detectors once per buffer gives the features and the observations of
+    running them on every request, raised at most ``flush_every - 1`` samples later."""
+    ref = _reference((1, 8, 8))
+    every = default_monitor(flush_every=1, min_queries=10).fit(ref)
+    buffered = default_monitor(flush_every=16, min_queries=10).fit(ref)
+    assert every.buffer_ == 0 and buffered.buffer_ == 16
+    sa, sb = every.new_state(), buffered.new_state()
+    seen_a: dict[str, int] = {}
+    seen_b: dict[str, int] = {}
+    for batch in _stream((1, 8, 8), 150):
+        for mon, st, seen in ((every, sa, seen_a), (buffered, sb, seen_b)):
+            for o in mon.observe(st, batch):
+                seen.setdefault(f"{o.rule_id}:{o.severity}", st.query_count)
+        assert sa.query_count == sb.query_count
+        assert sb.get("pend_n") < 16
+        # Float32 sums over a buffer instead of per request: equal to rounding.
+        np.testing.assert_allclose(every.features(sa), buffered.features(sb), rtol=1e-5)
+    assert seen_a, "the stream should raise something to compare"
+    assert seen_b.keys() <= seen_a.keys()
+    for key, at in seen_b.items():
+        assert seen_a[key] <= at <= seen_a[key] + 15 + 20  # a request may carry 20 samples
+    # Reading features never consumes the buffer or its observations.
+    pend = sb.get("pend_n")
+    buffered.features(sb)
+    assert sb.get("pend_n") == pend
+
+
+def test_buffer_survives_a_round_trip_and_flush() -> None:
+    mon = default_monitor().fit(_reference((3, 32, 32)))
+    rng = np.random.default_rng(2)
+    st = mon.new_state()
+    x = rng.random((5, 3, 32, 32), dtype=np.float32)
+    p = rng.dirichlet(np.ones(10), 5).astype(np.float32)
+    assert mon.observe(st, QueryBatch(x, p, 1.0)) == []
+    assert st.query_count == 5 and st.get("n") == 0 and st.get("pend_n") == 5
+    back = mon.loads(mon.dumps(st))
+    assert back.equals(st) and back.query_count == 5
+    mon.flush(back)
+    assert back.get("n") == 5 and back.get("pend_n") == 0
+    np.testing.assert_allclose(mon.features(back), mon.features(st))
+
+
+def test_small_budget_caps_the_buffer() -> None:
+    # 3x32x32 inputs pool to 192 values: 16 buffered samples would take 12 kB of 16 kB.
+    mon = default_monitor(state_budget=16 * 1024).fit(_reference((3, 32, 32)))
+    assert 1 < mon.buffer_ < 16
+    assert mon.buffer_ * 4 * (192 + 10) <= 16 * 1024 // 4
+    st = mon.new_state()
+    assert len(mon.dumps(st)) <= 16 * 1024
+    with pytest.raises(InputError):
+        default_monitor(flush_every=0).fit(_reference((20,)))

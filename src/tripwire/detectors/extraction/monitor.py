@@ -31,12 +31,22 @@ client's evidence lives in a bounded :class:`~.state.StreamState`. ``observe`` u
 
 A stream classifier (:mod:`.classifier`) over these features raises the alerts; the
 single-feature detectors add timeline observations (severity ``None``).
+
+Buffering: a client's samples are pooled on arrival and held in its state until
+``flush_every`` of them are in, then the detectors run over them in one call. At one image
+per request the detectors' cost is almost all per-call overhead (some fifty small NumPy
+operations), so running them once per 16 samples cuts the monitor's cost per request
+several times over; evidence and alerts are the same as sample by sample, only raised at
+the request that completes a buffer (at most ``flush_every - 1`` samples late, with the
+true query count). :meth:`StreamMonitor.features`, the correlation and the drift report
+read a settled copy that includes the buffered samples.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -127,6 +137,10 @@ class StreamMonitor:
         No alert before a client has sent this many samples.
     reservoir
         PRADA distances kept per client.
+    flush_every
+        Samples buffered per client before the detectors run over them (see the module
+        docstring); 1 runs them on every request. Capped so that the buffer takes at most
+        a quarter of ``state_budget``.
     random_state
         Seeds the reference split, the projection and the hashes.
     """
@@ -140,6 +154,7 @@ class StreamMonitor:
         fpr: float = 0.01,
         min_queries: int = 20,
         reservoir: int = 512,
+        flush_every: int = 16,
         random_state: int = 0,
     ) -> None:
         self.state_budget = state_budget
@@ -149,6 +164,7 @@ class StreamMonitor:
         self.fpr = fpr
         self.min_queries = min_queries
         self.reservoir = reservoir
+        self.flush_every = flush_every
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------
@@ -163,6 +179,10 @@ class StreamMonitor:
         """
         if not 0.0 < self.fpr < 0.5:
             raise InputError(f"fpr must lie in (0, 0.5), got {self.fpr}", "fpr")
+        if self.flush_every < 1:
+            raise InputError(
+                f"flush_every must be at least 1, got {self.flush_every}", "flush_every"
+            )
         if self.state_budget < 4096:
             raise InputError(
                 f"state_budget must be at least 4096 bytes, got {self.state_budget}",
@@ -218,6 +238,9 @@ class StreamMonitor:
         )
         self.fitted_ = f
         self.ring_ = RING if self.state_budget >= 32 * 1024 else RING // 4
+        per_sample = 4 * (rdim + c)
+        fits = self.state_budget // 4 // per_sample
+        self.buffer_ = min(self.flush_every, fits) if min(self.flush_every, fits) > 1 else 0
         self.pool_size_ = self._pool_size(dim, c)
         if reference.x is not None and reference.probs is not None:
             self._fit_reference(reference, rng)
@@ -235,6 +258,8 @@ class StreamMonitor:
                 128,
                 ring=self.ring_,
                 nn_bins=len(NN_QUANTILES) + 2,
+                pending=self.buffer_,
+                pooled_dim=self.fitted_.bank.shape[1],
             )
         )
         per_slot = dim * 2 + 2
@@ -323,6 +348,8 @@ class StreamMonitor:
             128,
             ring=self.ring_,
             nn_bins=len(NN_QUANTILES) + 2,
+            pending=self.buffer_,
+            pooled_dim=f.bank.shape[1],
         )
 
     def dumps(self, state: ClientState) -> bytes:
@@ -358,7 +385,6 @@ class StreamMonitor:
             )
         if n_b == 0:
             return []
-        n_before = s.get("n")
         # Timing: context only.
         if s.get("n_req") > 0:
             s.add("gap_log_sum", math.log1p(max(0.0, batch.t - s.get("t_last"))))
@@ -366,9 +392,46 @@ class StreamMonitor:
             s.set("t_first", batch.t)
         s.set("t_last", batch.t)
         s.add("n_req", 1)
-        s.add("n", n_b)
-
         r = self._pool(x)
+        cap = len(s.pend_r)
+        k = int(s.get("pend_n"))
+        if cap and k + n_b < cap:
+            s.pend_r[k : k + n_b] = r
+            s.pend_p[k : k + n_b] = probs
+            s.set("pend_n", k + n_b)
+            return []
+        if k:
+            r = np.concatenate([s.pend_r[:k], r])
+            probs = np.concatenate([s.pend_p[:k], probs])
+            s.set("pend_n", 0)
+        return self._detect(s, r, probs)
+
+    def flush(self, state: ClientState) -> list[Observation]:
+        """Run the detectors over the client's buffered samples now; what is new to report."""
+        self._fitted()
+        s = _as_stream(state)
+        k = int(s.get("pend_n"))
+        if k == 0:
+            return []
+        s.set("pend_n", 0)
+        return self._detect(s, s.pend_r[:k].copy(), s.pend_p[:k].copy())
+
+    def settled(self, state: ClientState) -> StreamState:
+        """``state`` itself when nothing is buffered, else a copy with the buffer run."""
+        s = _as_stream(state)
+        if s.get("pend_n") == 0:
+            return s
+        c = s.copy()
+        self.flush(c)
+        return c
+
+    def _detect(
+        self, s: StreamState, r: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
+    ) -> list[Observation]:
+        """Every detector over pooled samples ``r`` and their answers ``probs``."""
+        f = self.fitted_
+        n_before = s.get("n")
+        s.add("n", len(r))
         z = self._project(r)
         pred = probs.argmax(axis=1)
         s.class_hist += np.bincount(pred, minlength=f.n_classes)
@@ -387,58 +450,94 @@ class StreamMonitor:
             cells = self._cells(r)
             np.bitwise_or.at(s.cells, cells >> 3, (1 << (cells & 7)).astype(np.uint8))
         _kmv_update(s, r, f.hash_w)
-        self._prada_and_chains(s, z, pred)
+        self._prada_and_chains(s, z, pred, int(n_before))
         return self._report(s, n_before)
 
     def _prada_and_chains(
-        self, s: StreamState, z: npt.NDArray[np.float32], pred: npt.NDArray[np.int64]
+        self,
+        s: StreamState,
+        z: npt.NDArray[np.float32],
+        pred: npt.NDArray[np.int64],
+        n_before: int,
     ) -> None:
         f = self.fitted_
         pool = self.pool_size_
         used = int(s.get("gs_used"))
         added = int(s.get("gs_added"))
         seen = int(s.get("dist_seen"))
-        ring_n = int(s.get("ring_n"))
+        ring_n0 = int(s.get("ring_n"))
         emb, ring = s.gs_emb, s.ring_emb
         n_ring = len(ring)
-        sq = np.einsum("ij,ij->i", emb, emb)
-        rsq = np.einsum("ij,ij->i", ring, ring)
+        b = len(z)
         z16 = z.astype(np.float16).astype(np.float32)  # stored precision (exact round trips)
-        nn = np.full(len(z), np.inf)
+        zz = np.einsum("ij,ij->i", z16, z16)
+        steps = np.arange(b)
+        # Every squared distance the batch needs, in three products: to the growing-set pool
+        # and the ring as they were, and within the batch. The loop below only masks them.
+        d_in = zz[:, None] - 2.0 * (z16 @ z16.T) + zz[None, :]
+        nn2 = np.full(b, np.inf)
+        if n_ring:
+            # Ring membership does not depend on the data: old slot k is overwritten by
+            # batch sample (k - ring_n0) mod R, batch sample j stays for R samples.
+            rsq = np.einsum("ij,ij->i", ring, ring)
+            d_r = rsq[:, None] - 2.0 * (ring @ z16.T) + zz[None, :]
+            dies = (np.arange(n_ring) - ring_n0) % n_ring
+            alive = (dies[:, None] >= steps[None, :]) & (
+                np.arange(n_ring)[:, None] < min(ring_n0, n_ring)
+            )
+            nn2 = np.where(alive, d_r, np.inf).min(axis=0, initial=np.inf)
+            back = steps[None, :] - steps[:, None]  # i - j
+            recent = (back > 0) & (back <= n_ring)
+            nn2 = np.minimum(nn2, np.where(recent, d_in, np.inf).min(axis=0, initial=np.inf))
+            last = steps[-n_ring:]
+            ring[(ring_n0 + last) % n_ring] = z16[last]
+            s.set("ring_n", ring_n0 + b)
+        sq = np.einsum("ij,ij->i", emb, emb)
+        d_g = sq[:, None] - 2.0 * (emb @ z16.T) + zz[None, :]  # (pool, b)
+        d_g[used:] = np.inf
+        old_cls = s.gs_cls.copy()
+        # Nearest old slot of any class and of the sample's class, for the whole batch at
+        # once; a sample looks again only if that slot was evicted by an earlier join.
+        arg_all = d_g.argmin(axis=0)
+        best_all0 = d_g[arg_all, steps]
+        d_mine = np.where(old_cls[:, None] == pred[None, :], d_g, np.inf)
+        arg_mine = d_mine.argmin(axis=0)
+        best_mine0 = d_mine[arg_mine, steps]
+        evicted: set[int] = set()
+        joined: dict[int, int] = {}  # pool slot -> batch sample now holding it
         m = len(s.dists)
-        check = False
-        for i in range(len(z)):
+        for i in range(b):
             c = int(pred[i])
-            zi = z16[i]
-            zz = float(zi @ zi)
-            r_used = min(ring_n, n_ring)
-            if r_used:
-                d_r = rsq[:r_used] - 2.0 * (ring[:r_used] @ zi) + zz
-                nn[i] = math.sqrt(max(float(d_r.min()), 0.0))
-            if used:
-                d_all = np.sqrt(np.maximum(sq[:used] - 2.0 * (emb[:used] @ zi) + zz, 0.0))
-                nn[i] = min(nn[i], float(d_all.min()))
-                mine = s.gs_cls[:used] == c
-            else:
-                mine = np.zeros(0, dtype=bool)
-            if n_ring:
-                slot_r = ring_n % n_ring
-                ring[slot_r] = zi
-                rsq[slot_r] = zz
-                ring_n += 1
-            if not mine.any():
+            col = d_g[:, i]
+            best_all = float(best_all0[i])
+            if int(arg_all[i]) in evicted:
+                best_all = float(col.min())
+            best_mine = float(best_mine0[i])
+            if int(arg_mine[i]) in evicted:
+                mine_old = old_cls == c
+                best_mine = float(col[mine_old].min()) if mine_old.any() else math.inf
+            for j in joined.values():
+                dj = float(d_in[j, i])
+                best_all = min(best_all, dj)
+                if int(pred[j]) == c:
+                    best_mine = min(best_mine, dj)
+            nn2[i] = min(nn2[i], best_all)
+            if math.isinf(best_mine):
                 join = True
             else:
-                d = float(d_all[mine].min())
+                d = math.sqrt(max(best_mine, 0.0))
                 # Reservoir of distances (deterministic slot: the state round-trips exactly).
                 if seen < m:
                     s.dists[seen] = d
                 else:
-                    j = _mix(seen) % (seen + 1)
-                    if j < m:
-                        s.dists[j] = d
+                    k = _mix(seen) % (seen + 1)
+                    if k < m:
+                        s.dists[k] = d
                 seen += 1
-                check |= seen > PRADA_MIN_DISTANCES and seen % PRADA_EVERY == 0
+                if seen > PRADA_MIN_DISTANCES and seen % PRADA_EVERY == 0:
+                    # PRADA's test every 10 distances, at that query (not at the end of
+                    # the request or buffer), so buffering changes nothing.
+                    self._prada_test(s, min(seen, m), n_before + i + 1)
                 cnt = s.cls_cnt[c]
                 thr = 0.0
                 if cnt:
@@ -451,36 +550,44 @@ class StreamMonitor:
                     s.cls_cnt[c] += 1
             if join:
                 slot = used if used < pool else added % pool
-                emb[slot] = zi
-                s.gs_cls[slot] = c
-                sq[slot] = zz
+                # The slot's previous holder leaves the set for the samples after this one.
+                d_g[slot, i + 1 :] = np.inf
+                old_cls[slot] = -1
+                evicted.add(slot)
+                joined[slot] = i
                 used = min(used + 1, pool)
                 added += 1
+        for slot, i in joined.items():
+            emb[slot] = z16[i]
+            s.gs_cls[slot] = int(pred[i])
         s.set("gs_used", used)
         s.set("gs_added", added)
         s.set("dist_seen", seen)
-        s.set("ring_n", ring_n)
         if f.has_reference:
+            nn = np.sqrt(np.maximum(nn2, 0.0))
             first = np.isfinite(nn)
             s.nn_hist += np.bincount(
                 np.searchsorted(f.nn_edges, nn[first], side="left"), minlength=len(s.nn_hist)
             )[: len(s.nn_hist)]
-        if check:
-            vals = s.dists[: min(seen, m)].astype(np.float64)
-            mu, sd = vals.mean(), vals.std()
-            if sd > 0:
-                vals = vals[np.abs(vals - mu) <= 3 * sd]
-            w = shapiro_w(vals)
-            s.set("prada_w", w)
-            s.set("prada_w_min", min(w, s.get("prada_w_min")))
-            if w < self.prada_delta and s.get("prada_alarm_n") == 0:
-                s.set("prada_alarm_n", s.get("n"))
+
+    def _prada_test(self, s: StreamState, kept: int, n_at: int) -> None:
+        vals = s.dists[:kept].astype(np.float64)
+        mu, sd = vals.mean(), vals.std()
+        if sd > 0:
+            vals = vals[np.abs(vals - mu) <= 3 * sd]
+        w = shapiro_w(vals)
+        s.set("prada_w", w)
+        s.set("prada_w_min", min(w, s.get("prada_w_min")))
+        if w < self.prada_delta and s.get("prada_alarm_n") == 0:
+            s.set("prada_alarm_n", n_at)
 
     # -- features and reports --------------------------------------------------------------
 
     def features(self, state: ClientState) -> npt.NDArray[np.float64]:
-        """The stream features of a client (order: :data:`~.classifier.FEATURES`)."""
-        return stream_features(_as_stream(state), self._fitted())
+        """The stream features of a client (order: :data:`~.classifier.FEATURES`), buffered
+        samples included."""
+        f = self._fitted()
+        return stream_features(self.settled(state), f)
 
     def _report(self, s: StreamState, n_before: float) -> list[Observation]:
         f = self.fitted_
@@ -578,7 +685,7 @@ class StreamMonitor:
         gaps = max(req - 1.0, 1.0)
         return {
             "requests": int(s.get("n_req")),
-            "mean_request_size": round(s.get("n") / req, 2),
+            "mean_request_size": round(s.query_count / req, 2),
             "mean_gap_s": round(math.expm1(s.get("gap_log_sum") / gaps), 4),
         }
 
@@ -645,13 +752,19 @@ def shapiro_w(x: npt.ArrayLike) -> float:
     """Shapiro-Wilk W with Royston's (1992) coefficients, as scipy's ``swilk`` computes it.
 
     NumPy only and without scipy's per-call overhead (PRADA recomputes W every 10
-    queries on the serving path). Returns 0 for fewer than 3 values or constant ones.
+    queries on the serving path); the coefficients depend on ``n`` alone and are cached.
+    Returns 0 for fewer than 3 values or constant ones.
     """
     v = np.sort(np.asarray(x, dtype=np.float64).ravel())
     n = v.size
     ss = float(((v - v.mean()) ** 2).sum())
     if n < 3 or ss <= 0.0:
         return 0.0
+    return min(float((_shapiro_coef(n) @ v) ** 2) / ss, 1.0)
+
+
+@lru_cache(maxsize=128)
+def _shapiro_coef(n: int) -> npt.NDArray[np.float64]:
     if n == 3:
         a = np.array([-math.sqrt(0.5), 0.0, math.sqrt(0.5)])
     else:
@@ -669,7 +782,8 @@ def shapiro_w(x: npt.ArrayLike) -> float:
             phi = (mm - 2 * m[-1] ** 2) / (1 - 2 * an**2)
             a = m / math.sqrt(phi)
             a[-1], a[0] = an, -an
-    return min(float((a @ v) ** 2) / ss, 1.0)
+    a.flags.writeable = False
+    return a
 
 
 def _binomial_excess(k: float, n: float, rate: float) -> bool:

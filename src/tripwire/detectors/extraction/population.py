@@ -60,8 +60,10 @@ def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Ob
     floor = float(clf.info.get("benign_median", 0.5 * clf.thresholds[0]))
     cands: list[tuple[float, str, StreamState]] = []
     for cid, st in states.items():
-        s = st if isinstance(st, StreamState) else None
-        if s is None or s.get("n") < MIN_CLIENT_QUERIES or s.get("alert_level") > 0:
+        if not isinstance(st, StreamState) or st.query_count < MIN_CLIENT_QUERIES:
+            continue
+        s = monitor.settled(st)  # buffered samples count too (a sybil id may send few)
+        if s.get("alert_level") > 0:
             continue
         p = clf.score(monitor.features(s))
         if p >= floor:
@@ -92,7 +94,11 @@ def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Ob
 def drift(monitor: StreamMonitor, states: dict[str, ClientState]) -> dict[str, Any]:
     """All traffic against the reference: per-signal statistic, p-value and verdict."""
     f = monitor._fitted()
-    members = [s for s in states.values() if isinstance(s, StreamState) and s.get("n") > 0]
+    members = [
+        monitor.settled(s)
+        for s in states.values()
+        if isinstance(s, StreamState) and s.query_count > 0
+    ]
     report: dict[str, Any] = {"clients": len(members), "queries": 0, "signals": {}}
     if not members:
         return report

@@ -45,6 +45,7 @@ SCALARS = (
     "clf_score_max",
     "alert_level",  # highest severity rank already reported (0 = none)
     "noted",  # bit mask of timeline observations already made (one bit per rule)
+    "pend_n",  # samples buffered in ``pend_r``/``pend_p``, not yet seen by the detectors
 )
 _IDX = {name: i for i, name in enumerate(SCALARS)}
 
@@ -77,6 +78,10 @@ class StreamState:
         Coverage bitmap over the reference's PCA sign cells (packed bits).
     kmv
         The smallest hashes of quantised inputs seen (k-minimum-values distinct count).
+    pend_r, pend_p
+        Samples answered but not yet run through the detectors: pooled inputs ``(B, r)``
+        and returned probabilities ``(B, C)`` (the monitor runs its detectors once per
+        ``B`` samples; ``B = 0`` runs them on every request).
     """
 
     scalars: npt.NDArray[np.float64]
@@ -91,6 +96,8 @@ class StreamState:
     nn_hist: npt.NDArray[np.int64]
     cells: npt.NDArray[np.uint8]
     kmv: npt.NDArray[np.uint32]
+    pend_r: npt.NDArray[np.float32]
+    pend_p: npt.NDArray[np.float32]
     _fields: tuple[str, ...] = field(
         default=(
             "scalars",
@@ -105,6 +112,8 @@ class StreamState:
             "nn_hist",
             "cells",
             "kmv",
+            "pend_r",
+            "pend_p",
         ),
         repr=False,
     )
@@ -120,6 +129,8 @@ class StreamState:
         kmv: int,
         ring: int = 0,
         nn_bins: int = 1,
+        pending: int = 0,
+        pooled_dim: int = 0,
     ) -> StreamState:
         s = np.zeros(len(SCALARS), dtype=np.float64)
         s[_IDX["prada_w"]] = 1.0
@@ -137,6 +148,8 @@ class StreamState:
             nn_hist=np.zeros(nn_bins, dtype=np.int64),
             cells=np.zeros((cell_bits + 7) // 8, dtype=np.uint8),
             kmv=np.full(kmv, np.iinfo(np.uint32).max, dtype=np.uint32),
+            pend_r=np.zeros((pending, pooled_dim), dtype=np.float32),
+            pend_p=np.zeros((pending, n_classes), dtype=np.float32),
         )
 
     def get(self, name: str) -> float:
@@ -150,8 +163,12 @@ class StreamState:
 
     @property
     def query_count(self) -> int:
-        """Cumulative number of samples this client queried."""
-        return int(self.scalars[_IDX["n"]])
+        """Cumulative number of samples this client queried (buffered ones included)."""
+        return int(self.scalars[_IDX["n"]] + self.scalars[_IDX["pend_n"]])
+
+    def copy(self) -> StreamState:
+        """An independent copy (same bytes)."""
+        return StreamState(**{k: v.copy() for k, v in self.arrays().items()})  # type: ignore[arg-type]
 
     def arrays(self) -> dict[str, npt.NDArray[np.generic]]:
         return {name: getattr(self, name) for name in self._fields}
