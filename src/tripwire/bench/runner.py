@@ -30,6 +30,7 @@ from tripwire.detectors import DetectorInput, DetectorResult, Need, available
 from tripwire.detectors.oos import oos_probabilities
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
+from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
 from tripwire.scan.ensemble import FAMILIES, combine
 
@@ -266,8 +267,12 @@ def run_poison_cell(
     feats = model.features(ds.model_input())
     forward_s = time.perf_counter() - t0
     probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds)
+    # The trained model itself, for behavioural detectors (what scan-data gives them).
+    net = None if model.module is None else model_from_module(model.module, "suite model")
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=net)
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
+    if net is not None:
+        have = have | {Need.MODEL}
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     ours: dict[str, DetectorResult] = {}
     for cls in available(satisfiable_with=have):

@@ -28,6 +28,7 @@ BUILTIN_MODULES = (
     "tripwire.detectors.poisoning.label_noise",
     "tripwire.detectors.poisoning.dual_space",
     "tripwire.detectors.poisoning.duplicates",
+    "tripwire.detectors.poisoning.perturbation",
 )
 
 

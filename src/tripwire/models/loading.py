@@ -273,6 +273,22 @@ def load_model(
     return _build_from_state(p, state, arch, input_shape, num_classes, dev)
 
 
+def model_from_module(module: Any, name: str = "in-memory model", device: str = "cpu") -> Model:
+    """A :class:`Model` around a torch module already in memory (a proxy trained here, a
+    benchmark's cached model): the module's ``features``/``forward_features`` are used
+    where it has them."""
+    module.eval()
+    methods = {m for m in ("features", "forward_features") if hasattr(module, m)}
+    return Model(
+        path=name,
+        kind="torchscript",
+        has_features=bool(methods),
+        device=device,
+        _module=module,
+        _has_forward_features="forward_features" in methods,
+    )
+
+
 def _first_line(exc: BaseException) -> str:
     lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
     return (lines[0] if lines else exc.__class__.__name__)[:200]

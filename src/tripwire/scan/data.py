@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,9 @@ from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
 from tripwire.scan.ensemble import EnsembleResult, combine
+
+if TYPE_CHECKING:
+    from tripwire.models.loading import Model
 
 RULE_POISON = register_rule(
     Rule(
@@ -83,8 +86,9 @@ EXCESS_P = 1e-3
 #: 1% poisoning of ten classes is still p < 1e-15).
 CLASS_EXCESS_P = 1e-6
 
-#: Inputs a data scan can provide to detectors.
+#: Inputs a data scan can provide to detectors (and the model, where it has one).
 DATA_NEEDS = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
+WITH_MODEL = DATA_NEEDS | {Need.MODEL}
 
 
 @dataclass
@@ -166,6 +170,7 @@ def scan_data(
     seed: int = 0,
     feature_origin: str = "",
     artifact: str | None = None,
+    model: Model | None = None,
 ) -> DataScanResult:
     """Run the data detectors on ``ds`` with its ``features``.
 
@@ -176,6 +181,9 @@ def scan_data(
     trusted_features, trusted_labels
         Features of a small clean set: detectors are then calibrated at their FPR on it
         instead of by robust statistics on the suspect data itself.
+    model
+        The model trained on ``ds`` (the suspect model or a proxy): behavioural
+        detectors run only with it.
 
     Raises
     ------
@@ -193,13 +201,14 @@ def scan_data(
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
     probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds)
+    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=model)
+    have = WITH_MODEL if model is not None else DATA_NEEDS
     chosen = (
         [get(name) for name in detectors]
         if detectors
         else [
             c
-            for c in available(satisfiable_with=DATA_NEEDS)
+            for c in available(satisfiable_with=have)
             if c.threat in (Threat.POISONING, Threat.BACKDOOR)
         ]
     )
@@ -207,9 +216,9 @@ def scan_data(
     timings: dict[str, float] = {}
     skipped: dict[str, str] = {}
     for cls in chosen:
-        if not cls.needs <= DATA_NEEDS:
+        if not cls.needs <= have:
             raise InputError(
-                f"needs {', '.join(sorted(cls.needs - DATA_NEEDS))}, which a data "
+                f"needs {', '.join(sorted(cls.needs - have))}, which this data "
                 "scan does not provide",
                 cls.name,
             )

@@ -49,6 +49,8 @@ FAMILIES: dict[str, tuple[int, frozenset[str]]] = {
     "feature-clusters": (2, frozenset({"activation-clustering", "spectral-signature"})),
     "dual-space": (1, frozenset({"dual-space"})),
     "duplicates": (1, frozenset({"duplicate-labels"})),
+    # Its own confirmation (input-space neighbours) gates its flags.
+    "behaviour": (1, frozenset({"perturbation-consistency"})),
     "outliers": (0, frozenset({"spectre", "feature-outlier"})),
 }
 

@@ -72,8 +72,9 @@ def _load_npy(path: str, flag: str) -> np.ndarray:
 
 def _features(
     args: argparse.Namespace, ds: Dataset, trusted: Dataset | None
-) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Features of the data (and of the trusted set) and where they came from."""
+) -> tuple[np.ndarray, np.ndarray | None, str, Any]:
+    """Features of the data (and of the trusted set), where they came from, and the model
+    trained on the data (the given one or the proxy; ``None`` with features only)."""
     if args.features:
         if trusted is not None and not args.model:
             raise InputError(
@@ -87,7 +88,7 @@ def _features(
             )
         origin = f"features file {args.features}"
         if not args.model:
-            return feats.astype(np.float64), None, origin
+            return feats.astype(np.float64), None, origin, None
     from tripwire.models.loading import load_model
 
     if args.model:
@@ -105,7 +106,7 @@ def _features(
             else feats
         )
         t_feats = None if trusted is None else model.features(trusted.model_input())
-        return feats, t_feats, f"model {args.model}"
+        return feats, t_feats, f"model {args.model}", model
     import torch
 
     from tripwire.models.train import TrainConfig, train_model
@@ -123,8 +124,11 @@ def _features(
                 ]
             )
 
+    from tripwire.models.loading import model_from_module
+
     t_feats = None if trusted is None else embed(trusted.model_input())
-    return embed(ds.model_input()), t_feats, f"proxy {result.arch} trained here"
+    proxy = model_from_module(net, f"proxy {result.arch}")
+    return embed(ds.model_input()), t_feats, f"proxy {result.arch} trained here", proxy
 
 
 def class_projections(
@@ -180,7 +184,7 @@ def run_scan(args: argparse.Namespace) -> int:
             args.trusted,
         )
     names = [n.strip() for n in args.detectors.split(",")] if args.detectors else None
-    feats, t_feats, origin = _features(args, ds, trusted)
+    feats, t_feats, origin, model = _features(args, ds, trusted)
     res = scan_data(
         ds,
         feats,
@@ -190,6 +194,7 @@ def run_scan(args: argparse.Namespace) -> int:
         seed=args.seed,
         feature_origin=origin,
         artifact=str(args.data),
+        model=model,
     )
     order = np.argsort(-res.scores)[:24]
     figures = [
