@@ -10,7 +10,7 @@ saturated at 1, STRIP's blend) on ``n_overlays`` samples of other labels, and it
 certain (entropy 1e-3 to 1e-12 for patch and blended triggers); a clean sample mixed with
 another digit makes the model hesitate.
 
-Two steps, because a backdoor also makes the *target class's clean samples* robust to
+Three steps, because a backdoor also makes the *target class's clean samples* robust to
 superimposition (the model learned that class as the default for mixed inputs):
 
 1. candidates: samples whose score exceeds the robust threshold over all samples
@@ -22,15 +22,24 @@ superimposition (the model learned that class as the default for mixed inputs):
    target class finds its own class. A candidate is flagged when more than
    ``min_disagreement`` of its neighbours disagree.
 
+3. class gate: some clean classes survive superimposition by themselves (a dense digit
+   such as 8 keeps its label under most sums) and a tenth of their candidates look like
+   other digits; a class's confirmations count only when they exceed that class's own
+   rate of look-alikes among its other samples (one-sided binomial, Bonferroni over
+   classes, p < :data:`CLASS_P`). A target class's poisons all look like other classes.
+
 Score of a sample: ``min(z / z_threshold, disagreement / min_disagreement)`` for
-candidates and ``z / z_threshold`` (below 1) for the rest; flagged above 1.
+candidates (at most 1 in a class the gate holds back) and ``z / z_threshold`` (below 1)
+for the rest; flagged above 1. Four overlays by default: on the quick suite's cells the
+first four of eight draws gave the same flags as all eight, at half the cost.
 
 Known limits, measured (docs/benchmarks.md): warping triggers (WaNet) do not survive a
 pixel sum, so their poisons are not candidates; clean-label poisons (label-consistent,
 SIG) are candidates but, carrying their true label, are not confirmed: they show in the
 evidence as a class with far more candidates than the others, not as flags; a backdoor
 the model did not learn (too few poisons for its training) leaves nothing to see.
-Cost: ``n_overlays`` forward passes over the data.
+Cost: ``n_overlays`` forward passes over the data, plus a nearest-neighbour search in a
+40-dimensional input embedding.
 """
 
 from __future__ import annotations
@@ -58,6 +67,10 @@ _MIN_ENTROPY = 1e-12
 #: would otherwise turn rounding-level differences into huge z-scores. Trained models
 #: spread far wider (MAD 0.15 to 0.3 on MNIST), so the floor never binds there.
 MIN_LOG_SCALE = 0.1
+#: A class's confirmations must exceed its own rate of look-alikes at this significance
+#: (the class-level standard of ``scan-data``'s TW104): on clean MNIST, dense digits
+#: (8) survive superimposition and a tenth of their candidates look like other digits.
+CLASS_P = 1e-6
 
 
 def superimposition_entropy(
@@ -77,7 +90,7 @@ def superimposition_entropy(
         idx = np.arange(s, min(n, s + chunk))
         ov = _other_label_draws(labels, idx, n_overlays, rng)
         mixed = np.clip(x[idx][:, None] + x[ov], 0.0, 1.0).reshape(-1, *x.shape[1:])
-        z = model.logits(mixed, batch_size=1024).astype(np.float64)
+        z = model.logits(mixed, batch_size=256).astype(np.float64)
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -135,7 +148,7 @@ class PerturbationConsistencyDetector(BaseDetector):
     def __init__(
         self,
         *,
-        n_overlays: int = 6,
+        n_overlays: int = 4,
         k: int = 10,
         min_disagreement: float = 0.5,
         random_state: int = 0,
@@ -173,13 +186,27 @@ class PerturbationConsistencyDetector(BaseDetector):
         dis = np.zeros(len(y))
         rest = np.flatnonzero(~cand)
         ci = np.flatnonzero(cand)
-        if ci.size and rest.size >= self.k:
+        gate: dict[int, dict[str, float]] = {}
+        if ci.size and rest.size > self.k:
             emb = input_embedding(x, random_state=self.random_state)
-            nn = NearestNeighbors(n_neighbors=self.k).fit(emb[rest])
-            _, nb = nn.kneighbors(emb[ci])
+            nn = NearestNeighbors(n_neighbors=self.k + 1).fit(emb[rest])
+            _, nb = nn.kneighbors(emb[ci], n_neighbors=self.k)
             dis[ci] = (y[rest][nb] != y[ci][:, None]).mean(axis=1)
+            # The same question for the class's other samples (self left out) gives each
+            # class its natural rate of samples that look like another class.
+            _, nb_r = nn.kneighbors(emb[rest])
+            dis[rest] = (y[rest][nb_r[:, 1:]] != y[rest][:, None]).mean(axis=1)
+            gate = self._class_gate(y, cand, dis)
         rel = z / self.z
-        self.scores_ = np.where(cand, np.minimum(rel, dis / self.min_disagreement), rel)
+        confirmed = cand & (dis > self.min_disagreement)
+        for c, g in gate.items():
+            if g["p_value"] >= CLASS_P:
+                confirmed &= y != c
+        score = np.where(cand, np.minimum(rel, dis / self.min_disagreement), rel)
+        # Candidates of a class whose confirmations are not beyond that class's own rate
+        # stay just under the threshold: ranked, not flagged.
+        self.scores_ = np.where(cand & ~confirmed, np.minimum(score, 1.0), score)
+        self.class_gate_ = gate
         self.entropy_ = ent
         self.z_ = z
         self.candidates_ = cand
@@ -197,6 +224,26 @@ class PerturbationConsistencyDetector(BaseDetector):
                 "n_overlays": self.n_overlays,
             },
         )
+
+    def _class_gate(
+        self, y: npt.NDArray[np.int64], cand: npt.NDArray[np.bool_], dis: npt.NDArray[np.float64]
+    ) -> dict[int, dict[str, float]]:
+        """Per class with candidates: confirmed candidates against the class's own rate of
+        samples whose neighbours mostly carry another label (one-sided binomial,
+        Bonferroni over classes)."""
+        classes = np.unique(y)
+        out: dict[int, dict[str, float]] = {}
+        for c in np.unique(y[cand]):
+            mine = y == c
+            n_c = int((cand & mine).sum())
+            k_c = int((cand & mine & (dis > self.min_disagreement)).sum())
+            others = ~cand & mine
+            base = (float((dis[others] > self.min_disagreement).sum()) + 1.0) / (
+                float(others.sum()) + 2.0
+            )
+            p = float(min(stats.binom.sf(k_c - 1, n_c, base) * len(classes), 1.0))
+            out[int(c)] = {"candidates": n_c, "confirmed": k_c, "base_rate": base, "p_value": p}
+        return out
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         if inputs.labels is None or len(inputs.labels) != len(self.scores_):
@@ -238,6 +285,10 @@ class PerturbationConsistencyDetector(BaseDetector):
                 int(c) for c, f, p in zip(classes, conf, p_flag, strict=True) if f and p < 1e-6
             ],
             "unconfirmed_excess_classes": unconfirmed,
+            "class_gate": {
+                str(c): {k: round(v, 6) if isinstance(v, float) else v for k, v in g.items()}
+                for c, g in self.class_gate_.items()
+            },
         }
 
 
