@@ -64,6 +64,10 @@ def _poison(train: Any, kind: str, rate: float, target: int, seed: int) -> Any:
     return replace(train, x=x, y=y, poisoned=mask, attack=None)
 
 
+def _predictor(model: Any) -> Any:
+    return lambda x: model.logits(x).argmax(1)
+
+
 def _metrics(flags: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
     tp = int((flags & truth).sum())
     p = tp / max(int(flags.sum()), 1)
@@ -117,11 +121,7 @@ def main() -> None:
                 cfg = replace(cfg, epochs=args.epochs)
             res = train_model(ds, cfg, test=test, show_progress=False)
             model = model_from_module(res.model, arch)
-            asr = (
-                attack_success_rate(lambda x: model.logits(x).argmax(1), test, ds.attack)
-                if ds.attack
-                else None
-            )
+            asr = attack_success_rate(_predictor(model), test, ds.attack) if ds.attack else None
             tf = time.perf_counter()
             feats = model.features(ds.model_input())
             forward_s = time.perf_counter() - tf

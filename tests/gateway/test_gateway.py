@@ -292,6 +292,30 @@ def test_state_and_alerts_survive_a_restart(start_gateway: Any, tmp_path: Path) 
     assert len(call(third, "GET", "/tripwire/v1/alerts", headers=ADMIN)[1]["alerts"]) == 1
 
 
+def test_an_unreadable_stored_state_starts_anew_and_the_count_goes_on(
+    start_gateway: Any, tmp_path: Path
+) -> None:
+    """A state another tripwire version wrote (here: bytes this monitor cannot decode)
+    must not silence the client's monitoring: a new state, the cumulative count kept."""
+    db = tmp_path / "old.db"
+    hdr = {"X-Client-Id": "upgraded"}
+    first = start_gateway(db=db)
+    call(first, "POST", "/v2/models/digits/infer", infer_body(noise(40)), hdr)
+    first.stop()
+    first.gateway.store.close()
+    store = SQLiteStore(db)
+    _, meta = store.get("upgraded")
+    store.put("upgraded", b"TWX1\x05\x00\x00\x00{bad}", meta)
+    store.close()
+    second = start_gateway(db=db)
+    call(second, "POST", "/v2/models/digits/infer", infer_body(noise(20, 1)), hdr)
+    _, view, _ = call(second, "GET", "/tripwire/v1/clients/upgraded", headers=ADMIN)
+    assert view["query_count"] == 60
+    assert view["state"]["query_count"] == 20  # the detectors' new state
+    metrics = call(second, "GET", "/metrics")[1]
+    assert "tripwire_monitor_errors_total" not in metrics
+
+
 def test_upstream_mode_in_front_of_a_second_server(
     start_gateway: Any, digits: Any, local_model: Any
 ) -> None:

@@ -535,7 +535,7 @@ class Gateway:
                 if rec.state is None:
                     rec.state = monitor.new_state()
                 observations += monitor.observe(rec.state, QueryBatch(x=x, probs=pred.probs, t=t))
-                count = int(rec.state.query_count)
+                count = int(rec.state.query_count) + int(meta.get("query_offset", 0))
             new_client = "first_seen" not in meta
             meta.setdefault("first_seen", t)
             meta["last_seen"] = t

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tripwire.detectors.extraction.base import ClientState, ExtractionMonitor
+from tripwire.errors import InputError
 from tripwire.gateway.store import Store
 
 log = logging.getLogger("tripwire.gateway")
@@ -87,7 +88,23 @@ class ClientRecords:
 
     def _decode(self, client: str) -> Record:
         raw, meta = self.store.get(client)
-        return Record(self.monitor.loads(raw) if raw else None, meta)
+        if not raw:
+            return Record(None, meta)
+        try:
+            return Record(self.monitor.loads(raw), meta)
+        except (InputError, ValueError) as exc:
+            # A state this monitor cannot read (written by another tripwire version or
+            # monitor configuration): the client starts a new detector state; its counts,
+            # alerts and timeline (the meta) are kept. Failing here would silence the
+            # client's monitoring on every request.
+            log.warning(
+                "client %r: stored detector state unreadable (%s); starting anew", client, exc
+            )
+            meta = dict(meta)
+            meta["state_reset"] = int(meta.get("state_reset", 0)) + 1
+            # The new state counts from zero; the client's cumulative count goes on.
+            meta["query_offset"] = int(meta.get("query_count", 0))
+            return Record(None, meta)
 
     def load(self, client: str) -> Record:
         """The client's record (a new one if unknown); hold the client's lock."""
