@@ -30,7 +30,7 @@ def pool_states(states: list[StreamState]) -> StreamState:
     means of the members'.
     """
     base = states[0]
-    out = StreamState(**{k: v.copy() for k, v in base.arrays().items()})  # type: ignore[arg-type]
+    out = base.copy()
     for s in states[1:]:
         out.scalars += s.scalars
         out.class_hist += s.class_hist

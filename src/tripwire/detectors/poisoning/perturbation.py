@@ -51,6 +51,7 @@ import numpy.typing as npt
 from scipy import stats
 from sklearn.neighbors import NearestNeighbors
 
+from tripwire.detectors.backdoor.input_trigger import softmax
 from tripwire.detectors.base import BaseDetector, Calibration, DetectorInput, Need, Threat
 from tripwire.detectors.calibration import MAD_TO_SD
 from tripwire.detectors.poisoning.dual_space import input_embedding
@@ -90,10 +91,7 @@ def superimposition_entropy(
         idx = np.arange(s, min(n, s + chunk))
         ov = _other_label_draws(labels, idx, n_overlays, rng)
         mixed = np.clip(x[idx][:, None] + x[ov], 0.0, 1.0).reshape(-1, *x.shape[1:])
-        z = model.logits(mixed, batch_size=256).astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(model.logits(mixed, batch_size=256))
         ent = -(p * np.log(np.clip(p, 1e-30, None))).sum(axis=1)
         out[idx] = ent.reshape(len(idx), n_overlays).mean(axis=1)
     return out
