@@ -96,6 +96,11 @@ def grid(name: str) -> list[Case]:
     if name == "mnist-null":
         # The clean-model false-alarm bar: at least 10 clean models, beside the backdoors.
         return mn[:5] + [Case("mnist", "clean", seed=s) for s in range(10)]
+    if name == "cifar10-null":
+        # The same false-alarm bar on CIFAR-10: ten clean models beside the backdoors.
+        return cf[:2] + [
+            Case("cifar10", "clean", n_train=10000, epochs=6, seed=s) for s in range(10)
+        ]
     if name == "timing":
         return cf[:1]
     if name == "quick":
@@ -212,6 +217,8 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                 "nc_flagged": nc.flagged,
                 "nc_max_index": round(float(nc.anomaly_index.max()), 2),
                 "nc_s": round(nc.time_s, 1),
+                "nc_epochs": nc.search.epochs.tolist(),
+                "nc_index": np.round(nc.anomaly_index, 2).tolist(),
             }
         )
         row["speedup"] = round(nc.time_s / max(res.time_s, 1e-9), 2)

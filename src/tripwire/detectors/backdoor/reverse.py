@@ -42,6 +42,12 @@ from tripwire.models.loading import Model
 #: Neural Cleanse's consistency constant: MAD * 1.4826 estimates a normal sigma.
 MAD_CONSISTENCY = 1.4826
 
+#: Pixels (images x H x W) per forward/backward chunk of a batched step. On a CPU a
+#: step over all K classes at once (120 CIFAR images) runs 10-20% slower per image than
+#: the same step in chunks of about 64 images, whose activations stay in cache; the
+#: gradients are summed, so the step is the same.
+CHUNK_PIXELS = 64 * 32 * 32
+
 MaskMode = Literal["patch", "blend"]
 
 
@@ -256,6 +262,7 @@ def _search(
     bs = min(cfg.batch_size, n)
     steps = cfg.steps_per_epoch or max(1, math.ceil(n / bs))
     area = float(h * w)
+    per_chunk = max(1, CHUNK_PIXELS // (bs * h * w))
     # NC's initialisation: random mask and pattern, in tanh space.
     mshape = (k, 1, h, w) if cfg.mask == "patch" else (k, 1, 1, 1)
     m0 = torch.rand(mshape, generator=gen) if cfg.mask == "patch" else torch.full(mshape, 0.3)
@@ -298,24 +305,33 @@ def _search(
         for _ in range(steps):
             bi = torch.randint(0, n, (bs,), generator=gen).to(dev)
             xb, yb = xt[bi], yt[bi]
-            m, p = current(rows)
-            xin = xb[None] * (1 - m[:, None]) + (p * m)[:, None]
-            logits = net(xin.reshape(act.size * bs, c, h, w)).reshape(act.size, bs, -1)
-            tg = tgt[:, None].expand(act.size, bs)
-            ce = F.cross_entropy(
-                logits.reshape(act.size * bs, -1), tg.reshape(-1), reduction="none"
-            ).reshape(act.size, bs)
-            wgt = (yb[None] != tg).float() if cfg.exclude_target else torch.ones_like(ce)
-            denom = wgt.sum(1).clamp(min=1.0)
-            l1 = m.abs().sum(dim=(1, 2, 3))
-            loss = ((ce * wgt).sum(1) / denom + cost_t * l1).sum()
-            gm, gp = torch.autograd.grad(loss, [mask_p, pat_p])
+            gm = torch.zeros_like(mask_p)
+            gp = torch.zeros_like(pat_p)
+            # Each class's loss depends on its own trigger only, so the classes can go
+            # through the model in chunks and the gradients add up to the whole step's.
+            for lo in range(0, act.size, per_chunk):
+                sl = slice(lo, min(lo + per_chunk, act.size))
+                kc = sl.stop - sl.start
+                m, p = current(rows[sl])
+                xin = xb[None] * (1 - m[:, None]) + (p * m)[:, None]
+                logits = net(xin.reshape(kc * bs, c, h, w)).reshape(kc, bs, -1)
+                tg = tgt[sl, None].expand(kc, bs)
+                ce = F.cross_entropy(
+                    logits.reshape(kc * bs, -1), tg.reshape(-1), reduction="none"
+                ).reshape(kc, bs)
+                wgt = (yb[None] != tg).float() if cfg.exclude_target else torch.ones_like(ce)
+                denom = wgt.sum(1).clamp(min=1.0)
+                l1 = m.abs().sum(dim=(1, 2, 3))
+                loss = ((ce * wgt).sum(1) / denom + cost_t[sl] * l1).sum()
+                dm, dp = torch.autograd.grad(loss, [mask_p, pat_p])
+                gm += dm
+                gp += dp
+                with torch.no_grad():
+                    hit = (logits.argmax(-1) == tg).float()
+                    acc_sum[sl] += ((hit * wgt).sum(1) / denom).cpu().numpy()
+                    reg_sum[sl] += l1.detach().cpu().numpy()
             mask_p.grad, pat_p.grad = gm, gp
             opt.step()
-            with torch.no_grad():
-                hit = (logits.argmax(-1) == tg).float()
-                acc_sum += ((hit * wgt).sum(1) / denom).cpu().numpy()
-                reg_sum += l1.detach().cpu().numpy()
             images += act.size * bs
         avg_acc = acc_sum / steps
         avg_reg = reg_sum / steps
