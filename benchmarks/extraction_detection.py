@@ -39,7 +39,13 @@ ATTACKS = {
     "paced": (1000, [1000], {}),
     "sybil": (1000, [1000], {"n_clients": 10}),
 }
-BENIGN_MIX = {"ordinary": 20, "batch-scorer": 10, "repeater": 10, "explainer": 10}
+BENIGN_MIX = {
+    "ordinary": 20,
+    "batch-scorer": 10,
+    "repeater": 10,
+    "explainer": 10,
+    "class-sweep": 10,
+}
 
 
 def load_setting(name: str, data_dir: Path, n_train: int, seed: int) -> tuple[Any, Any, Any]:

@@ -5,7 +5,8 @@ fitted on a reference sample of the training data, SQLite store) on a free port,
 
 - benign clients (``--benign-clients`` of ``--benign-queries`` samples each, cycling
   through the kinds of :mod:`tripwire.attacks.benign`: ordinary, batch-scorer,
-  repeater, explainer) query it through :class:`~tripwire.attacks.oip_client.OIPClient`;
+  repeater, explainer, class-sweep) query it through
+  :class:`~tripwire.attacks.oip_client.OIPClient`;
 - each extraction attack of ``--kinds`` runs through ``Victim.from_oip`` under its own
   client id (sybil under ``sybil-00`` ...), and its stolen model is measured at the
   budgets of ``--report-at``.
@@ -32,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from tripwire.bench.extraction_detection import BENIGN
+
 ADMIN = "detect-admin"
-BENIGN = ("ordinary", "batch-scorer", "repeater", "explainer")
 
 
 def alerts(port: int) -> list[dict[str, Any]]:

@@ -60,6 +60,26 @@ def test_ordinary_and_batch_scorer_send_data_samples(digits: Dataset) -> None:
     assert len(np.unique(batch.origin)) == 600
 
 
+def test_class_sweep_reads_class_by_class(digits: Dataset) -> None:
+    n = len(digits) + 300  # one full pass, then part of a second
+    s = benign_stream(digits, "class-sweep", n_queries=n, seed=2)
+    np.testing.assert_array_equal(s.x, digits.model_input(s.origin))
+    first, second = s.origin[: len(digits)], s.origin[len(digits) :]
+    # A pass sends every sample once, and each class in one contiguous run.
+    assert np.array_equal(np.sort(first), np.arange(len(digits)))
+    labels = digits.y[first]
+    runs = 1 + int(np.count_nonzero(np.diff(labels)))
+    assert runs == digits.n_classes
+    assert 1 + int(np.count_nonzero(np.diff(digits.y[second]))) <= digits.n_classes
+    assert all(8 <= len(x) <= 32 for _, _, x in list(s.requests())[:-1])
+    # The first class differs between seeds (the order is rotated at random).
+    starts = {
+        int(digits.y[benign_stream(digits, "class-sweep", n_queries=5, seed=k).origin[0]])
+        for k in range(8)
+    }
+    assert len(starts) > 1
+
+
 def test_repeater_repeats_a_small_pool(digits: Dataset) -> None:
     s = benign_stream(digits, "repeater", n_queries=400, seed=0)
     assert len(np.unique(s.origin)) <= REPEATER_POOL

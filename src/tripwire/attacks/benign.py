@@ -11,6 +11,10 @@ client ids and simulated request times) that a gateway or benchmark can replay:
   back to back; high volume, yet every input is in distribution.
 - ``repeater``: a client that asks about the same few inputs over and over (a
   dashboard refreshing, a retry loop); low diversity but no exploration.
+- ``class-sweep``: an evaluation job reading a labelled set stored class by class (per
+  class folders, or a sorted sample such as the bundled MNIST one): hundreds of inputs
+  of one class, then the next. Its early queries cover one class only, which a detector
+  that reads low class diversity as probing must not mistake for an attack.
 - ``explainer``: an explanation tool perturbing a few inputs many times: LIME-style
   random masking of superpixels (Ribeiro et al., "Why Should I Trust You?", KDD 2016),
   filled with each superpixel's mean as LIME does, and occlusion sliding windows
@@ -40,6 +44,7 @@ BENIGN_KINDS: dict[str, str] = {
     "ordinary": "i.i.d. samples of the data distribution in small requests",
     "batch-scorer": "large requests of in-distribution data, back to back",
     "repeater": "the same few inputs asked again and again",
+    "class-sweep": "an evaluation job reading its data class by class",
     "explainer": "LIME masks and occlusion windows around a few inputs",
 }
 
@@ -48,6 +53,7 @@ _PACE: dict[str, tuple[int, int, float]] = {
     "ordinary": (1, 8, 2.0),
     "batch-scorer": (256, 256, 1.0),
     "repeater": (1, 4, 5.0),
+    "class-sweep": (8, 32, 0.5),
     "explainer": (64, 64, 0.5),
 }
 
@@ -253,6 +259,9 @@ def benign_stream(
         pool = rng.choice(len(ds), min(REPEATER_POOL, len(ds)), replace=False)
         origin = pool[rng.integers(0, pool.size, n_queries)].astype(np.int64)
         x = ds.model_input(origin)
+    elif kind == "class-sweep":
+        origin = _class_sweep(ds.y, n_queries, rng)
+        x = ds.model_input(origin)
     else:
         x, origin = _explainer_queries(ds, n_queries, rng)
     lo, hi, interval = _PACE[kind]
@@ -267,6 +276,23 @@ def benign_stream(
         origin=origin,
         kind=kind,
     )
+
+
+def _class_sweep(
+    y: npt.NDArray[np.int64], n_queries: int, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """Passes over the data, each class by class from a random first class (random order
+    within a class), as an evaluation loop over class folders reads it."""
+    classes = np.unique(y)
+    out: list[npt.NDArray[np.int64]] = []
+    left = n_queries
+    while left > 0:
+        perm = rng.permutation(len(y))
+        # Rank of each sample's class in this pass's class order (rotated at random).
+        rank = (np.searchsorted(classes, y[perm]) - int(rng.integers(classes.size))) % classes.size
+        out.append(perm[np.argsort(rank, kind="stable")][:left].astype(np.int64))
+        left -= len(out[-1])
+    return np.concatenate(out)
 
 
 def _explainer_queries(

@@ -49,7 +49,7 @@ ATTACK_FAMILIES: dict[str, str] = {
     "paced": "paced",
     "sybil": "sybil",
 }
-BENIGN = ("ordinary", "batch-scorer", "repeater", "explainer")
+BENIGN = ("ordinary", "batch-scorer", "repeater", "explainer", "class-sweep")
 #: Query counts at which training rows are taken from a client's stream.
 CHECKPOINTS = (20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
 

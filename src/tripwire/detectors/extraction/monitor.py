@@ -82,8 +82,18 @@ NN_QUANTILES = (0.01, 0.05, 0.25, 0.5)
 RING = 64
 #: Significance of the timeline tests (one-sided binomial).
 TIMELINE_ALPHA = 1e-4
+#: Noise-like queries (TW310): per-query false-positive rate of the pixel-noise threshold
+#: (:func:`pixel_noise`) on reference data, the share of a client's queries above it that an alert
+#: needs (an effect size: explanation tools' occlusion edges push a few percent over),
+#: and the significance of the binomial test.
+NOISE_FPR = 0.01
+NOISE_MIN_SHARE = 0.2
+NOISE_ALPHA = 1e-6
+#: Lowest pixel-noise threshold (5 grey levels): on data whose backgrounds are exactly
+#: flat (MNIST) the reference's 1% level is 0, and sensor noise must not count.
+NOISE_FLOOR = 0.02
 
-_NOTE_BITS = {"TW301": 1, "TW302": 2, "TW303": 4, "TW304": 8, "TW305": 16}
+_NOTE_BITS = {"TW301": 1, "TW302": 2, "TW303": 4, "TW304": 8, "TW305": 16, "TW310": 32}
 _SEVERITY_BY_RANK = {1: Severity.LOW, 2: Severity.MEDIUM, 3: Severity.HIGH}
 
 
@@ -113,6 +123,24 @@ class _Fitted:
     occ_n: npt.NDArray[np.float64]  # sample sizes
     occ_cells: npt.NDArray[np.float64]  # cells a natural sample of that size occupies
     hash_w: npt.NDArray[np.uint64]
+    noise_threshold: float = math.inf  # pixel_noise level at NOISE_FPR (images only)
+
+
+def pixel_noise(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """Per image (N, C, H, W): the median absolute difference of vertically and
+    horizontally neighbouring pixels.
+
+    Natural images are locally smooth: most neighbours agree and edges, however sharp,
+    are a minority of pairs, so the median stays near zero (its 99% level on GTSRB and
+    CIFAR-10 is 0.07). Noise is dense: uniform noise gives about 0.29, and a gradient-sign
+    step of +-e at every pixel puts half the pairs e*2 apart.
+    """
+    n = len(x)
+    dv = np.abs(np.diff(x, axis=2)).reshape(n, -1)
+    dh = np.abs(np.diff(x, axis=3)).reshape(n, -1)
+    d = np.concatenate([dv, dh], axis=1)
+    k = d.shape[1] // 2
+    return np.asarray(np.partition(d, k, axis=1)[:, k], dtype=np.float64)
 
 
 class StreamMonitor:
@@ -313,6 +341,9 @@ class StreamMonitor:
             for n in sizes
         ]
         f.occ_n, f.occ_cells = sizes.astype(np.float64), np.asarray(occ, np.float64)
+        if len(f.input_shape) == 3 and min(f.input_shape[1:]) > 1:
+            # Every reference sample (not only the held-out half): a 1% tail needs them.
+            f.noise_threshold = max(threshold_at_fpr(pixel_noise(x[order]), NOISE_FPR), NOISE_FLOOR)
         f.has_reference = True
 
     # -- embeddings ------------------------------------------------------------------------
@@ -392,6 +423,10 @@ class StreamMonitor:
             s.set("t_first", batch.t)
         s.set("t_last", batch.t)
         s.add("n_req", 1)
+        if math.isfinite(f.noise_threshold):
+            # Counted on the raw inputs now: pooling, which the buffer keeps, averages
+            # pixel noise away.
+            s.add("noise_count", float(np.sum(pixel_noise(x) > f.noise_threshold)))
         r = self._pool(x)
         cap = len(s.pend_r)
         k = int(s.get("pend_n"))
@@ -645,6 +680,28 @@ class StreamMonitor:
                                 "rate": round(k / n, 4),
                                 "expected": rate,
                                 "p_value": pval,
+                                "queries": int(n),
+                            },
+                        ),
+                    )
+        if n >= self.min_queries and not noted & _NOTE_BITS[rules.NOISE.id]:
+            k = s.get("noise_count")
+            if k >= NOISE_MIN_SHARE * n:
+                pval = float(stats.binom.sf(k - 1, int(n), NOISE_FPR))
+                if pval < NOISE_ALPHA:
+                    note(
+                        rules.NOISE.id,
+                        Observation(
+                            "noise-queries",
+                            rules.NOISE.id,
+                            float(k / n),
+                            Severity.MEDIUM,
+                            rules.ATLAS_EXTRACT,
+                            {
+                                "rate": round(k / n, 4),
+                                "expected": NOISE_FPR,
+                                "p_value": pval,
+                                "threshold": round(f.noise_threshold, 6),
                                 "queries": int(n),
                             },
                         ),

@@ -134,3 +134,19 @@ TIMING = register_rule(
         atlas=("AML.T0040",),
     )
 )
+NOISE = register_rule(
+    Rule(
+        id="TW310",
+        name="noise-like-queries",
+        short_description="Many of the client's queries carry pixel noise no natural input has.",
+        help=(
+            "The median difference between neighbouring pixels of a query is above the "
+            "level that only 1% of the reference data reaches, for a large share of the "
+            "client's queries (binomial test). Natural images are locally smooth; random "
+            "noise and gradient-sign perturbations (Jacobian-based augmentation) are not, "
+            "on any image data, colour included, where pooled-input distances miss them."
+        ),
+        default_severity=Severity.MEDIUM,
+        atlas=ATLAS_EXTRACT,
+    )
+)

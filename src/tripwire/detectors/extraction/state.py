@@ -46,6 +46,7 @@ SCALARS = (
     "alert_level",  # highest severity rank already reported (0 = none)
     "noted",  # bit mask of timeline observations already made (one bit per rule)
     "pend_n",  # samples buffered in ``pend_r``/``pend_p``, not yet seen by the detectors
+    "noise_count",  # samples whose pixel noise is above the reference's 1% level (TW310)
 )
 _IDX = {name: i for i, name in enumerate(SCALARS)}
 
