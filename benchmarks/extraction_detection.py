@@ -116,6 +116,10 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
             firsts = [t.first_alert for t in traces.values()]
             first = min((f for f in firsts if f is not None), default=None)
             det: dict[str, Any] = {"first_alert": first}
+            if first is not None:
+                det["first_detectors"] = sorted(
+                    {t.first_alert_detector for t in traces.values() if t.first_alert == first}
+                )
             if kind == "sybil":
                 det["clients_alerted"] = sum(f is not None for f in firsts)
                 det["clients"] = len(firsts)

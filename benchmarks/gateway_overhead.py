@@ -367,6 +367,11 @@ def main() -> None:
         for p in procs.values():
             p.terminate()
             p.wait(timeout=30)
+    # As the servers above run: BLAS at one thread. Without the cap NumPy's idle OpenBLAS
+    # workers spin, and their CPU counted as the monitor's in this process-wide measure.
+    from tripwire.cli.commands.guard import serving_threads
+
+    serving_threads(1)
     cpu = cpu_per_request(kinds, model_path, work / "reference.npz", work, bodies)
     report = {
         "cpu_ms_per_request": cpu,

@@ -79,14 +79,10 @@ def test_attacks_are_flagged_within_budget(
     (trace,) = setting["ed"].replay(mon, case, round_trip=True).values()
     assert trace.first_alert is not None, trace.observations
     assert trace.first_alert <= within
-    # Random noise is also caught by the pixel-noise rule (TW310), sometimes first.
     assert trace.first_alert_detector in ("stream-classifier", "noise-queries")
-    noise = [o for o in trace.observations if o["rule_id"] == "TW310"]
-    if kind == "random":
-        assert noise and noise[0]["severity"] == "medium"
-        assert noise[0]["evidence"]["rate"] > 0.9
-    if kind == "knockoff":  # natural images of another kind: smooth, not noise
-        assert not noise
+    # The pixel-noise rule (TW310) stays out of it on 8x8 digits, whose blocky strokes are
+    # as rough as uniform noise (test_noise.py tests it on colour images).
+    assert not [o for o in trace.observations if o["rule_id"] == "TW310"]
 
 
 @pytest.mark.parametrize(

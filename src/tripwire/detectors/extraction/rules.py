@@ -140,9 +140,9 @@ NOISE = register_rule(
         name="noise-like-queries",
         short_description="Many of the client's queries carry pixel noise no natural input has.",
         help=(
-            "The median difference between neighbouring pixels of a query is above the "
-            "level that only 1% of the reference data reaches, for a large share of the "
-            "client's queries (binomial test). Natural images are locally smooth; random "
+            "The median difference between neighbouring pixels of a query is well above "
+            "that of the roughest reference data (1.5x its 0.1% level), for a large share "
+            "of the client's queries (binomial test). Natural images are locally smooth; random "
             "noise and gradient-sign perturbations (Jacobian-based augmentation) are not, "
             "on any image data, colour included, where pooled-input distances miss them."
         ),
