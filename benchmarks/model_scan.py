@@ -187,12 +187,28 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.train_only:
         return row
+    return scan_row(path, case.dataset, case.name, case.seed, row, args)
+
+
+def scan_file(path: Path, dataset: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Scan (and with ``--nc`` run Neural Cleanse on) one model file, clean set seed 0."""
+    return scan_row(path, dataset, path.name, 0, {"case": path.name, "dataset": dataset}, args)
+
+
+def scan_row(
+    path: Path,
+    dataset: str,
+    name: str,
+    seed: int,
+    row: dict[str, Any],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
     from tripwire.detectors.backdoor.neural_cleanse import neural_cleanse
     from tripwire.scan.model import scan_model
 
     model = load_model(path)
-    n_clean = args.clean_per_class * data(args.data_dir, case.dataset, "test").n_classes
-    clean = clean_set(args.data_dir, case.dataset, n_clean, case.seed)
+    n_clean = args.clean_per_class * data(args.data_dir, dataset, "test").n_classes
+    clean = clean_set(args.data_dir, dataset, n_clean, seed)
     res = scan_model(model, clean, random_state=0)
     row.update(
         {
@@ -210,7 +226,7 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
             },
         }
     )
-    if args.nc and (args.nc_only is None or args.nc_only in case.name):
+    if args.nc and (args.nc_only is None or args.nc_only in name):
         nc = neural_cleanse(model, clean.model_input(), clean.y, random_state=0)
         row.update(
             {
@@ -234,7 +250,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         mi = r.get("max_index", {})
         lines.append(
-            f"| {r['case']} | {r['accuracy']:.3f} | {r.get('attack_success', '-')} | "
+            f"| {r['case']} | {r.get('accuracy', float('nan')):.3f} | "
+            f"{r.get('attack_success', '-')} | "
             f"{r.get('verdict', '-')} | {r.get('target_classes', '-')} | "
             f"{','.join(r.get('fired', [])) or '-'} | "
             f"{mi.get('patch', '-')}/{mi.get('blend', '-')} | {r.get('scan_s', '-')} | "
@@ -257,6 +274,10 @@ def main() -> None:
     ap.add_argument("--train-only", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table", action="store_true", help="print the table of --results and exit")
+    ap.add_argument(
+        "--model", type=Path, help="scan this model file instead of the grid (with --dataset)"
+    )
+    ap.add_argument("--dataset", choices=sorted(FILES), help="the --model's dataset")
     args = ap.parse_args()
     if args.table:
         rows = [json.loads(x) for x in args.results.read_text().splitlines() if x.strip()]
@@ -265,6 +286,14 @@ def main() -> None:
     if not (args.data_dir / FILES["mnist"]).exists():
         raise SystemExit(f"no datasets under {args.data_dir}; skipping")
     torch.set_num_threads(args.threads)
+    if args.model is not None:
+        if args.dataset is None:
+            raise SystemExit("--model needs --dataset")
+        row = scan_file(args.model, args.dataset, args)
+        with args.results.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(json.dumps(row), flush=True)
+        return
     cases = grid(args.grid)
     if args.only:
         keys = args.only.split(",")
