@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from tripwire.detectors.extraction import QueryBatch, Reference, StreamMonitor
-from tripwire.detectors.extraction.monitor import NOISE_FLOOR, pixel_noise
+from tripwire.detectors.extraction.monitor import NOISE_FLOOR, pixel_noise, pixel_noise_above
 
 SIDE = 32
 
@@ -107,3 +107,13 @@ def test_rule_needs_a_large_share(monitor: StreamMonitor, crops: npt.NDArray[np.
     noisy = np.arange(0, len(x), 10)
     x[noisy] = rng.random((len(noisy), 3, SIDE, SIDE), dtype=np.float32)
     assert _stream(monitor, x) == []
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 28, 28), (16, 3, 32, 32), (7, 3, 5, 9), (3, 2, 2, 6)])
+def test_the_fast_comparison_equals_the_median(shape: tuple[int, int, int, int]) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.random(shape, dtype=np.float32)
+    x[: len(x) // 2] *= 0.3  # smoother images: medians on both sides of the thresholds
+    med = pixel_noise(x)
+    for thr in (0.01, 0.05, 0.1, 0.2, 0.3, float(np.median(med))):
+        np.testing.assert_array_equal(pixel_noise_above(x, thr), med > thr)
