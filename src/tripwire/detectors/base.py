@@ -199,6 +199,23 @@ class Detector(Protocol):
     def detect(self, inputs: DetectorInput) -> DetectorResult: ...
 
 
+def fitted_scores(
+    inputs: DetectorInput,
+    scores: npt.NDArray[np.float64],
+    n_items: int,
+    detector: str,
+    why: str = "",
+) -> npt.NDArray[np.float64]:
+    """The scores a transductive detector computed in ``fit``, for that same data only.
+
+    Detectors whose evidence is the fitted data's own structure (its clusters, copies or
+    neighbourhoods) cannot score other items; another number of labelled items is refused.
+    """
+    if inputs.labels is None or len(inputs.labels) != n_items:
+        raise InputError(f"scores only the data it was fitted on{why}", detector)
+    return np.asarray(scores, dtype=np.float64)
+
+
 class BaseDetector(ABC):
     """Shared plumbing: validation, calibration and the score-to-flags step.
 

@@ -46,7 +46,14 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from tripwire.detectors.base import BaseDetector, Calibration, DetectorInput, Need, Threat
+from tripwire.detectors.base import (
+    BaseDetector,
+    Calibration,
+    DetectorInput,
+    Need,
+    Threat,
+    fitted_scores,
+)
 from tripwire.detectors.calibration import MAD_TO_SD
 from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE, features_and_labels
 from tripwire.detectors.registry import register
@@ -218,12 +225,9 @@ class DualSpaceDetector(BaseDetector):
         self.n_items_ = y.shape[0]
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
-        if inputs.labels is None or len(inputs.labels) != self.n_items_:
-            raise InputError(
-                "scores only the data it was fitted on (its clusters are of that data)",
-                self.name,
-            )
-        return np.asarray(self.scores_, dtype=np.float64)
+        return fitted_scores(
+            inputs, self.scores_, self.n_items_, self.name, " (its clusters are of that data)"
+        )
 
     def calibrate(self, reference: DetectorInput) -> DualSpaceDetector:
         """Keep the cluster-level threshold: a trusted set has no clusters of its own.

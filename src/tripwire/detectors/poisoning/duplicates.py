@@ -22,7 +22,14 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
-from tripwire.detectors.base import BaseDetector, Calibration, DetectorInput, Need, Threat
+from tripwire.detectors.base import (
+    BaseDetector,
+    Calibration,
+    DetectorInput,
+    Need,
+    Threat,
+    fitted_scores,
+)
 from tripwire.detectors.poisoning.dual_space import input_embedding
 from tripwire.detectors.poisoning.spectral import integer_labels
 from tripwire.detectors.registry import register
@@ -123,9 +130,7 @@ class DuplicateLabelDetector(BaseDetector):
         )
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
-        if inputs.labels is None or len(inputs.labels) != self.scores_.shape[0]:
-            raise InputError("scores only the data it was fitted on", self.name)
-        return np.asarray(self.scores_, dtype=np.float64)
+        return fitted_scores(inputs, self.scores_, self.scores_.shape[0], self.name)
 
     def calibrate(self, reference: DetectorInput) -> DuplicateLabelDetector:
         """A label conflict needs no calibration: the fixed threshold stands."""

@@ -52,7 +52,14 @@ from scipy import stats
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.backdoor.input_trigger import softmax
-from tripwire.detectors.base import BaseDetector, Calibration, DetectorInput, Need, Threat
+from tripwire.detectors.base import (
+    BaseDetector,
+    Calibration,
+    DetectorInput,
+    Need,
+    Threat,
+    fitted_scores,
+)
 from tripwire.detectors.calibration import MAD_TO_SD
 from tripwire.detectors.poisoning.dual_space import input_embedding
 from tripwire.detectors.registry import register
@@ -244,9 +251,7 @@ class PerturbationConsistencyDetector(BaseDetector):
         return out
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
-        if inputs.labels is None or len(inputs.labels) != len(self.scores_):
-            raise InputError("scores only the data it was fitted on", self.name)
-        return np.asarray(self.scores_, dtype=np.float64)
+        return fitted_scores(inputs, self.scores_, len(self.scores_), self.name)
 
     def calibrate(self, reference: DetectorInput) -> PerturbationConsistencyDetector:
         """Keep the robust threshold: confirmation needs this data's own neighbourhoods."""
