@@ -28,6 +28,15 @@ client's evidence lives in a bounded :class:`~.state.StreamState`. ``observe`` u
   components, against a natural sample of the same size; class entropy; distinct inputs
   (k-minimum-values sketch of quantised inputs).
 - Timing: request gaps (context in evidence only, never a feature: rate is not intent).
+- Pixel noise (TW310): raw queries rougher than any reference image (noise, gradient
+  signs), counted on arrival.
+- Image statistics (TW311): each raw query's global statistics (channel means and
+  spreads, edge strength, texture density, colourfulness) against the reference's
+  (Mahalanobis distance, 10% tail threshold), counted on arrival; queries near one of the
+  client's earlier ones are left out, and the excess is tested with the queries grouped
+  by input-space cell and by predicted class (cluster-level t-tests), so that one
+  perturbed input or one unusual class cannot make it. Colour images only (see
+  OFF_MIN_SIDE). Pooled pixels cannot tell CIFAR-10 from GTSRB; these statistics can.
 
 A stream classifier (:mod:`.classifier`) over these features raises the alerts; the
 single-feature detectors add timeline observations (severity ``None``).
@@ -97,7 +106,47 @@ NOISE_MIN_SHARE = 0.2
 NOISE_ALPHA = 1e-6
 NOISE_FLOOR = 0.02
 
-_NOTE_BITS = {"TW301": 1, "TW302": 2, "TW303": 4, "TW304": 8, "TW305": 16, "TW310": 32}
+#: Off-distribution image statistics (TW311): per query, the reference's OFF_FPR tail of
+#: the Mahalanobis distance of :func:`image_statistics`; an alert needs the mean share of
+#: off queries per group (input-space cell: OFF_CELL_BITS PCA sign bits; predicted class)
+#: at least OFF_MIN_SHARE, in at least OFF_MIN_GROUPS groups of OFF_MIN_PER_GROUP queries,
+#: significant over cells at OFF_ALPHA_CELLS and over classes at OFF_ALPHA_CLASSES (ten
+#: classes give a t-test little power; that test only has to rule out that a few classes
+#: carry the excess, as when a client sweeps the classes one after another and some
+#: classes' images differ from the reference's). Queries whose nearest earlier query of
+#: the client is closer than the natural OFF_GATE_Q quantile are left out.
+OFF_FPR = 0.1
+OFF_MIN_SHARE = 0.2
+OFF_MIN_GROUPS = 8
+OFF_MIN_PER_GROUP = 3
+OFF_ALPHA_CELLS = 1e-4
+OFF_ALPHA_CLASSES = 1e-2
+OFF_CELL_BITS = 6
+OFF_GATE_Q = 0.05
+#: ... and queries that share at least OFF_SHARED of their pooled pixels (within
+#: OFF_MATCH_TOL, about float16 storage precision) with one of the client's OFF_RECENT
+#: previous queries: a masked variant (LIME, occlusion, RISE-style) keeps part of its
+#: input exactly, and two different natural images never agree on a quarter of their
+#: pooled pixels. Variants of one input are evidence about one input, not many.
+OFF_RECENT = 8
+OFF_SHARED = 0.25
+OFF_MATCH_TOL = 2e-3
+#: TW311 runs on colour images of at least this side. On grey digits an explanation
+#: tool's masked variants (LIME, occlusion) shift exactly these statistics (brightness,
+#: contrast, edges) and pass the near-duplicate screen, so its explainers were alerted
+#: (bundled MNIST and 8x8 digits); there the pooled distances and the stream classifier
+#: already catch other-domain queries.
+OFF_MIN_SIDE = 16
+
+_NOTE_BITS = {
+    "TW301": 1,
+    "TW302": 2,
+    "TW303": 4,
+    "TW304": 8,
+    "TW305": 16,
+    "TW310": 32,
+    "TW311": 64,
+}
 _SEVERITY_BY_RANK = {1: Severity.LOW, 2: Severity.MEDIUM, 3: Severity.HIGH}
 
 
@@ -128,6 +177,11 @@ class _Fitted:
     occ_cells: npt.NDArray[np.float64]  # cells a natural sample of that size occupies
     hash_w: npt.NDArray[np.uint64]
     noise_threshold: float = math.inf  # NOISE_MARGIN x the reference's NOISE_FPR level
+    stat_t0: float = 0.0  # texture level of image_statistics (reference median noise)
+    stat_center: npt.NDArray[np.float64] | None = None  # image statistics' mean
+    stat_icov: npt.NDArray[np.float64] | None = None  # and inverse covariance
+    stat_threshold: float = math.inf  # the reference's OFF_FPR tail of the distance
+    off_gate: float = 0.0  # natural OFF_GATE_Q nearest-neighbour distance (TW311)
 
 
 def pixel_noise(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
@@ -156,6 +210,65 @@ def pixel_noise_above(x: npt.NDArray[np.float32], threshold: float) -> npt.NDArr
     above += np.count_nonzero(np.abs(np.diff(x, axis=3)).reshape(n, -1) > threshold, axis=1)
     pairs = x.shape[1] * ((x.shape[2] - 1) * x.shape[3] + x.shape[2] * (x.shape[3] - 1))
     return np.asarray(above >= pairs - pairs // 2, dtype=np.bool_)
+
+
+def image_statistics(x: npt.NDArray[np.float32], t0: float) -> npt.NDArray[np.float64]:
+    """Global statistics of images (N, C, H, W): per channel mean and standard deviation,
+    the mean absolute difference of neighbouring pixels (edge strength), the share of
+    neighbour pairs that differ by more than ``t0`` (texture density: with ``t0`` the
+    reference's typical pixel noise, a smooth sign and a textured photograph differ
+    here most) and, for colour, the mean spread between channels (colourfulness).
+
+    Cheap (two passes over the pixels, no sort): ``observe`` computes them per request.
+    """
+    n = len(x)
+    dv = np.abs(np.diff(x, axis=2)).reshape(n, -1)
+    dh = np.abs(np.diff(x, axis=3)).reshape(n, -1)
+    pairs = dv.shape[1] + dh.shape[1]
+    cols = [
+        x.mean(axis=(2, 3)),
+        x.std(axis=(2, 3)),
+        ((dv.sum(axis=1) + dh.sum(axis=1)) / max(pairs, 1))[:, None],
+        ((np.count_nonzero(dv > t0, axis=1) + np.count_nonzero(dh > t0, axis=1)) / max(pairs, 1))[
+            :, None
+        ],
+    ]
+    if x.shape[1] > 1:
+        cols.append((x.max(axis=1) - x.min(axis=1)).mean(axis=(1, 2))[:, None])
+    return np.asarray(np.concatenate(cols, axis=1), dtype=np.float64)
+
+
+def _mahalanobis(
+    v: npt.NDArray[np.float64], center: npt.NDArray[np.float64], icov: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    d = v - center
+    out: npt.NDArray[np.float64] = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, icov, d), 0.0))
+    return out
+
+
+def clustered_excess(
+    n_group: npt.NDArray[np.generic],
+    k_group: npt.NDArray[np.generic],
+    rate: float,
+    min_groups: int = OFF_MIN_GROUPS,
+) -> tuple[float, float, int]:
+    """Mean share of flagged queries over groups, and the one-sided p-value of its excess
+    over ``rate`` with the groups as the units (a t-test over groups of at least
+    OFF_MIN_PER_GROUP queries; a cluster-robust test: queries of one group are not
+    independent evidence). Shares are shrunk towards ``rate`` by two pseudo-queries.
+
+    Returns ``(mean share, p-value, groups)``; p is 1 below ``min_groups`` groups.
+    """
+    n = np.asarray(n_group, dtype=np.float64)
+    k = np.asarray(k_group, dtype=np.float64)
+    ok = n >= OFF_MIN_PER_GROUP
+    groups = int(ok.sum())
+    if groups < max(min_groups, 2):
+        return rate, 1.0, groups
+    share = (k[ok] + 2.0 * rate) / (n[ok] + 2.0)
+    mean = float(share.mean())
+    se = max(float(share.std(ddof=1)) / math.sqrt(groups), 1e-9)
+    return mean, float(stats.t.sf((mean - rate) / se, groups - 1)), groups
 
 
 def _rate_test(
@@ -306,6 +419,7 @@ class StreamMonitor:
         )
         self.fitted_ = f
         self.ring_ = RING if self.state_budget >= 32 * 1024 else RING // 4
+        self.recent_ = OFF_RECENT if self.state_budget >= 32 * 1024 else OFF_RECENT // 2
         per_sample = 4 * (rdim + c)
         fits = self.state_budget // 4 // per_sample
         self.buffer_ = min(self.flush_every, fits) if min(self.flush_every, fits) > 1 else 0
@@ -328,6 +442,8 @@ class StreamMonitor:
                 nn_bins=len(NN_QUANTILES) + 2,
                 pending=self.buffer_,
                 pooled_dim=self.fitted_.bank.shape[1],
+                off_cells=1 << OFF_CELL_BITS,
+                recent=self.recent_,
             )
         )
         per_slot = dim * 2 + 2
@@ -362,6 +478,7 @@ class StreamMonitor:
         zb, zh = self._project(bank[: self.pool_size_]), self._project(held)
         d_pool = np.sqrt(_min_sqdist(zh, zb, np.einsum("ij,ij->i", zb, zb)))
         f.nn_edges = np.concatenate([[1e-6], np.quantile(d_pool, NN_QUANTILES)])
+        f.off_gate = float(np.quantile(d_pool, OFF_GATE_Q))
         srt = np.sort(p, axis=1)
         f.margin_q10 = float(np.quantile(srt[:, -1] - srt[:, -2], 0.1))
         f.ref_top1 = float(srt[:, -1].mean())
@@ -385,7 +502,25 @@ class StreamMonitor:
             # Every reference sample (not only the held-out half): a 0.1% tail needs them.
             level = threshold_at_fpr(pixel_noise(x[order]), NOISE_FPR)
             f.noise_threshold = max(NOISE_MARGIN * level, NOISE_FLOOR)
+            if f.input_shape[0] >= 3 and min(f.input_shape[1:]) >= OFF_MIN_SIDE:
+                self._fit_image_statistics(x[order])
         f.has_reference = True
+
+    def _fit_image_statistics(self, x: npt.NDArray[np.float32]) -> None:
+        """Centre, covariance and OFF_FPR threshold of :func:`image_statistics`: moments
+        from one half of the reference sample, the threshold from the other."""
+        f = self.fitted_
+        f.stat_t0 = max(float(np.median(pixel_noise(x))), 1.0 / 255.0)
+        v = image_statistics(x, f.stat_t0)
+        half = len(v) // 2
+        center = v[:half].mean(axis=0)
+        cov = np.atleast_2d(np.cov(v[:half].T))
+        # A relative ridge: constant statistics (the black border of every MNIST digit)
+        # must not make the inverse explode.
+        cov += np.diag(1e-3 * np.diag(cov) + 1e-9)
+        icov = np.asarray(np.linalg.inv(cov), dtype=np.float64)
+        f.stat_center, f.stat_icov = center, icov
+        f.stat_threshold = threshold_at_fpr(_mahalanobis(v[half:], center, icov), OFF_FPR)
 
     # -- embeddings ------------------------------------------------------------------------
 
@@ -422,6 +557,8 @@ class StreamMonitor:
             nn_bins=len(NN_QUANTILES) + 2,
             pending=self.buffer_,
             pooled_dim=f.bank.shape[1],
+            off_cells=1 << OFF_CELL_BITS,
+            recent=self.recent_,
         )
 
     def dumps(self, state: ClientState) -> bytes:
@@ -436,6 +573,9 @@ class StreamMonitor:
     def loads(self, data: bytes) -> StreamState:
         s = decode(data)
         template = self.new_state().arrays()
+        if s.off_cell.size == 0:  # written before TW311 (see state._upgrade)
+            s.off_cell = np.zeros_like(template["off_cell"])
+            s.recent_r = np.zeros_like(template["recent_r"])
         if any(v.shape != template[k].shape for k, v in s.arrays().items()):
             raise InputError("client state was written by a differently fitted monitor", "state")
         return s
@@ -468,19 +608,25 @@ class StreamMonitor:
             # Counted on the raw inputs now: pooling, which the buffer keeps, averages
             # pixel noise away.
             s.add("noise_count", float(np.sum(pixel_noise_above(x, f.noise_threshold))))
+        off = np.zeros(n_b, dtype=np.uint8)
+        if f.stat_icov is not None and f.stat_center is not None:
+            dist = _mahalanobis(image_statistics(x, f.stat_t0), f.stat_center, f.stat_icov)
+            off = (dist > f.stat_threshold).astype(np.uint8)
         r = self._pool(x)
         cap = len(s.pend_r)
         k = int(s.get("pend_n"))
         if cap and k + n_b < cap:
             s.pend_r[k : k + n_b] = r
             s.pend_p[k : k + n_b] = probs
+            s.pend_o[k : k + n_b] = off
             s.set("pend_n", k + n_b)
             return []
         if k:
             r = np.concatenate([s.pend_r[:k], r])
             probs = np.concatenate([s.pend_p[:k], probs])
+            off = np.concatenate([s.pend_o[:k], off])
             s.set("pend_n", 0)
-        return self._detect(s, r, probs)
+        return self._detect(s, r, probs, off)
 
     def flush(self, state: ClientState) -> list[Observation]:
         """Run the detectors over the client's buffered samples now; what is new to report."""
@@ -490,7 +636,7 @@ class StreamMonitor:
         if k == 0:
             return []
         s.set("pend_n", 0)
-        return self._detect(s, s.pend_r[:k].copy(), s.pend_p[:k].copy())
+        return self._detect(s, s.pend_r[:k].copy(), s.pend_p[:k].copy(), s.pend_o[:k].copy())
 
     def settled(self, state: ClientState) -> StreamState:
         """``state`` itself when nothing is buffered, else a copy with the buffer run."""
@@ -502,9 +648,14 @@ class StreamMonitor:
         return c
 
     def _detect(
-        self, s: StreamState, r: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
+        self,
+        s: StreamState,
+        r: npt.NDArray[np.float32],
+        probs: npt.NDArray[np.float32],
+        off: npt.NDArray[np.uint8],
     ) -> list[Observation]:
-        """Every detector over pooled samples ``r`` and their answers ``probs``."""
+        """Every detector over pooled samples ``r``, their answers ``probs`` and whether
+        their image statistics were off the reference's (``off``)."""
         f = self.fitted_
         n_before = s.get("n")
         s.add("n", len(r))
@@ -526,7 +677,18 @@ class StreamMonitor:
             cells = self._cells(r)
             np.bitwise_or.at(s.cells, cells >> 3, (1 << (cells & 7)).astype(np.uint8))
         _kmv_update(s, r, f.hash_w)
-        self._prada_and_chains(s, z, pred, int(n_before))
+        derived = _shares_pixels(s, r)  # before the ring counter moves on
+        nn = self._prada_and_chains(s, z, pred, int(n_before))
+        if f.has_reference and f.stat_icov is not None:
+            # New inputs only: a query next to one of the client's earlier queries (an
+            # explainer's variant, a repeat) is no independent sample of its data.
+            new = (nn >= f.off_gate) & ~derived
+            flagged = new & (off > 0)
+            g = cells & ((1 << OFF_CELL_BITS) - 1)
+            s.off_cls[0] += np.bincount(pred[new], minlength=f.n_classes).astype(np.uint32)
+            s.off_cls[1] += np.bincount(pred[flagged], minlength=f.n_classes).astype(np.uint32)
+            s.off_cell[0] += np.bincount(g[new], minlength=len(s.off_cell[0])).astype(np.uint32)
+            s.off_cell[1] += np.bincount(g[flagged], minlength=len(s.off_cell[0])).astype(np.uint32)
         return self._report(s, n_before)
 
     def _prada_and_chains(
@@ -535,7 +697,9 @@ class StreamMonitor:
         z: npt.NDArray[np.float32],
         pred: npt.NDArray[np.int64],
         n_before: int,
-    ) -> None:
+    ) -> npt.NDArray[np.float64]:
+        """PRADA and the near-duplicate histogram; returns each sample's distance to its
+        nearest earlier stored query of the client (inf for the first)."""
         f = self.fitted_
         pool = self.pool_size_
         used = int(s.get("gs_used"))
@@ -639,12 +803,13 @@ class StreamMonitor:
         s.set("gs_used", used)
         s.set("gs_added", added)
         s.set("dist_seen", seen)
+        nn: npt.NDArray[np.float64] = np.sqrt(np.maximum(nn2, 0.0))
         if f.has_reference:
-            nn = np.sqrt(np.maximum(nn2, 0.0))
             first = np.isfinite(nn)
             s.nn_hist += np.bincount(
                 np.searchsorted(f.nn_edges, nn[first], side="left"), minlength=len(s.nn_hist)
             )[: len(s.nn_hist)]
+        return nn
 
     def _prada_test(self, s: StreamState, kept: int, n_at: int) -> None:
         vals = s.dists[:kept].astype(np.float64)
@@ -725,6 +890,10 @@ class StreamMonitor:
                 )
                 if obs is not None:
                     note(rules.NOISE.id, obs)
+        if n >= self.min_queries and not noted & _NOTE_BITS[rules.OFF_DISTRIBUTION.id]:
+            obs = self._off_distribution(s)
+            if obs is not None:
+                note(rules.OFF_DISTRIBUTION.id, obs)
         clf = self.classifier_
         if clf is not None and n >= self.min_queries and f.has_reference:
             feats = stream_features(s, f)
@@ -753,6 +922,44 @@ class StreamMonitor:
                 )
         s.set("noted", noted)
         return out
+
+    def _off_distribution(self, s: StreamState) -> Observation | None:
+        """TW311 (see OFF_FPR): ``None`` unless both grouped tests find the excess."""
+        f = self.fitted_
+        if f.stat_icov is None or s.off_cell.size == 0:
+            return None
+        by_cell = clustered_excess(s.off_cell[0], s.off_cell[1], OFF_FPR)
+        if by_cell[0] < OFF_MIN_SHARE or by_cell[1] >= OFF_ALPHA_CELLS:
+            return None
+        by_class = clustered_excess(
+            s.off_cls[0], s.off_cls[1], OFF_FPR, min(OFF_MIN_GROUPS, f.n_classes)
+        )
+        if by_class[0] < OFF_MIN_SHARE or by_class[1] >= OFF_ALPHA_CLASSES:
+            return None
+        new = float(s.off_cls[0].sum())
+        return Observation(
+            "image-statistics",
+            rules.OFF_DISTRIBUTION.id,
+            min(by_cell[0], by_class[0]),
+            Severity.MEDIUM,
+            rules.ATLAS_EXTRACT,
+            {
+                "rate": round(float(s.off_cls[1].sum()) / max(new, 1.0), 4),
+                "expected": OFF_FPR,
+                "new_queries": int(new),
+                "queries": int(s.get("n")),
+                "cells": {
+                    "share": round(by_cell[0], 4),
+                    "p_value": by_cell[1],
+                    "groups": by_cell[2],
+                },
+                "classes": {
+                    "share": round(by_class[0], 4),
+                    "p_value": by_class[1],
+                    "groups": by_class[2],
+                },
+            },
+        )
 
     def timing(self, state: ClientState) -> dict[str, float]:
         """Request count, mean request size and mean gap (context, never an alert)."""
@@ -860,6 +1067,28 @@ def _shapiro_coef(n: int) -> npt.NDArray[np.float64]:
             a[-1], a[0] = an, -an
     a.flags.writeable = False
     return a
+
+
+def _shares_pixels(s: StreamState, r: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Whether each pooled sample shares OFF_SHARED of its pixels with one of the
+    OFF_RECENT queries before it (the state's ring, then the batch); updates the ring."""
+    w = len(s.recent_r)
+    b = len(r)
+    if w == 0 or b == 0:
+        return np.zeros(b, dtype=np.bool_)
+    n0 = int(s.get("ring_n"))
+    filled = min(n0, w)
+    hist = s.recent_r[(n0 - filled + np.arange(filled)) % w]  # oldest first
+    r16 = r.astype(np.float16).astype(np.float32)  # stored precision (exact round trips)
+    ext = np.concatenate([np.zeros((w - filled, r.shape[1]), np.float32), hist, r16])
+    valid = np.concatenate([np.zeros(w - filled, bool), np.ones(filled + b, bool)])
+    # Window i holds the w queries before batch sample i.
+    win = np.lib.stride_tricks.sliding_window_view(ext[:-1], w, axis=0)  # (b, d, w)
+    ok = np.lib.stride_tricks.sliding_window_view(valid[:-1], w)  # (b, w)
+    share = (np.abs(win - r16[:, :, None]) <= OFF_MATCH_TOL).mean(axis=1)  # (b, w)
+    last = np.arange(max(0, b - w), b)
+    s.recent_r[(n0 + last) % w] = r16[last]
+    return np.asarray(((share >= OFF_SHARED) & ok).any(axis=1), dtype=np.bool_)
 
 
 def _binomial_excess(k: float, n: float, rate: float) -> bool:

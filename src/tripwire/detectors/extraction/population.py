@@ -34,6 +34,9 @@ def pool_states(states: list[StreamState]) -> StreamState:
     for s in states[1:]:
         out.scalars += s.scalars
         out.class_hist += s.class_hist
+        out.off_cls += s.off_cls
+        if out.off_cell.shape == s.off_cell.shape:
+            out.off_cell += s.off_cell
         out.cells |= s.cells
         out.kmv[:] = kmv_merge(out.kmv, s.kmv)
     n = np.array([s.get("n") for s in states])

@@ -150,3 +150,27 @@ NOISE = register_rule(
         atlas=ATLAS_EXTRACT,
     )
 )
+OFF_DISTRIBUTION = register_rule(
+    Rule(
+        id="TW311",
+        name="off-distribution-image-statistics",
+        short_description=(
+            "The client's new inputs are, across many inputs and answers, unlike the "
+            "training images (another image domain)."
+        ),
+        help=(
+            "Each query's global image statistics (per-channel mean and spread, edge "
+            "strength, texture density, colourfulness) are compared with the reference's "
+            "(Mahalanobis distance, threshold at the reference's 10% tail). Queries close to "
+            "one of the client's earlier queries are left out (explanation tools perturb one "
+            "input many times). The share of off-distribution queries must be at least twice "
+            "the 10% expected, significantly so with the queries grouped by input-space cell "
+            "(t-test over cells) and not explained by a few predicted classes (t-test over "
+            "classes): natural images of another domain, as Knockoff Nets sends, on colour "
+            "victims where pooled-pixel distances cannot tell the domains apart. A client "
+            "whose legitimate data comes from another camera or domain trips it too."
+        ),
+        default_severity=Severity.MEDIUM,
+        atlas=ATLAS_EXTRACT,
+    )
+)

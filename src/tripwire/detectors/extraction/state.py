@@ -79,10 +79,19 @@ class StreamState:
         Coverage bitmap over the reference's PCA sign cells (packed bits).
     kmv
         The smallest hashes of quantised inputs seen (k-minimum-values distinct count).
-    pend_r, pend_p
-        Samples answered but not yet run through the detectors: pooled inputs ``(B, r)``
-        and returned probabilities ``(B, C)`` (the monitor runs its detectors once per
-        ``B`` samples; ``B = 0`` runs them on every request).
+    pend_r, pend_p, pend_o
+        Samples answered but not yet run through the detectors: pooled inputs ``(B, r)``,
+        returned probabilities ``(B, C)`` and whether each input's image statistics are
+        off the reference's (``(B,)``, measured on the raw input on arrival; the monitor
+        runs its detectors once per ``B`` samples; ``B = 0`` runs them on every request).
+    recent_r
+        The last few queries' pooled inputs ``(W, r)`` (a ring on ``ring_n``, float16 when
+        written): TW311 leaves out a query that shares much of its pooled pixels with one
+        of them (an explanation tool's masked variant of an input).
+    off_cls, off_cell
+        Off-distribution image statistics (TW311): per predicted class ``(2, C)`` and per
+        input-space cell ``(2, K)``, the count of the client's new queries (row 0) and of
+        those off the reference (row 1).
     """
 
     scalars: npt.NDArray[np.float64]
@@ -99,6 +108,10 @@ class StreamState:
     kmv: npt.NDArray[np.uint32]
     pend_r: npt.NDArray[np.float32]
     pend_p: npt.NDArray[np.float32]
+    pend_o: npt.NDArray[np.uint8]
+    recent_r: npt.NDArray[np.float32]
+    off_cls: npt.NDArray[np.uint32]
+    off_cell: npt.NDArray[np.uint32]
     _fields: tuple[str, ...] = field(
         default=(
             "scalars",
@@ -115,6 +128,10 @@ class StreamState:
             "kmv",
             "pend_r",
             "pend_p",
+            "pend_o",
+            "recent_r",
+            "off_cls",
+            "off_cell",
         ),
         repr=False,
     )
@@ -132,6 +149,8 @@ class StreamState:
         nn_bins: int = 1,
         pending: int = 0,
         pooled_dim: int = 0,
+        off_cells: int = 0,
+        recent: int = 0,
     ) -> StreamState:
         s = np.zeros(len(SCALARS), dtype=np.float64)
         s[_IDX["prada_w"]] = 1.0
@@ -151,6 +170,10 @@ class StreamState:
             kmv=np.full(kmv, np.iinfo(np.uint32).max, dtype=np.uint32),
             pend_r=np.zeros((pending, pooled_dim), dtype=np.float32),
             pend_p=np.zeros((pending, n_classes), dtype=np.float32),
+            pend_o=np.zeros(pending, dtype=np.uint8),
+            recent_r=np.zeros((recent, pooled_dim), dtype=np.float32),
+            off_cls=np.zeros((2, n_classes), dtype=np.uint32),
+            off_cell=np.zeros((2, off_cells), dtype=np.uint32),
         )
 
     def get(self, name: str) -> float:
@@ -191,6 +214,7 @@ def encode(state: StreamState) -> bytes:
     # Exact: embeddings are rounded to float16 precision when they are stored.
     arrays["gs_emb"] = arrays["gs_emb"].astype(np.float16)
     arrays["ring_emb"] = arrays["ring_emb"].astype(np.float16)
+    arrays["recent_r"] = arrays["recent_r"].astype(np.float16)
     header = json.dumps(
         {"fields": [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]},
         separators=(",", ":"),
@@ -236,11 +260,27 @@ def decode(data: bytes, source: str = "state") -> StreamState:
             raise InputError("truncated extraction-detector state", source)
         out[name] = np.frombuffer(buf[pos : pos + size], dtype=dtype).reshape(shape).copy()
         pos += size
-    if set(out) != expected or pos != len(buf):
+    if pos != len(buf):
+        raise InputError("truncated extraction-detector state", source)
+    _upgrade(out)
+    if set(out) != expected:
         raise InputError("incomplete extraction-detector state", source)
     out["gs_emb"] = out["gs_emb"].astype(np.float32)
     out["ring_emb"] = out["ring_emb"].astype(np.float32)
+    out["recent_r"] = out["recent_r"].astype(np.float32)
     return StreamState(**out)  # type: ignore[arg-type]
+
+
+def _upgrade(out: dict[str, npt.NDArray[np.generic]]) -> None:
+    """Fill the fields that a state written before TW311 lacks with empty counters, so
+    that a gateway upgrade keeps every client's evidence (the monitor sizes ``off_cell``
+    and ``recent_r`` in :meth:`~tripwire.detectors.extraction.monitor.StreamMonitor.loads`)."""
+    new = {"pend_o", "recent_r", "off_cls", "off_cell"}
+    if {"class_hist", "pend_r"} <= set(out) and not new & set(out):
+        out["pend_o"] = np.zeros(len(out["pend_r"]), dtype=np.uint8)
+        out["recent_r"] = np.zeros((0, out["pend_r"].shape[1]), dtype=np.float16)
+        out["off_cls"] = np.zeros((2, len(out["class_hist"])), dtype=np.uint32)
+        out["off_cell"] = np.zeros((2, 0), dtype=np.uint32)
 
 
 def kmv_merge(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
