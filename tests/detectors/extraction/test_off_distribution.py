@@ -181,3 +181,29 @@ def test_state_written_before_the_rule_still_loads(monitor: StreamMonitor) -> No
     back = monitor.loads(old)
     assert back.query_count == 20
     assert back.off_cell.shape == monitor.new_state().off_cell.shape and back.off_cls.sum() == 0
+
+
+def test_shared_pixel_screen_spans_requests(
+    monitor: StreamMonitor, domains: dict[str, npt.NDArray[np.float32]]
+) -> None:
+    from tripwire.detectors.extraction.monitor import OFF_RECENT, _shares_pixels
+
+    own = domains["own"][1000:1100]
+    st = monitor.new_state()
+    pooled = monitor._pool(own)
+    # Distinct photographs rarely share a quarter of their pooled pixels (crops of the
+    # temple's flat sky can).
+    assert _shares_pixels(st, pooled[:40]).sum() <= 2
+    st.set("ring_n", 40)  # as the detectors advance it
+    # A masked variant of the last query, in the next request, is recognised ...
+    variant = own[39].copy()
+    variant[:, :16, :] = 0.0
+    assert _shares_pixels(st, monitor._pool(variant[None]))[0]
+    st.set("ring_n", 41)
+    # ... and so is one of the query OFF_RECENT - 1 queries back, but not an older one.
+    back = own[41 - OFF_RECENT].copy()
+    back[:, 16:, :] = 1.0
+    older = own[40 - OFF_RECENT - 1].copy()
+    older[:, :, :16] = 0.5  # a fill no other query in reach has
+    flags = _shares_pixels(st, monitor._pool(np.stack([back, older])))
+    assert flags.tolist() == [True, False]
