@@ -234,6 +234,13 @@ def test_classifier_json_is_validated(tmp_path: Any) -> None:
     ):
         with pytest.raises(InputError):
             StreamClassifier.from_dict(bad)
+    # The message says what is wrong (not only "malformed").
+    with pytest.raises(InputError, match="unknown classifier format 'pickle'"):
+        StreamClassifier.from_dict({**good, "format": "pickle"})
+    with pytest.raises(InputError, match="guard-train"):
+        StreamClassifier.from_dict({**good, "features": good["features"][:-1]})
+    with pytest.raises(InputError, match="malformed"):
+        StreamClassifier.from_dict({k: v for k, v in good.items() if k != "coef"})
     p.write_text("{not json")
     with pytest.raises(InputError):
         StreamClassifier.load(p)

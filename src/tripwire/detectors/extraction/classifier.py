@@ -100,15 +100,22 @@ class StreamClassifier:
             Wrong format, features that differ from :data:`FEATURES`, bad numbers.
         """
         try:
-            if d["format"] != "tripwire-stream-classifier/1":
-                raise InputError(f"unknown classifier format {d['format']!r}", source)
-            if tuple(d["features"]) != FEATURES:
-                raise InputError("the classifier's features differ from this version's", source)
+            fmt = d["format"]
+            features = tuple(d["features"])
             vec = [tuple(float(v) for v in d[k]) for k in ("mean", "scale", "coef")]
             thr = tuple(float(v) for v in d["thresholds"])
             intercept = float(d["intercept"])
         except (KeyError, TypeError, ValueError):
             raise InputError("malformed stream-classifier JSON", source) from None
+        # Checked outside the try: InputError is a ValueError, and the message matters.
+        if fmt != "tripwire-stream-classifier/1":
+            raise InputError(f"unknown classifier format {fmt!r}", source)
+        if features != FEATURES:
+            raise InputError(
+                "the classifier's features differ from this version's "
+                "(retrain it with `tripwire guard-train`)",
+                source,
+            )
         if any(len(v) != len(FEATURES) for v in vec) or len(thr) != 3:
             raise InputError("stream-classifier vectors have the wrong length", source)
         if not all(math.isfinite(v) for vv in vec for v in vv) or min(vec[1]) <= 0:
