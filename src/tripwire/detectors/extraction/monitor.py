@@ -201,29 +201,45 @@ def pixel_noise(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     return np.asarray(np.partition(d, k, axis=1)[:, k], dtype=np.float64)
 
 
-def pixel_noise_above(x: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.bool_]:
+def neighbour_diffs(
+    x: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Absolute differences of vertically and horizontally neighbouring pixels of images
+    (N, C, H, W), one row per image: computed once per request for TW310 and TW311."""
+    n = len(x)
+    return np.abs(np.diff(x, axis=2)).reshape(n, -1), np.abs(np.diff(x, axis=3)).reshape(n, -1)
+
+
+def pixel_noise_above(
+    x: npt.NDArray[np.float32],
+    threshold: float,
+    diffs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
+) -> npt.NDArray[np.bool_]:
     """``pixel_noise(x) > threshold`` without the sort (the hot path of ``observe``): the
     median is above the threshold exactly when at least as many pairs are above it as the
-    median's rank leaves (up to float32 rounding of a difference equal to the threshold)."""
-    n = len(x)
-    above = np.count_nonzero(np.abs(np.diff(x, axis=2)).reshape(n, -1) > threshold, axis=1)
-    above += np.count_nonzero(np.abs(np.diff(x, axis=3)).reshape(n, -1) > threshold, axis=1)
+    median's rank leaves (up to float32 rounding of a difference equal to the threshold).
+    ``diffs``: :func:`neighbour_diffs` of ``x`` where already computed."""
+    dv, dh = diffs if diffs is not None else neighbour_diffs(x)
+    above = np.count_nonzero(dv > threshold, axis=1) + np.count_nonzero(dh > threshold, axis=1)
     pairs = x.shape[1] * ((x.shape[2] - 1) * x.shape[3] + x.shape[2] * (x.shape[3] - 1))
     return np.asarray(above >= pairs - pairs // 2, dtype=np.bool_)
 
 
-def image_statistics(x: npt.NDArray[np.float32], t0: float) -> npt.NDArray[np.float64]:
+def image_statistics(
+    x: npt.NDArray[np.float32],
+    t0: float,
+    diffs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
+) -> npt.NDArray[np.float64]:
     """Global statistics of images (N, C, H, W): per channel mean and standard deviation,
     the mean absolute difference of neighbouring pixels (edge strength), the share of
     neighbour pairs that differ by more than ``t0`` (texture density: with ``t0`` the
     reference's typical pixel noise, a smooth sign and a textured photograph differ
     here most) and, for colour, the mean spread between channels (colourfulness).
 
-    Cheap (two passes over the pixels, no sort): ``observe`` computes them per request.
+    Cheap (two passes over the pixels, no sort): ``observe`` computes them per request,
+    with the ``diffs`` (:func:`neighbour_diffs`) that TW310 uses too.
     """
-    n = len(x)
-    dv = np.abs(np.diff(x, axis=2)).reshape(n, -1)
-    dh = np.abs(np.diff(x, axis=3)).reshape(n, -1)
+    dv, dh = diffs if diffs is not None else neighbour_diffs(x)
     pairs = dv.shape[1] + dh.shape[1]
     cols = [
         x.mean(axis=(2, 3)),
@@ -604,13 +620,15 @@ class StreamMonitor:
             s.set("t_first", batch.t)
         s.set("t_last", batch.t)
         s.add("n_req", 1)
-        if math.isfinite(f.noise_threshold):
+        diffs = neighbour_diffs(x) if math.isfinite(f.noise_threshold) else None
+        if diffs is not None:
             # Counted on the raw inputs now: pooling, which the buffer keeps, averages
             # pixel noise away.
-            s.add("noise_count", float(np.sum(pixel_noise_above(x, f.noise_threshold))))
+            s.add("noise_count", float(np.sum(pixel_noise_above(x, f.noise_threshold, diffs))))
         off = np.zeros(n_b, dtype=np.uint8)
         if f.stat_icov is not None and f.stat_center is not None:
-            dist = _mahalanobis(image_statistics(x, f.stat_t0), f.stat_center, f.stat_icov)
+            stats_x = image_statistics(x, f.stat_t0, diffs)
+            dist = _mahalanobis(stats_x, f.stat_center, f.stat_icov)
             off = (dist > f.stat_threshold).astype(np.uint8)
         r = self._pool(x)
         cap = len(s.pend_r)
