@@ -695,9 +695,11 @@ class StreamMonitor:
             cells = self._cells(r)
             np.bitwise_or.at(s.cells, cells >> 3, (1 << (cells & 7)).astype(np.uint8))
         _kmv_update(s, r, f.hash_w)
-        derived = _shares_pixels(s, r)  # before the ring counter moves on
+        off_rule = f.has_reference and f.stat_icov is not None
+        # Only TW311 reads it; before the ring counter moves on.
+        derived = _shares_pixels(s, r) if off_rule else None
         nn = self._prada_and_chains(s, z, pred, int(n_before))
-        if f.has_reference and f.stat_icov is not None:
+        if off_rule and derived is not None:
             # New inputs only: a query next to one of the client's earlier queries (an
             # explainer's variant, a repeat) is no independent sample of its data.
             new = (nn >= f.off_gate) & ~derived
