@@ -81,10 +81,11 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"[{name}] victim accuracy {acc:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     ref = ed.reference_for(victim, train, seed=args.seed)
     monitors = {
-        "tripwire": default_monitor().fit(ref),
+        "tripwire": default_monitor(classifier=args.classifier or "default").fit(ref),
         "prada": prada_monitor().fit(ref),
     }
     out: dict[str, Any] = {"victim_accuracy": acc, "attacks": {}, "benign": {}}
+    sybil_states: dict[str, dict[str, Any]] = {}
     for kind, (budget, report, params) in ATTACKS.items():
         if kind not in args.kinds.split(","):
             continue
@@ -124,9 +125,11 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 det["clients_alerted"] = sum(f is not None for f in firsts)
                 det["clients"] = len(firsts)
                 states = {}
-                # Correlation over the sybils' final states next to benign clients'.
+                # Correlation over the sybils' final states alone here; next to the
+                # benign clients' once those have run (below).
                 for cid in traces:
                     states[cid] = _final_state(mon, case, cid)
+                sybil_states[mname] = states
                 det["correlated"] = [o.to_dict() for o in mon.correlate(states)]
             if first is not None:
                 at = next((i for i, b in enumerate(res.budgets) if b >= first), None)
@@ -146,6 +149,7 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
         return out
     t2 = time.perf_counter()
     benign_alarms: dict[str, dict[str, int]] = {m: {} for m in monitors}
+    benign_states: dict[str, dict[str, Any]] = {m: {} for m in monitors}
     n_clients = 0
     for k, (kind, count) in enumerate(BENIGN_MIX.items()):
         cases = ed.benign_cases(
@@ -161,10 +165,30 @@ def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:
         for mname, mon in monitors.items():
             alarmed = 0
             for case in cases:
-                (tr,) = ed.replay(mon, case, round_trip=True).values()
+                final: dict[str, Any] = {}
+                (tr,) = ed.replay(mon, case, round_trip=True, states=final).values()
                 alarmed += tr.first_alert is not None
+                for cid, st in final.items():
+                    benign_states[mname][f"{kind}/{cid}"] = st
             benign_alarms[mname][kind] = alarmed
     out["benign"] = {"clients": n_clients, "queries_each": 2000, "alarmed": benign_alarms}
+    # Cross-client correlation over every client: the sybils beside the benign clients
+    # (which must not be pooled in), and the benign clients alone (no group at all).
+    for mname, mon in monitors.items():
+        bs = benign_states[mname]
+        out["benign"].setdefault("correlated_alone", {})[mname] = [
+            o.to_dict() for o in mon.correlate(bs)
+        ]
+        if mname in sybil_states and "sybil" in out["attacks"]:
+            obs = mon.correlate({**sybil_states[mname], **bs})
+            out["attacks"]["sybil"][mname]["correlated_with_benign"] = [o.to_dict() for o in obs]
+    alone = {m: len(v) for m, v in out["benign"]["correlated_alone"].items()}
+    syb = out["attacks"].get("sybil", {}).get("tripwire", {}).get("correlated_with_benign", [])
+    print(
+        f"[{name}] correlation: benign alone {alone}, sybil beside benign "
+        f"{[o.get('clients') for o in syb]}",
+        flush=True,
+    )
     print(
         f"[{name}] benign {n_clients} clients: {benign_alarms} ({time.perf_counter() - t2:.0f} s)",
         flush=True,
@@ -194,6 +218,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--kinds", default=",".join(ATTACKS), help="attack kinds to run")
+    ap.add_argument(
+        "--classifier",
+        help="stream classifier JSON (tripwire guard-train); default: the shipped one",
+    )
     ap.add_argument(
         "--generate-only", action="store_true", help="train victims and cache streams only"
     )

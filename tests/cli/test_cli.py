@@ -325,3 +325,20 @@ def test_attack_extract_local_model(
     )
     assert code == 2
     one_line_error(err, "--budgets")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["guard-train", "--settings", "cifar"], "unknown setting"),
+        (["guard-train", "--settings", ""], "no victim settings"),
+        (["guard-train", "--data", "a.npz"], "pair each data file"),
+        (["guard-train", "--seeds", "x"], "integers"),
+    ],
+)
+def test_guard_train_rejects_bad_settings_in_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

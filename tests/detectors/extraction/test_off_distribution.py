@@ -207,3 +207,33 @@ def test_shared_pixel_screen_spans_requests(
     older[:, :, :16] = 0.5  # a fill no other query in reach has
     flags = _shares_pixels(st, monitor._pool(np.stack([back, older])))
     assert flags.tolist() == [True, False]
+
+
+def test_a_split_budget_of_another_domain_is_correlated(
+    monitor: StreamMonitor, domains: dict[str, npt.NDArray[np.float32]]
+) -> None:
+    other, own = domains["other"], domains["own"][1000:1600]
+    states: dict[str, Any] = {}
+
+    def send(cid: str, x: npt.NDArray[np.float32]) -> None:
+        st = states.setdefault(cid, monitor.new_state())
+        for s in range(0, len(x), 4):
+            monitor.observe(st, QueryBatch(x[s : s + 4], _probs(x[s : s + 4]), float(s)))
+
+    # Ten identities of 40 flower crops each, beside six ordinary clients of the domain.
+    for i in range(10):
+        send(f"sybil-{i}", other[i * 40 : (i + 1) * 40])
+    for i in range(6):
+        send(f"client-{i}", own[i * 100 : (i + 1) * 100])
+    assert all(st.get("alert_level") == 0 for st in states.values())
+    (obs,) = monitor.correlate(states)
+    assert obs.rule_id == "TW307" and obs.evidence["by"] == "image-statistics"
+    assert obs.evidence["members"] >= 3
+    assert obs.clients and all(c.startswith("sybil-") for c in obs.clients)
+    assert obs.evidence["members_p_value"] < 1e-3
+    # The ordinary clients alone, and two identities (too few to be more than chance
+    # among the eligible clients), are not.
+    benign = {c: st for c, st in states.items() if c.startswith("client-")}
+    assert monitor.correlate(benign) == []
+    two = {**benign, "sybil-0": states["sybil-0"], "sybil-1": states["sybil-1"]}
+    assert monitor.correlate(two) == []

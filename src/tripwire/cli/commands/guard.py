@@ -209,7 +209,7 @@ def build_gateway(args: argparse.Namespace) -> Any:
         n_classes = int(probs_ref.shape[1])
     if n_classes is None:
         raise InputError("cannot tell the number of classes: pass --reference", args.upstream)
-    monitor = default_monitor().fit(
+    monitor = default_monitor(classifier=config.classifier or "default").fit(
         Reference(x=x_ref, probs=probs_ref, n_classes=n_classes, input_shape=backend.input_shape)
     )
     trigger: Any = None

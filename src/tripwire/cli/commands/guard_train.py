@@ -34,7 +34,27 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--settings",
         default="digits,mnist",
-        help="bundled victim settings, comma-separated (digits, mnist)",
+        help="bundled victim settings, comma-separated (digits, mnist; empty: none)",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="a further victim task from a data file (repeatable; pair each with --natural)",
+    )
+    p.add_argument(
+        "--natural",
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="the knockoff attackers' natural data of another domain for each --data",
+    )
+    p.add_argument(
+        "--max-train",
+        type=positive_int,
+        default=10_000,
+        help="victim training samples drawn from each --data (seeded)",
     )
     p.add_argument("--seeds", default="0", help="attack and workload seeds, comma-separated")
     p.add_argument("--budget", type=positive_int, default=1000, help="queries per attack")
@@ -56,21 +76,40 @@ def run(args: argparse.Namespace) -> int:
     from importlib import resources
 
     from tripwire.bench.extraction_detection import (
+        TrainingSetting,
         feature_table,
+        file_setting,
         leave_one_family_out,
         train_classifier,
         training_traces,
     )
     from tripwire.detectors.extraction.classifier import DEFAULT_FILE
 
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
-    bad = [s for s in settings if s not in ("digits", "mnist")]
-    if bad or not settings:
-        raise InputError(f"unknown setting(s) {', '.join(bad) or '(none)'}", "--settings")
+    bundled = [s.strip() for s in args.settings.split(",") if s.strip()]
+    bad = [s for s in bundled if s not in ("digits", "mnist")]
+    if bad:
+        raise InputError(f"unknown setting(s) {', '.join(bad)}", "--settings")
+    if len(args.data) != len(args.natural):
+        raise InputError(
+            f"{len(args.data)} --data but {len(args.natural)} --natural: pair each data "
+            "file with natural data of another domain",
+            "--natural",
+        )
+    if not bundled and not args.data:
+        raise InputError("no victim settings: give --settings or --data", "--settings")
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise InputError("seeds must be integers", "--seeds") from None
+    settings: list[str | TrainingSetting] = list(bundled)
+    for data, natural in zip(args.data, args.natural, strict=True):
+        # The victim's training subset follows the first seed: other seeds, other victims.
+        st = file_setting(data, natural, max_train=args.max_train, seed=seeds[0])
+        settings.append(st)
+        console.print(
+            f"{data}: {len(st.train)} training, {len(st.test)} test, "
+            f"{len(st.natural)} natural samples ({st.name})"
+        )
     started = time.perf_counter()
     traces, calibration = training_traces(
         settings,
@@ -89,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         calibration=calibration,
         info={
             "trained_on": {
-                "settings": settings,
+                "settings": [x if isinstance(x, str) else x.name for x in settings],
                 "seeds": seeds,
                 "budget": args.budget,
                 "benign_per_kind": args.benign_per_kind,

@@ -4,7 +4,7 @@ Weights ship as package data (``data/stream_classifier.json``), never as a pickl
 JSON holds the feature names (checked against :data:`FEATURES` on load), the
 standardisation, the coefficients, and the alert thresholds calibrated on benign
 workloads only (low, medium, high), with a record of what it was trained on.
-Retrain with ``tripwire bench extraction-train``.
+Retrain with ``tripwire guard-train``.
 """
 
 from __future__ import annotations

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 #: Clients need this many samples to take part in a correlation (a split budget may leave
 #: each identity below the monitor's ``min_queries``, so this is lower).
 MIN_CLIENT_QUERIES = 5
+#: Split-budget off-distribution (TW311 pooled): a member needs this many new queries and
+#: an off share whose one-sided binomial p-value (against the calibrated rate) is below
+#: OFF_MEMBER_ALPHA; at least OFF_MIN_MEMBERS such members, and as many as chance among
+#: the eligible clients explains with probability below OFF_COUNT_ALPHA. The pooled state
+#: must then pass TW311's own grouped tests. Members are selected on the statistic the
+#: pooled test reuses, so the member count is tested on its own first.
+OFF_MEMBER_MIN_NEW = 20
+OFF_MEMBER_ALPHA = 0.01
+OFF_MIN_MEMBERS = 3
+OFF_COUNT_ALPHA = 1e-3
 
 
 def pool_states(states: list[StreamState]) -> StreamState:
@@ -49,25 +59,38 @@ def pool_states(states: list[StreamState]) -> StreamState:
 
 
 def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Observation]:
-    """Clients that are each below the alert threshold but score above it pooled.
+    """Clients that are each below the alert threshold but alert pooled (TW307).
 
-    Candidates are the clients with at least :data:`MIN_CLIENT_QUERIES` samples and no
-    alert of their own whose own score lies above the benign median recorded with the
-    classifier (``info.benign_median``); they are pooled in order of decreasing score,
-    and the smallest prefix of at least two clients whose pooled state has the monitor's
-    ``min_queries`` samples and reaches the low threshold is reported.
+    Two poolings, the first that finds a group is reported:
+
+    - by the stream classifier: candidates are the clients with at least
+      :data:`MIN_CLIENT_QUERIES` samples and no alert of their own whose own score lies
+      above the benign median recorded with the classifier (``info.benign_median``);
+      they are pooled in order of decreasing score, and the smallest prefix of at least
+      two clients whose pooled state has the monitor's ``min_queries`` samples and
+      reaches the low threshold is reported;
+    - by off-distribution image statistics (where TW311 runs): see :func:`_correlate_off`.
     """
-    clf = getattr(monitor, "classifier_", None)
-    if clf is None:
-        return []
-    floor = float(clf.info.get("benign_median", 0.5 * clf.thresholds[0]))
-    cands: list[tuple[float, str, StreamState]] = []
+    settled: dict[str, StreamState] = {}
     for cid, st in states.items():
         if not isinstance(st, StreamState) or st.query_count < MIN_CLIENT_QUERIES:
             continue
         s = monitor.settled(st)  # buffered samples count too (a sybil id may send few)
         if s.get("alert_level") > 0:
             continue
+        settled[cid] = s
+    return _correlate_classifier(monitor, settled) or _correlate_off(monitor, settled)
+
+
+def _correlate_classifier(
+    monitor: StreamMonitor, settled: dict[str, StreamState]
+) -> list[Observation]:
+    clf = getattr(monitor, "classifier_", None)
+    if clf is None:
+        return []
+    floor = float(clf.info.get("benign_median", 0.5 * clf.thresholds[0]))
+    cands: list[tuple[float, str, StreamState]] = []
+    for cid, s in settled.items():
         p = clf.score(monitor.features(s))
         if p >= floor:
             cands.append((p, cid, s))
@@ -87,11 +110,69 @@ def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Ob
                     p,
                     Severity.MEDIUM if rank >= 2 else Severity.LOW,
                     rules.ATLAS_EXTRACT,
-                    {"queries": int(pooled.get("n")), "members": len(ids)},
+                    {"queries": int(pooled.get("n")), "members": len(ids), "by": "classifier"},
                     clients=ids,
                 )
             ]
     return []
+
+
+def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> list[Observation]:
+    """Identities that each send somewhat too many off-distribution new inputs.
+
+    A knockoff budget split over identities leaves each one too few queries for TW311's
+    grouped tests. Eligible: clients without an alert with at least
+    :data:`OFF_MEMBER_MIN_NEW` new queries. Members: eligible clients whose off share's
+    binomial p-value lies below :data:`OFF_MEMBER_ALPHA`. Reported when there are at least
+    :data:`OFF_MIN_MEMBERS` members, more than chance gives among the eligible clients
+    (binomial tail below :data:`OFF_COUNT_ALPHA`), and the members' pooled state passes
+    TW311's grouped tests (many cells and predicted classes, not one shifted class).
+    """
+    from tripwire.detectors.extraction.monitor import OFF_FPR
+
+    eligible = 0
+    members: list[tuple[float, str, StreamState]] = []
+    for cid, s in settled.items():
+        if s.off_cls.size == 0:
+            continue
+        new = float(s.off_cls[0].sum())
+        if new < OFF_MEMBER_MIN_NEW:
+            continue
+        eligible += 1
+        off = float(s.off_cls[1].sum())
+        p = float(stats.binom.sf(off - 1, new, OFF_FPR))
+        if p < OFF_MEMBER_ALPHA:
+            members.append((p, cid, s))
+    k = len(members)
+    if k < OFF_MIN_MEMBERS:
+        return []
+    p_count = float(stats.binom.sf(k - 1, eligible, OFF_MEMBER_ALPHA))
+    if p_count >= OFF_COUNT_ALPHA:
+        return []
+    members.sort(key=lambda t: (t[0], t[1]))
+    pooled = pool_states([m[2] for m in members])
+    obs = monitor._off_distribution(pooled)
+    if obs is None:
+        return []
+    ids = tuple(m[1] for m in members)
+    return [
+        Observation(
+            "split-budget",
+            rules.SYBIL.id,
+            obs.score,
+            Severity.MEDIUM,
+            rules.ATLAS_EXTRACT,
+            {
+                "queries": int(pooled.get("n")),
+                "members": len(ids),
+                "eligible": eligible,
+                "members_p_value": p_count,
+                "by": "image-statistics",
+                "pooled": obs.evidence,
+            },
+            clients=ids,
+        )
+    ]
 
 
 def drift(monitor: StreamMonitor, states: dict[str, ClientState]) -> dict[str, Any]:

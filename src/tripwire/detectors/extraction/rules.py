@@ -105,7 +105,9 @@ SYBIL = register_rule(
         short_description="Several clients' combined queries look like one extraction.",
         help=(
             "The pooled state of clients that are each below the alert threshold scores as "
-            "extraction: a budget split over several identities (sybil attack)."
+            "extraction (stream classifier), or several of them send more off-distribution "
+            "new inputs than chance explains and their pooled inputs pass TW311's grouped "
+            "tests: a budget split over several identities (sybil attack)."
         ),
         default_severity=Severity.MEDIUM,
         atlas=ATLAS_EXTRACT,
