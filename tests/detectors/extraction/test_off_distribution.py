@@ -223,17 +223,22 @@ def test_a_split_budget_of_another_domain_is_correlated(
     # Ten identities of 40 flower crops each, beside six ordinary clients of the domain.
     for i in range(10):
         send(f"sybil-{i}", other[i * 40 : (i + 1) * 40])
-    for i in range(6):
+    for i in range(5):
         send(f"client-{i}", own[i * 100 : (i + 1) * 100])
+    # A heavy client with a mild excess (one in sixteen of its inputs from the other
+    # domain): a small p-value, it must neither dilute nor join the group.
+    mixed = np.concatenate([domains["own"][:300], other[400:420]])
+    send("client-heavy", mixed[np.random.default_rng(4).permutation(len(mixed))])
     assert all(st.get("alert_level") == 0 for st in states.values())
     (obs,) = monitor.correlate(states)
     assert obs.rule_id == "TW307" and obs.evidence["by"] == "image-statistics"
-    assert obs.evidence["members"] >= 3
+    assert obs.evidence["members"] >= 8
     assert obs.clients and all(c.startswith("sybil-") for c in obs.clients)
     assert obs.evidence["members_p_value"] < 1e-3
-    # The ordinary clients alone, and two identities (too few to be more than chance
-    # among the eligible clients), are not.
+    # The benign clients alone, and two identities beside the ordinary clients (too few
+    # to be more than chance), are not.
     benign = {c: st for c, st in states.items() if c.startswith("client-")}
     assert monitor.correlate(benign) == []
-    two = {**benign, "sybil-0": states["sybil-0"], "sybil-1": states["sybil-1"]}
+    ordinary = {c: st for c, st in benign.items() if c != "client-heavy"}
+    two = {**ordinary, "sybil-0": states["sybil-0"], "sybil-1": states["sybil-1"]}
     assert monitor.correlate(two) == []

@@ -59,13 +59,14 @@ def pool_states(states: list[StreamState]) -> StreamState:
 
 
 def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Observation]:
-    """Clients that are each below the alert threshold but alert pooled (TW307).
+    """Clients that are each below an alert threshold but alert pooled (TW307).
 
     Two poolings, the first that finds a group is reported:
 
     - by the stream classifier: candidates are the clients with at least
-      :data:`MIN_CLIENT_QUERIES` samples and no alert of their own whose own score lies
-      above the benign median recorded with the classifier (``info.benign_median``);
+      :data:`MIN_CLIENT_QUERIES` samples and no classifier alert of their own whose own
+      score lies above the benign median recorded with the classifier
+      (``info.benign_median``);
       they are pooled in order of decreasing score, and the smallest prefix of at least
       two clients whose pooled state has the monitor's ``min_queries`` samples and
       reaches the low threshold is reported;
@@ -121,14 +122,16 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
     """Identities that each send somewhat too many off-distribution new inputs.
 
     A knockoff budget split over identities leaves each one too few queries for TW311's
-    grouped tests. Eligible: clients without an alert with at least
-    :data:`OFF_MEMBER_MIN_NEW` new queries. Members: eligible clients whose off share's
-    binomial p-value lies below :data:`OFF_MEMBER_ALPHA`. Reported when there are at least
+    grouped tests. Eligible: clients without a stream-classifier alert with at least
+    :data:`OFF_MEMBER_MIN_NEW` new queries (an identity that a rule already alerted on
+    its own stays in: the group, not the identity, is what the finding adds). Members:
+    eligible clients whose off share's binomial p-value lies below
+    :data:`OFF_MEMBER_ALPHA`. Reported when there are at least
     :data:`OFF_MIN_MEMBERS` members, more than chance gives among the eligible clients
     (binomial tail below :data:`OFF_COUNT_ALPHA`), and the members' pooled state passes
     TW311's grouped tests (many cells and predicted classes, not one shifted class).
     """
-    from tripwire.detectors.extraction.monitor import OFF_FPR
+    from tripwire.detectors.extraction.monitor import OFF_FPR, OFF_MIN_SHARE
 
     eligible = 0
     members: list[tuple[float, str, StreamState]] = []
@@ -140,20 +143,32 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
             continue
         eligible += 1
         off = float(s.off_cls[1].sum())
-        p = float(stats.binom.sf(off - 1, new, OFF_FPR))
-        if p < OFF_MEMBER_ALPHA:
-            members.append((p, cid, s))
-    k = len(members)
-    if k < OFF_MIN_MEMBERS:
+        if float(stats.binom.sf(off - 1, new, OFF_FPR)) < OFF_MEMBER_ALPHA:
+            members.append((off / new, cid, s))
+    if len(members) < OFF_MIN_MEMBERS:
         return []
-    p_count = float(stats.binom.sf(k - 1, eligible, OFF_MEMBER_ALPHA))
-    if p_count >= OFF_COUNT_ALPHA:
+    # Highest share first: a heavy client with a mild excess has a smaller p-value than a
+    # small identity sending mostly off inputs, and would dilute the pool.
+    members.sort(key=lambda t: (-t[0], t[1]))
+    found: tuple[int, float, StreamState, Observation] | None = None
+    for k in range(OFF_MIN_MEMBERS, len(members) + 1):
+        # The smallest group that passes, then further members while each sends at least
+        # the share TW311 asks of one client and the group keeps passing.
+        if found is not None and members[k - 1][0] < OFF_MIN_SHARE:
+            break
+        p_count = float(stats.binom.sf(k - 1, eligible, OFF_MEMBER_ALPHA))
+        if p_count >= OFF_COUNT_ALPHA:
+            continue
+        pooled = pool_states([m[2] for m in members[:k]])
+        obs = monitor._off_distribution(pooled)
+        if obs is not None:
+            found = (k, p_count, pooled, obs)
+        elif found is not None:
+            break
+    if found is None:
         return []
-    members.sort(key=lambda t: (t[0], t[1]))
-    pooled = pool_states([m[2] for m in members])
-    obs = monitor._off_distribution(pooled)
-    if obs is None:
-        return []
+    k, p_count, pooled, obs = found
+    members = members[:k]
     ids = tuple(m[1] for m in members)
     return [
         Observation(
