@@ -17,7 +17,9 @@ import pytest
 
 from tripwire.detectors.extraction import (
     QueryBatch,
+    Reference,
     StreamClassifier,
+    StreamMonitor,
     default_monitor,
     prada_monitor,
 )
@@ -246,6 +248,20 @@ def test_classifier_json_is_validated(tmp_path: Any) -> None:
     p.write_text("{not json")
     with pytest.raises(InputError):
         StreamClassifier.load(p)
+
+
+def test_colour_models_get_the_colour_classifier() -> None:
+    grey = StreamClassifier.default((1, 28, 28))
+    colour = StreamClassifier.default((3, 32, 32))
+    assert grey is not None and colour is not None and grey != colour
+    assert any("gtsrb" in str(s) for s in colour.info["trained_on"]["settings"])
+    assert grey.info["trained_on"]["settings"] == ["digits", "mnist"]
+    # Small colour inputs and flat vectors are not images TW311 watches: the grey one.
+    assert StreamClassifier.default((3, 8, 8)) == grey
+    assert StreamClassifier.default((64,)) == grey
+    assert StreamClassifier.default() == grey
+    ref = Reference(None, None, 10, (3, 32, 32))
+    assert StreamMonitor().fit(ref).classifier_ == colour
 
 
 def test_file_setting_draws_seeded_subsets_of_the_splits(tmp_path: Path) -> None:

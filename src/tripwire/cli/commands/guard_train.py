@@ -28,7 +28,10 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         metavar="JSON",
-        help="where the weights go (default: the package's shipped classifier)",
+        help=(
+            "where the weights go (default: the package's shipped classifier, the colour "
+            "one when a --data victim takes colour images)"
+        ),
     )
     p.add_argument("--report", metavar="JSON", help="write the evaluation report here")
     p.add_argument(
@@ -83,7 +86,11 @@ def run(args: argparse.Namespace) -> int:
         train_classifier,
         training_traces,
     )
-    from tripwire.detectors.extraction.classifier import DEFAULT_FILE
+    from tripwire.detectors.extraction.classifier import (
+        COLOUR_FILE,
+        DEFAULT_FILE,
+        is_colour_image,
+    )
 
     bundled = [s.strip() for s in args.settings.split(",") if s.strip()]
     bad = [s for s in bundled if s not in ("digits", "mnist")]
@@ -136,10 +143,16 @@ def run(args: argparse.Namespace) -> int:
             "command": "tripwire guard-train",
         },
     )
+    # Without --out, the shipped copy for the inputs trained on: the colour classifier
+    # when any victim takes colour images (the monitor picks it for such models).
+    colour = any(
+        not isinstance(st, str) and is_colour_image(st.train.input_shape) for st in settings
+    )
+    shipped = COLOUR_FILE if colour else DEFAULT_FILE
     target = (
         Path(args.out)
         if args.out
-        else Path(str(resources.files("tripwire.detectors.extraction") / "data" / DEFAULT_FILE))
+        else Path(str(resources.files("tripwire.detectors.extraction") / "data" / shipped))
     )
     target.parent.mkdir(parents=True, exist_ok=True)
     clf.save(target)

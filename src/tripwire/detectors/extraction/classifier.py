@@ -1,10 +1,12 @@
 """The learned stream classifier: logistic regression over stream features, as JSON.
 
-Weights ship as package data (``data/stream_classifier.json``), never as a pickle. The
-JSON holds the feature names (checked against :data:`FEATURES` on load), the
-standardisation, the coefficients, and the alert thresholds calibrated on benign
-workloads only (low, medium, high), with a record of what it was trained on.
-Retrain with ``tripwire guard-train``.
+Weights ship as package data, never as a pickle: ``data/stream_classifier.json`` (trained
+on grey digits) and ``data/stream_classifier_colour.json`` (colour victims among the
+streams; the default for colour images of at least 16x16). The JSON holds the feature
+names (checked against :data:`FEATURES` on load), the standardisation, the
+coefficients, and the alert thresholds calibrated on benign workloads only (low,
+medium, high), with a record of what it was trained on. Retrain with
+``tripwire guard-train``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ FEATURES: tuple[str, ...] = (
 )
 
 DEFAULT_FILE = "stream_classifier.json"
+#: The default for colour images of at least 16x16 (where TW311 runs). Trained with
+#: colour victims among its streams: explanation tools on a colour victim answered with
+#: many classes look like exploring attacks to a classifier trained on digits only.
+COLOUR_FILE = "stream_classifier_colour.json"
+
+
+def is_colour_image(input_shape: tuple[int, ...]) -> bool:
+    """Whether ``input_shape`` (CHW) is a colour image of at least 16x16 (the inputs TW311
+    watches: ``monitor.OFF_MIN_SIDE``)."""
+    return len(input_shape) == 3 and input_shape[0] >= 3 and min(input_shape[1:]) >= 16
 
 
 @dataclass(frozen=True)
@@ -136,12 +148,15 @@ class StreamClassifier:
         return cls.from_dict(data, str(p))
 
     @classmethod
-    def default(cls) -> StreamClassifier | None:
-        """The weights shipped with the package (``None`` if none ship)."""
-        res = resources.files("tripwire.detectors.extraction") / "data" / DEFAULT_FILE
+    def default(cls, input_shape: tuple[int, ...] | None = None) -> StreamClassifier | None:
+        """The weights shipped with the package for inputs of ``input_shape`` (the colour
+        classifier for colour images of at least 16x16, else the digits-trained one);
+        ``None`` if none ship."""
+        name = COLOUR_FILE if input_shape and is_colour_image(input_shape) else DEFAULT_FILE
+        res = resources.files("tripwire.detectors.extraction") / "data" / name
         if not res.is_file():
             return None
-        return cls.from_dict(json.loads(res.read_text()), DEFAULT_FILE)
+        return cls.from_dict(json.loads(res.read_text()), name)
 
 
 def fit_logistic(

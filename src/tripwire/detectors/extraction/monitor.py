@@ -71,7 +71,7 @@ from tripwire.detectors.extraction.base import (
     QueryBatch,
     Reference,
 )
-from tripwire.detectors.extraction.classifier import FEATURES, StreamClassifier
+from tripwire.detectors.extraction.classifier import FEATURES, StreamClassifier, is_colour_image
 from tripwire.detectors.extraction.state import StreamState, decode, encode, kmv_merge
 from tripwire.errors import InputError
 from tripwire.reports.findings import Rule, Severity
@@ -442,7 +442,7 @@ class StreamMonitor:
         self.pool_size_ = self._pool_size(dim, c)
         if reference.x is not None and reference.probs is not None:
             self._fit_reference(reference, rng)
-        self.classifier_ = _resolve_classifier(self.classifier)
+        self.classifier_ = _resolve_classifier(self.classifier, f.input_shape)
         return self
 
     def _pool_size(self, dim: int, n_classes: int) -> int:
@@ -518,7 +518,7 @@ class StreamMonitor:
             # Every reference sample (not only the held-out half): a 0.1% tail needs them.
             level = threshold_at_fpr(pixel_noise(x[order]), NOISE_FPR)
             f.noise_threshold = max(NOISE_MARGIN * level, NOISE_FLOOR)
-            if f.input_shape[0] >= 3 and min(f.input_shape[1:]) >= OFF_MIN_SIDE:
+            if is_colour_image(f.input_shape):  # OFF_MIN_SIDE and up
                 self._fit_image_statistics(x[order])
         f.has_reference = True
 
@@ -1178,9 +1178,11 @@ def _as_stream(state: ClientState) -> StreamState:
     return state
 
 
-def _resolve_classifier(c: StreamClassifier | str | None) -> StreamClassifier | None:
+def _resolve_classifier(
+    c: StreamClassifier | str | None, input_shape: tuple[int, ...]
+) -> StreamClassifier | None:
     if c is None or isinstance(c, StreamClassifier):
         return c
     if c == "default":
-        return StreamClassifier.default()
+        return StreamClassifier.default(input_shape)
     return StreamClassifier.load(c)
