@@ -235,6 +235,13 @@ def test_a_split_budget_of_another_domain_is_correlated(
     assert obs.evidence["members"] >= 8
     assert obs.clients and all(c.startswith("sybil-") for c in obs.clients)
     assert obs.evidence["members_p_value"] < 1e-3
+    # A client that TW311 alerted on its own is no member: it would vouch for the weak
+    # excesses of the others.
+    send("attacker", other[:300])
+    assert _tw311(monitor, other[:300])
+    (obs,) = monitor.correlate(states)
+    assert "attacker" not in obs.clients
+    del states["attacker"]
     # The benign clients alone, and two identities beside the ordinary clients (too few
     # to be more than chance), are not.
     benign = {c: st for c, st in states.items() if c.startswith("client-")}

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 #: Clients need this many samples to take part in a correlation (a split budget may leave
 #: each identity below the monitor's ``min_queries``, so this is lower).
 MIN_CLIENT_QUERIES = 5
-#: Split-budget off-distribution (TW311 pooled): a member needs this many new queries and
-#: an off share whose one-sided binomial p-value (against the calibrated rate) is below
-#: OFF_MEMBER_ALPHA; at least OFF_MIN_MEMBERS such members, and as many as chance among
-#: the eligible clients explains with probability below OFF_COUNT_ALPHA. The pooled state
-#: must then pass TW311's own grouped tests. Members are selected on the statistic the
-#: pooled test reuses, so the member count is tested on its own first.
+#: Split-budget off-distribution (TW311 pooled): a member (a client without an alert of
+#: its own) needs this many new queries and at least TW311's per-client off share, with a
+#: one-sided binomial p-value (against the calibrated rate) below OFF_MEMBER_ALPHA; at
+#: least OFF_MIN_MEMBERS members, as many as chance among the eligible clients explains
+#: with probability below OFF_COUNT_ALPHA. The pooled state must then pass TW311's own
+#: grouped tests. Members are selected on the statistic the pooled test reuses, so the
+#: member count is tested on its own first.
 OFF_MEMBER_MIN_NEW = 20
 OFF_MEMBER_ALPHA = 0.01
 OFF_MIN_MEMBERS = 3
@@ -122,29 +123,35 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
     """Identities that each send somewhat too many off-distribution new inputs.
 
     A knockoff budget split over identities leaves each one too few queries for TW311's
-    grouped tests. Eligible: clients without a stream-classifier alert with at least
-    :data:`OFF_MEMBER_MIN_NEW` new queries (an identity that a rule already alerted on
-    its own stays in: the group, not the identity, is what the finding adds). Members:
-    eligible clients whose off share's binomial p-value lies below
-    :data:`OFF_MEMBER_ALPHA`. Reported when there are at least
-    :data:`OFF_MIN_MEMBERS` members, more than chance gives among the eligible clients
-    (binomial tail below :data:`OFF_COUNT_ALPHA`), and the members' pooled state passes
-    TW311's grouped tests (many cells and predicted classes, not one shifted class).
+    grouped tests. Eligible: clients without an alert of their own (stream classifier,
+    TW310, TW311) with at least :data:`OFF_MEMBER_MIN_NEW` new queries. Members:
+    eligible clients whose off share is at least TW311's per-client share
+    (``OFF_MIN_SHARE``) with a binomial p-value below :data:`OFF_MEMBER_ALPHA`.
+    Reported when there are at least :data:`OFF_MIN_MEMBERS` members, more than chance
+    gives among the eligible clients (binomial tail below :data:`OFF_COUNT_ALPHA`), and
+    the members' pooled state passes TW311's grouped tests (many cells and predicted
+    classes, not one shifted class).
     """
-    from tripwire.detectors.extraction.monitor import OFF_FPR, OFF_MIN_SHARE
+    from tripwire.detectors.extraction.monitor import _NOTE_BITS, OFF_FPR, OFF_MIN_SHARE
 
+    # Clients that a rule on raw inputs already alerted are left out: a known attacker
+    # would vouch for the weak excesses of whoever else is pooled with it.
+    alerted = _NOTE_BITS[rules.NOISE.id] | _NOTE_BITS[rules.OFF_DISTRIBUTION.id]
     eligible = 0
     members: list[tuple[float, str, StreamState]] = []
     for cid, s in settled.items():
-        if s.off_cls.size == 0:
+        if s.off_cls.size == 0 or int(s.get("noted")) & alerted:
             continue
         new = float(s.off_cls[0].sum())
         if new < OFF_MEMBER_MIN_NEW:
             continue
         eligible += 1
         off = float(s.off_cls[1].sum())
-        if float(stats.binom.sf(off - 1, new, OFF_FPR)) < OFF_MEMBER_ALPHA:
-            members.append((off / new, cid, s))
+        # A member sends at least the share TW311 asks of one client, significantly:
+        # heavy benign clients reach small p-values with mild, clustered excesses.
+        share = off / new
+        if share >= OFF_MIN_SHARE and stats.binom.sf(off - 1, new, OFF_FPR) < OFF_MEMBER_ALPHA:
+            members.append((share, cid, s))
     if len(members) < OFF_MIN_MEMBERS:
         return []
     # Highest share first: a heavy client with a mild excess has a smaller p-value than a
@@ -152,10 +159,7 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
     members.sort(key=lambda t: (-t[0], t[1]))
     found: tuple[int, float, StreamState, Observation] | None = None
     for k in range(OFF_MIN_MEMBERS, len(members) + 1):
-        # The smallest group that passes, then further members while each sends at least
-        # the share TW311 asks of one client and the group keeps passing.
-        if found is not None and members[k - 1][0] < OFF_MIN_SHARE:
-            break
+        # The smallest group that passes, then further members while it keeps passing.
         p_count = float(stats.binom.sf(k - 1, eligible, OFF_MEMBER_ALPHA))
         if p_count >= OFF_COUNT_ALPHA:
             continue
