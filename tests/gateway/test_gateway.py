@@ -382,6 +382,13 @@ def test_sqlite_store_caps_payload_bytes(tmp_path: Path) -> None:
     assert len(kept) == 10  # metadata stays
     assert sum(r.input is not None for r in kept) == 4  # the newest payloads only
     assert kept[-1].input is not None and kept[0].input is None
+    # More payloads to drop than one page of the oldest holds (256), in later writes.
+    more = [QueryRecord("c", now, {"n": 1}, blob, None) for _ in range(700)]
+    store.log_queries(more[:300], max_bytes=len(blob) * 4, retention_s=3600)
+    store.log_queries(more[300:], max_bytes=len(blob) * 4, retention_s=3600)
+    kept = store.queries("c", limit=None)
+    assert len(kept) == 710
+    assert [r.input is not None for r in kept] == [False] * 706 + [True] * 4
     store.close()
 
 
@@ -479,3 +486,29 @@ def test_head_answers_like_get_without_a_body(start_gateway: Any) -> None:
     resp = conn.getresponse()
     assert resp.status == 200 and resp.read() == b"" and int(resp.getheader("Content-Length")) > 0
     conn.close()
+
+
+def test_payload_encoding_round_trips_and_reads_older_entries() -> None:
+    import io
+    import zlib
+
+    import pytest
+
+    from tripwire.gateway.store import decode_array, encode_array
+
+    rng = np.random.default_rng(0)
+    for a in (
+        rng.random((2, 1, 28, 28)).astype(np.float32),  # compressed
+        rng.random((1, 10)).astype(np.float32),  # small: stored as plain .npy
+        np.zeros((0, 10), np.float32),
+        np.arange(5, dtype=">i8"),
+    ):
+        out = decode_array(encode_array(a))
+        assert out.dtype == a.dtype and out.shape == a.shape
+        np.testing.assert_array_equal(out, a)
+    # Entries written before small payloads went uncompressed still decode.
+    buf = io.BytesIO()
+    np.save(buf, np.ones((1, 10), np.float32), allow_pickle=False)
+    np.testing.assert_array_equal(decode_array(zlib.compress(buf.getvalue(), 1)), np.ones((1, 10)))
+    with pytest.raises(ValueError):
+        encode_array(np.array([{"a": 1}], dtype=object))

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import io
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -35,17 +37,37 @@ import numpy.typing as npt
 
 from tripwire.errors import InputError, MissingDependencyError
 
+#: Payloads smaller than this stay uncompressed (a few class probabilities: zlib's
+#: per-call cost buys nothing there).
+_COMPRESS_MIN = 256
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@functools.lru_cache(maxsize=64)
+def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(shape, dtype=np.dtype(dtype)), allow_pickle=False)
+    return buf.getvalue()[: -np.dtype(dtype).itemsize * math.prod(shape) or None]
+
 
 def encode_array(arr: npt.NDArray[Any]) -> bytes:
-    """An array as zlib-compressed ``.npy`` bytes (no pickle)."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return zlib.compress(buf.getvalue(), 1)
+    """An array as ``.npy`` bytes (no pickle), zlib-compressed unless small.
+
+    The query log encodes two arrays per request on the serving path: the ``.npy``
+    header is cached per dtype and shape instead of written by ``np.save`` each time.
+    """
+    a = np.ascontiguousarray(arr)
+    if a.dtype.hasobject:
+        raise ValueError("object arrays are not stored")
+    raw = _npy_header(a.dtype.str, a.shape) + a.tobytes()
+    return zlib.compress(raw, 1) if len(raw) >= _COMPRESS_MIN else raw
 
 
 def decode_array(data: bytes) -> npt.NDArray[Any]:
-    """The inverse of :func:`encode_array`; refuses pickled object arrays."""
-    return np.asarray(np.load(io.BytesIO(zlib.decompress(data)), allow_pickle=False))
+    """The inverse of :func:`encode_array` (compressed or not); refuses pickled object
+    arrays."""
+    raw = data if data[:6] == _NPY_MAGIC else zlib.decompress(data)
+    return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))
 
 
 @dataclass
@@ -132,6 +154,8 @@ CREATE TABLE IF NOT EXISTS queries (
     input BLOB, output BLOB, nbytes INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS queries_client ON queries (client, id);
 CREATE INDEX IF NOT EXISTS queries_t ON queries (t);
+-- The oldest rows that still hold a payload, without scanning the dropped ones.
+CREATE INDEX IF NOT EXISTS queries_payload ON queries (id) WHERE nbytes > 0;
 """
 
 _STRIPES = 64
@@ -316,15 +340,23 @@ class SQLiteStore:
                 if self._payload_bytes > max_bytes:
                     # Oldest payloads go first; their metadata stays for the timeline.
                     excess = self._payload_bytes - max_bytes
-                    ids = self._qdb.execute(
-                        "SELECT id, nbytes FROM queries WHERE nbytes > 0 ORDER BY id"
-                    ).fetchall()
-                    drop, freed = [], 0
-                    for qid, nb in ids:
-                        if freed >= excess:
+                    drop, freed, after = [], 0, -1
+                    # In pages through the partial index: the log may hold millions of
+                    # rows, and only the oldest few are dropped per write.
+                    while freed < excess:
+                        page = self._qdb.execute(
+                            "SELECT id, nbytes FROM queries WHERE nbytes > 0 AND id > ? "
+                            "ORDER BY id LIMIT 256",
+                            (after,),
+                        ).fetchall()
+                        if not page:
                             break
-                        drop.append((qid,))
-                        freed += int(nb)
+                        for qid, nb in page:
+                            if freed >= excess:
+                                break
+                            drop.append((qid,))
+                            freed += int(nb)
+                        after = int(page[-1][0])
                     self._qdb.executemany(
                         "UPDATE queries SET input = NULL, output = NULL, nbytes = 0 WHERE id = ?",
                         drop,
