@@ -4,8 +4,10 @@ For each victim (MNIST, CIFAR-10, GTSRB, trained with tripwire.models.train on s
 and cached outside the repository), the red-team extraction attacks and >= 50 benign
 clients of 2,000 queries each are replayed request by request through
 
-- ``default_monitor()`` (the shipped stream classifier, trained on bundled digits and
-  bundled MNIST only: these victims, datasets and architectures are held out), and
+- ``default_monitor()`` (the shipped stream classifiers: for grey models the one trained
+  on bundled digits and MNIST only, for colour images of at least 16x16 the one also
+  trained on a GTSRB victim of another seed, so CIFAR-10 is held out and GTSRB is not;
+  ``--classifier`` scores with another, e.g. from ``stream_classifier_lodo.py``), and
 - ``prada_monitor()`` (plain PRADA, the baseline),
 
 with every client's state going through dumps/loads between its requests, as in the
