@@ -51,12 +51,7 @@ BENIGN_MIX = {
 
 
 def load_setting(name: str, data_dir: Path, n_train: int, seed: int) -> tuple[Any, Any, Any]:
-    from tripwire.io import load_dataset
-
-    rng = np.random.default_rng(seed)
-
-    def sub(ds: Any, n: int) -> Any:
-        return ds.subset(np.sort(rng.choice(len(ds), min(n, len(ds)), replace=False)))
+    from tripwire.bench.extraction_detection import file_setting
 
     files = {
         "mnist": "mnist.npz",
@@ -65,10 +60,13 @@ def load_setting(name: str, data_dir: Path, n_train: int, seed: int) -> tuple[An
         "fashion": "fashion_mnist.npz",
     }
     natural_of = {"mnist": "fashion", "cifar10": "gtsrb", "gtsrb": "cifar10"}
-    train = sub(load_dataset(str(data_dir / files[name]), split="train"), n_train)
-    test = sub(load_dataset(str(data_dir / files[name]), split="test"), 2000)
-    natural = sub(load_dataset(str(data_dir / files[natural_of[name]]), split="test"), 3000)
-    return train, test, natural
+    st = file_setting(
+        str(data_dir / files[name]),
+        str(data_dir / files[natural_of[name]]),
+        max_train=n_train,
+        seed=seed,
+    )
+    return st.train, st.test, st.natural
 
 
 def run_setting(name: str, args: argparse.Namespace) -> dict[str, Any]:

@@ -49,12 +49,15 @@ DEFAULT_FILE = "stream_classifier.json"
 #: colour victims among its streams: explanation tools on a colour victim answered with
 #: many classes look like exploring attacks to a classifier trained on digits only.
 COLOUR_FILE = "stream_classifier_colour.json"
+#: Colour images at least this wide and high count as images (TW311 and the colour
+#: classifier); smaller inputs are treated as grey digits are.
+COLOUR_MIN_SIDE = 16
 
 
 def is_colour_image(input_shape: tuple[int, ...]) -> bool:
-    """Whether ``input_shape`` (CHW) is a colour image of at least 16x16 (the inputs TW311
-    watches: ``monitor.OFF_MIN_SIDE``)."""
-    return len(input_shape) == 3 and input_shape[0] >= 3 and min(input_shape[1:]) >= 16
+    """Whether ``input_shape`` (CHW) is a colour image of at least
+    :data:`COLOUR_MIN_SIDE` pixels a side (the inputs TW311 watches)."""
+    return len(input_shape) == 3 and input_shape[0] >= 3 and min(input_shape[1:]) >= COLOUR_MIN_SIDE
 
 
 @dataclass(frozen=True)

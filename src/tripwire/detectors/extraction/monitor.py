@@ -71,7 +71,12 @@ from tripwire.detectors.extraction.base import (
     QueryBatch,
     Reference,
 )
-from tripwire.detectors.extraction.classifier import FEATURES, StreamClassifier, is_colour_image
+from tripwire.detectors.extraction.classifier import (
+    COLOUR_MIN_SIDE,
+    FEATURES,
+    StreamClassifier,
+    is_colour_image,
+)
 from tripwire.detectors.extraction.state import StreamState, decode, encode, kmv_merge
 from tripwire.errors import InputError
 from tripwire.reports.findings import Rule, Severity
@@ -136,7 +141,7 @@ OFF_MATCH_TOL = 2e-3
 #: contrast, edges) and pass the near-duplicate screen, so its explainers were alerted
 #: (bundled MNIST and 8x8 digits); there the pooled distances and the stream classifier
 #: already catch other-domain queries.
-OFF_MIN_SIDE = 16
+OFF_MIN_SIDE = COLOUR_MIN_SIDE
 
 _NOTE_BITS = {
     "TW301": 1,
