@@ -916,7 +916,7 @@ class StreamMonitor:
                 if obs is not None:
                     note(rules.NOISE.id, obs)
         if n >= self.min_queries and not noted & _NOTE_BITS[rules.OFF_DISTRIBUTION.id]:
-            obs = self._off_distribution(s)
+            obs = self.off_distribution(s)
             if obs is not None:
                 note(rules.OFF_DISTRIBUTION.id, obs)
         clf = self.classifier_
@@ -948,8 +948,14 @@ class StreamMonitor:
         s.set("noted", noted)
         return out
 
-    def _off_distribution(self, s: StreamState) -> Observation | None:
-        """TW311 (see OFF_FPR): ``None`` unless both grouped tests find the excess."""
+    def rule_alerted(self, s: StreamState) -> bool:
+        """Whether a rule on the raw inputs (TW310, TW311) has alerted on ``s`` already."""
+        bits = _NOTE_BITS[rules.NOISE.id] | _NOTE_BITS[rules.OFF_DISTRIBUTION.id]
+        return bool(int(s.get("noted")) & bits)
+
+    def off_distribution(self, s: StreamState) -> Observation | None:
+        """TW311 (see OFF_FPR) on a client's or a pooled state: ``None`` unless both
+        grouped tests find the excess."""
         f = self.fitted_
         if f.stat_icov is None or s.off_cell.size == 0:
             return None

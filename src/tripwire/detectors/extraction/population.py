@@ -132,15 +132,14 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
     the members' pooled state passes TW311's grouped tests (many cells and predicted
     classes, not one shifted class).
     """
-    from tripwire.detectors.extraction.monitor import _NOTE_BITS, OFF_FPR, OFF_MIN_SHARE
+    from tripwire.detectors.extraction.monitor import OFF_FPR, OFF_MIN_SHARE
 
-    # Clients that a rule on raw inputs already alerted are left out: a known attacker
-    # would vouch for the weak excesses of whoever else is pooled with it.
-    alerted = _NOTE_BITS[rules.NOISE.id] | _NOTE_BITS[rules.OFF_DISTRIBUTION.id]
     eligible = 0
     members: list[tuple[float, str, StreamState]] = []
     for cid, s in settled.items():
-        if s.off_cls.size == 0 or int(s.get("noted")) & alerted:
+        # Clients that a rule on raw inputs already alerted are left out: a known
+        # attacker would vouch for the weak excesses of whoever else is pooled with it.
+        if s.off_cls.size == 0 or monitor.rule_alerted(s):
             continue
         new = float(s.off_cls[0].sum())
         if new < OFF_MEMBER_MIN_NEW:
@@ -164,7 +163,7 @@ def _correlate_off(monitor: StreamMonitor, settled: dict[str, StreamState]) -> l
         if p_count >= OFF_COUNT_ALPHA:
             continue
         pooled = pool_states([m[2] for m in members[:k]])
-        obs = monitor._off_distribution(pooled)
+        obs = monitor.off_distribution(pooled)
         if obs is not None:
             found = (k, p_count, pooled, obs)
         elif found is not None:
