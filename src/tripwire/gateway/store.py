@@ -21,7 +21,6 @@ import contextlib
 import functools
 import io
 import json
-import math
 import sqlite3
 import threading
 import time
@@ -45,9 +44,12 @@ _NPY_MAGIC = b"\x93NUMPY"
 
 @functools.lru_cache(maxsize=64)
 def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
+    # The header alone, as np.save writes it, without materialising an array of ``shape``.
+    d = np.lib.format.header_data_from_array_1_0(np.empty(0, dtype=np.dtype(dtype)))
+    d["shape"] = shape
     buf = io.BytesIO()
-    np.save(buf, np.zeros(shape, dtype=np.dtype(dtype)), allow_pickle=False)
-    return buf.getvalue()[: -np.dtype(dtype).itemsize * math.prod(shape) or None]
+    np.lib.format.write_array_header_1_0(buf, d)
+    return buf.getvalue()
 
 
 def encode_array(arr: npt.NDArray[Any]) -> bytes:

@@ -67,10 +67,9 @@ def correlate(monitor: StreamMonitor, states: dict[str, ClientState]) -> list[Ob
     - by the stream classifier: candidates are the clients with at least
       :data:`MIN_CLIENT_QUERIES` samples and no classifier alert of their own whose own
       score lies above the benign median recorded with the classifier
-      (``info.benign_median``);
-      they are pooled in order of decreasing score, and the smallest prefix of at least
-      two clients whose pooled state has the monitor's ``min_queries`` samples and
-      reaches the low threshold is reported;
+      (``info.benign_median``); they are pooled in order of decreasing score, and the
+      smallest prefix of at least two clients whose pooled state has the monitor's
+      ``min_queries`` samples and reaches the low threshold is reported;
     - by off-distribution image statistics (where TW311 runs): see :func:`_correlate_off`.
     """
     settled: dict[str, StreamState] = {}
