@@ -41,6 +41,13 @@ def reference(digits: tuple[Dataset, Dataset], local_model: Any) -> Any:
     )
 
 
+@pytest.fixture(params=[False, True], ids=["in-process", "monitor-process"])
+def offload(request: pytest.FixtureRequest) -> bool:
+    """Run a test with the monitor in the serving process, then in a process of its own
+    (``Gateway(monitor_process=True)``): both must behave alike."""
+    return bool(request.param)
+
+
 @pytest.fixture
 def start_gateway(tmp_path: Path, local_model: Any, reference: Any) -> Iterator[Callable[..., Any]]:
     """``start_gateway(**options)`` -> a started GatewayServer; all stop at teardown."""

@@ -124,21 +124,21 @@ def test_bad_requests_get_the_right_4xx_and_are_counted(start_gateway: Any) -> N
     assert 'code="500"' not in text
 
 
-def test_admin_api_needs_the_token(start_gateway: Any) -> None:
-    srv = start_gateway()
+def test_admin_api_needs_the_token(start_gateway: Any, offload: bool) -> None:
+    srv = start_gateway(monitor_process=offload)
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
         status, body, _hdrs = call(srv, "GET", "/tripwire/v1/alerts", headers=headers)
         assert status == 401 and "error" in body
     assert call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)[:2] == (200, {"alerts": []})
     # No token configured: the admin API stays closed.
-    closed = start_gateway(admin_token=None)
+    closed = start_gateway(admin_token=None, monitor_process=offload)
     assert call(closed, "GET", "/tripwire/v1/alerts", headers=ADMIN)[0] == 401
 
 
 def test_attacker_is_alerted_benign_clients_are_not(
-    start_gateway: Any, digits: Any, local_model: Any
+    start_gateway: Any, digits: Any, local_model: Any, offload: bool
 ) -> None:
-    srv = start_gateway()
+    srv = start_gateway(monitor_process=offload)
     _train, test = digits
     victim = Victim.from_oip(srv.url, "digits")
     result = extract(
@@ -255,8 +255,10 @@ def test_enforce_grades_actions_and_admin_can_allow_and_clear(start_gateway: Any
     assert call(blocker, "POST", path, infer_body(noise(4)), hdr)[0] == 403
 
 
-def test_query_log_keeps_what_the_client_obtained(start_gateway: Any, digits: Any) -> None:
-    srv = start_gateway()
+def test_query_log_keeps_what_the_client_obtained(
+    start_gateway: Any, digits: Any, offload: bool
+) -> None:
+    srv = start_gateway(monitor_process=offload)
     x = digits[1].model_input(np.arange(3))
     _, out, _ = call(srv, "POST", "/v2/models/digits/infer", infer_body(x), {"X-Client-Id": "c"})
     srv.gateway.flush()
@@ -272,14 +274,16 @@ def test_query_log_keeps_what_the_client_obtained(start_gateway: Any, digits: An
     assert status == 200 and np.allclose(listing["queries"][0]["input"], x)
 
 
-def test_state_and_alerts_survive_a_restart(start_gateway: Any, tmp_path: Path) -> None:
+def test_state_and_alerts_survive_a_restart(
+    start_gateway: Any, tmp_path: Path, offload: bool
+) -> None:
     db = tmp_path / "persist.db"
     hdr = {"X-Client-Id": "slow-thief"}
-    first = start_gateway(db=db)
+    first = start_gateway(db=db, monitor_process=offload)
     call(first, "POST", "/v2/models/digits/infer", infer_body(noise(40)), hdr)
     first.stop()
     first.gateway.store.close()
-    second = start_gateway(db=db)
+    second = start_gateway(db=db, monitor_process=offload)
     _, view, _ = call(second, "GET", "/tripwire/v1/clients/slow-thief", headers=ADMIN)
     assert view["query_count"] == 40
     # 40 + 20 noise queries: the restarted gateway continues the count and alerts at 60.
@@ -288,7 +292,7 @@ def test_state_and_alerts_survive_a_restart(start_gateway: Any, tmp_path: Path) 
     assert [(a["client"], a["query_count"]) for a in alerts] == [("slow-thief", 60)]
     second.stop()
     second.gateway.store.close()
-    third = start_gateway(db=db)
+    third = start_gateway(db=db, monitor_process=offload)
     assert len(call(third, "GET", "/tripwire/v1/alerts", headers=ADMIN)[1]["alerts"]) == 1
 
 
@@ -337,13 +341,13 @@ def test_upstream_mode_in_front_of_a_second_server(
 
 
 def test_trigger_check_raises_its_own_alerts(
-    start_gateway: Any, digits: Any, local_model: Any
+    start_gateway: Any, digits: Any, local_model: Any, offload: bool
 ) -> None:
     train, test = digits
     # Calibrated at 1% FPR on clean inputs of the other classes: class 0 plays the target.
     clean = train.model_input(np.flatnonzero(train.y != 0)[:500])
     check = LogitTrigger(float(np.quantile(local_model.logits(clean)[:, 0], 0.99)))
-    srv = start_gateway(trigger_check=check)
+    srv = start_gateway(trigger_check=check, monitor_process=offload)
     zeros = test.model_input(np.flatnonzero(test.y == 0)[:5])
     others = test.model_input(np.flatnonzero(test.y == 3)[:5])
     OIPClient(srv.url, "digits", client_id="t").infer(others)
@@ -354,8 +358,8 @@ def test_trigger_check_raises_its_own_alerts(
     assert alerts[0]["evidence"]["n_flagged"] >= 3
 
 
-def test_cross_client_correlation_and_drift(start_gateway: Any) -> None:
-    srv = start_gateway(config=GuardConfig(correlate_interval_s=0))
+def test_cross_client_correlation_and_drift(start_gateway: Any, offload: bool) -> None:
+    srv = start_gateway(config=GuardConfig(correlate_interval_s=0), monitor_process=offload)
     for i in range(4):
         OIPClient(srv.url, "digits", client_id=f"sybil-{i}").infer(noise(30, i))
     emitted = srv.gateway.correlate_now()
@@ -392,7 +396,9 @@ def test_sqlite_store_caps_payload_bytes(tmp_path: Path) -> None:
     store.close()
 
 
-def test_alerts_go_to_the_jsonl_log_and_the_webhook(start_gateway: Any, tmp_path: Path) -> None:
+def test_alerts_go_to_the_jsonl_log_and_the_webhook(
+    start_gateway: Any, tmp_path: Path, offload: bool
+) -> None:
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -417,8 +423,11 @@ def test_alerts_go_to_the_jsonl_log_and_the_webhook(start_gateway: Any, tmp_path
         webhook=f"http://127.0.0.1:{hook.server_address[1]}/hook",
         correlate_interval_s=0,
     )
-    srv = start_gateway(config=cfg)
+    srv = start_gateway(config=cfg, monitor_process=offload)
     OIPClient(srv.url, "digits", client_id="thief").infer(noise(64))
+    # The log is written where the monitor runs: in a monitor process, once it has
+    # caught up with the request (flush waits for that).
+    srv.gateway.flush()
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [(a["client"], a["detector"]) for a in lines] == [("thief", "fake-ood")]
     assert got.wait(10) and received[0]["client"] == "thief"
@@ -455,17 +464,17 @@ class _Broken:
 
 
 def test_a_failing_monitor_never_costs_the_client_its_answer(
-    start_gateway: Any, digits: Any, local_model: Any
+    start_gateway: Any, digits: Any, local_model: Any, offload: bool
 ) -> None:
-    srv = start_gateway(monitor=_Broken())
+    srv = start_gateway(monitor=_Broken(), monitor_process=offload)
     x = digits[1].model_input(np.arange(3))
     probs = OIPClient(srv.url, "digits", client_id="c").infer(x)
     np.testing.assert_allclose(probs, local_model.probabilities(x), atol=1e-6)
     assert "tripwire_monitor_errors_total 1" in call(srv, "GET", "/metrics")[1]
 
 
-def test_a_closing_gateway_refuses_new_requests(start_gateway: Any) -> None:
-    srv = start_gateway()
+def test_a_closing_gateway_refuses_new_requests(start_gateway: Any, offload: bool) -> None:
+    srv = start_gateway(monitor_process=offload)
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
     conn.request("GET", "/v2/health/live")
     first = conn.getresponse()

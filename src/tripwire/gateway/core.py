@@ -20,6 +20,11 @@ Per inference request, in order:
 
 In ``observe`` mode a failure of the monitor or the store is logged and counted but
 never changes, delays or refuses the response.
+
+With ``monitor_process=True`` (observe mode, a SQLite store; ``tripwire guard``'s
+default there) steps 4 and 5's record keeping run in a monitor process
+(:mod:`.offload`): this process answers and hands the request over, and the admin API
+and the monitor's metrics are answered by the monitor process.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from tripwire.gateway.hooks import (
     flagged,
 )
 from tripwire.gateway.metrics import LabelKey, Metrics
+from tripwire.gateway.offload import ChildSpec, MonitorProcess
 from tripwire.gateway.protocol import (
     ProtocolError,
     error_body,
@@ -67,7 +73,7 @@ from tripwire.gateway.protocol import (
     parse_infer,
 )
 from tripwire.gateway.records import ClientRecords
-from tripwire.gateway.store import QueryRecord, Store, encode_array
+from tripwire.gateway.store import QueryRecord, Store, encode_array, store_spec
 from tripwire.reports.findings import Severity
 
 log = logging.getLogger("tripwire.gateway")
@@ -210,11 +216,16 @@ class Gateway:
         The token of the admin API; ``None`` disables it (every call answers 401).
     trigger_check
         An optional run-time trigger check (:class:`TriggerCheck`).
+    monitor_process
+        Run the monitor, client records, query log and admin API in a process of their
+        own (:mod:`tripwire.gateway.offload`): serving then pays only for handing each
+        answered request over. ``observe`` mode with a SQLite store only.
 
     Raises
     ------
     ValueError
-        An unknown mode, or a monitor without a store.
+        An unknown mode, or a monitor without a store, or ``monitor_process`` where it
+        cannot run.
     """
 
     def __init__(
@@ -228,11 +239,21 @@ class Gateway:
         mode: str = "observe",
         admin_token: str | None = None,
         trigger_check: TriggerCheck | None = None,
+        monitor_process: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if monitor is not None and store is None:
             raise ValueError("a monitor needs a store")
+        if monitor_process and (
+            monitor is None or store is None or mode != "observe" or store.shared
+        ):
+            # Enforce mode decides each response from the client's record, here; replicas
+            # on a shared store must see each other's alerts as soon as a request is
+            # answered, which a monitor process catching up later would not give.
+            raise ValueError(
+                "a monitor process needs a monitor, observe mode and a store of its own (SQLite)"
+            )
         self.backend = backend
         self.name = name
         self.monitor = monitor
@@ -251,11 +272,22 @@ class Gateway:
         self._inflight = 0
         self._draining = False
         self._inflight_cv = threading.Condition()
+        self._offload: MonitorProcess | None = None
+        self._qlog: _Worker | None = None
+        self._hooks: _Worker | None = None
+        self._records: ClientRecords | None = None
+        self._bg: threading.Thread | None = None
+        if monitor_process and monitor is not None and store is not None:
+            # Everything but serving moves to the monitor process; this process keeps
+            # no records, query log or background threads of its own.
+            self._offload = MonitorProcess(
+                ChildSpec(name, monitor, store_spec(store), self.config, mode, admin_token)
+            )
+            return
         self._qlog = (
             _Worker("query-log", self._write_queries, linger=0.05) if store is not None else None
         )
         self._hooks = _Worker("webhook", self._post_webhook, 1000) if self.config.webhook else None
-        self._records: ClientRecords | None = None
         if monitor is not None and store is not None:
             self._records = ClientRecords(
                 store,
@@ -267,7 +299,6 @@ class Gateway:
                     "Client states larger than the monitor's budget.",
                 ),
             )
-        self._bg: threading.Thread | None = None
         if monitor is not None and self.config.correlate_interval_s > 0:
             self._bg = threading.Thread(target=self._background, name="correlate", daemon=True)
             self._bg.start()
@@ -328,7 +359,10 @@ class Gateway:
                 route, resp = self._v2(method, segs[1:], headers, body, peer)
             elif segs[:2] == ["tripwire", "v1"] and not self.plain:
                 route = "admin"
-                resp = self._admin_api(method, segs[2:], headers, parts.query)
+                if self._offload is not None:
+                    resp = self._offload_admin(method, segs[2:], headers, parts.query)
+                else:
+                    resp = self._admin_api(method, segs[2:], headers, parts.query)
             elif segs == ["metrics"] and method == "GET":
                 route = "metrics"
                 resp = Response(
@@ -370,7 +404,7 @@ class Gateway:
             if segs[1] == "live":
                 return "health", Response.json(200, {"live": True})
             if segs[1] == "ready":
-                ok = self.backend.ready()
+                ok = self.ready()
                 return "health", Response.json(200 if ok else 503, {"ready": ok})
         if segs[:1] == ["models"] and len(segs) >= 2:
             name = segs[1]
@@ -391,7 +425,7 @@ class Gateway:
                     ),
                 )
             if rest == ["ready"] and method == "GET":
-                ok = self.backend.ready()
+                ok = self.ready()
                 return "health", Response.json(200 if ok else 503, {"name": self.name, "ready": ok})
             if rest == ["infer"]:
                 if method != "POST":
@@ -472,6 +506,18 @@ class Gateway:
                     )
         pred = self.backend.predict(x, want_features=self.trigger_check is not None)
         probs = pred.probs
+        if self._offload is not None:  # observe mode: the answer is the model's
+            try:
+                handed = self._offload.served(
+                    client, t, x, probs, None, 200, None, self._trigger_observations(pred)
+                )
+            except Exception:
+                log.exception("cannot hand a request to the monitor process")
+                handed = False
+            if not handed:
+                self.metrics.inc("tripwire_monitor_errors_total", "Monitor or store failures.")
+            self.metrics.inc("tripwire_samples_total", "Samples answered.", float(len(x)))
+            return Response.json(200, infer_response(self.name, probs, req.request_id))
         try:
             self._watch(client, t, x, pred, served=(action is not None))
         except Exception:
@@ -499,10 +545,13 @@ class Gateway:
             return None, meta
         return self.config.enforce.action_for(_severity(meta.get("worst"))), meta
 
-    def _watch(
-        self, client: str, t: float, x: npt.NDArray[np.float32], pred: Any, *, served: bool
-    ) -> None:
-        monitor, store, records = self._mon, self._store, self._recs
+    def ready(self) -> bool:
+        """Whether the model (or upstream) answers and, where it runs apart, the monitor
+        process is alive."""
+        return self.backend.ready() and (self._offload is None or self._offload.alive)
+
+    def _trigger_observations(self, pred: Any) -> list[Observation]:
+        """The run-time trigger check's finding on one request (empty when none fires)."""
         trig: list[Observation] = []
         if self.trigger_check is not None:
             scores, flags = flagged(self.trigger_check, pred.logits, pred.features)
@@ -525,6 +574,22 @@ class Gateway:
                         },
                     )
                 )
+        return trig
+
+    def _watch(
+        self,
+        client: str,
+        t: float,
+        x: npt.NDArray[np.float32],
+        pred: Any,
+        *,
+        served: bool,
+        trigger: list[Observation] | None = None,
+    ) -> None:
+        """Run the monitor on one answered request; ``trigger``: the trigger check's
+        observations where the serving process already ran it."""
+        monitor, store, records = self._mon, self._store, self._recs
+        trig = self._trigger_observations(pred) if trigger is None else trigger
         with records.lock(client):
             rec = records.load(client)
             meta = rec.meta
@@ -703,6 +768,9 @@ class Gateway:
 
     def correlate_now(self) -> list[dict[str, Any]]:
         """Run cross-client correlation and population drift once; returns new alerts."""
+        if self._offload is not None:
+            alerts: list[dict[str, Any]] = self._offload.call("correlate")[0]["alerts"]
+            return alerts
         if self.monitor is None or self._records is None:
             return []
         states = self.active_states()
@@ -727,10 +795,14 @@ class Gateway:
 
     def drift_report(self) -> dict[str, Any]:
         """The latest population drift report (empty before the first pass)."""
+        if self._offload is not None:
+            return dict(self._offload.call("drift")[0]["drift"])
         return dict(self._drift)
 
     def flush(self) -> None:
         """Write client states, the query log and webhooks that are queued (tests, shutdown)."""
+        if self._offload is not None:
+            self._offload.call("flush")
         if self._records is not None:
             self._records.flush()
         for w in (self._qlog, self._hooks):
@@ -744,6 +816,8 @@ class Gateway:
             self._draining = True
             self._inflight_cv.wait_for(lambda: self._inflight == 0, timeout=drain_timeout)
         self._stop.set()
+        if self._offload is not None:
+            self._offload.stop()
         if self._records is not None:
             self._records.close()
         for w in (self._qlog, self._hooks):
@@ -846,6 +920,26 @@ class Gateway:
     # -- metrics -------------------------------------------------------------------------
     def render_metrics(self) -> str:
         """Prometheus text (module :mod:`tripwire.gateway.metrics`)."""
+        if self._offload is not None:
+            # Serving counts requests and latency here; alerts, states and the query
+            # log are counted by the monitor process.
+            try:
+                head = self._offload.call("metrics")[0]
+            except (ProtocolError, RuntimeError):
+                return self.metrics.render({})
+            return self.metrics.render(_families(head["gauges"]), _families(head["counters"]))
+        return self.metrics.render(self.gauges())
+
+    def metric_families(self) -> dict[str, Any]:
+        """Counters and gauges as JSON (what the monitor process reports to serving)."""
+        return {
+            "counters": _unfamilies(self.metrics.counters()),
+            "gauges": _unfamilies(self.gauges()),
+        }
+
+    def gauges(self) -> dict[str, tuple[str, dict[LabelKey, float]]]:
+        """The gauges of :meth:`render_metrics`: clients by severity and action, drift,
+        dropped query-log records."""
         gauges: dict[str, tuple[str, dict[LabelKey, float]]] = {}
         if self.store is not None:
             try:
@@ -880,7 +974,40 @@ class Gateway:
                 "Query log records dropped because the writer fell behind.",
                 {(): float(self._qlog.dropped)},
             )
-        return self.metrics.render(gauges)
+        return gauges
+
+    def _offload_admin(
+        self, method: str, segs: list[str], headers: Headers, query: str
+    ) -> Response:
+        if self._offload is None:  # pragma: no cover - routed here only with one
+            raise RuntimeError("no monitor process")
+        head, arrays = self._offload.call(
+            "admin",
+            method=method,
+            segs=segs,
+            query=query,
+            headers={"Authorization": headers.get("Authorization") or ""},
+        )
+        return Response(
+            int(head["status"]),
+            arrays[0].tobytes(),
+            dict(head["headers"]),
+            content_type=str(head["content_type"]),
+        )
+
+
+def _unfamilies(fams: dict[str, tuple[str, dict[LabelKey, float]]]) -> dict[str, Any]:
+    return {
+        n: [h, [[list(map(list, k)), v] for k, v in series.items()]]
+        for n, (h, series) in fams.items()
+    }
+
+
+def _families(data: dict[str, Any]) -> dict[str, tuple[str, dict[LabelKey, float]]]:
+    return {
+        n: (str(h), {tuple((str(a), str(b)) for a, b in k): float(v) for k, v in series})
+        for n, (h, series) in data.items()
+    }
 
 
 def write_json(path: str | Path, payload: Any) -> None:

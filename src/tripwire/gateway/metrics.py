@@ -76,15 +76,30 @@ class Metrics:
         with self._lock:
             return self._counters.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self, gauges: dict[str, tuple[str, dict[LabelKey, float]]]) -> str:
-        """The exposition text; ``gauges`` maps name -> (help, {labels: value})."""
+    def counters(self) -> dict[str, tuple[str, dict[LabelKey, float]]]:
+        """A copy of every counter: name -> (help, {labels: value})."""
+        with self._lock:
+            return {n: (self._help[n][1], dict(s)) for n, s in self._counters.items()}
+
+    def render(
+        self,
+        gauges: dict[str, tuple[str, dict[LabelKey, float]]],
+        extra: dict[str, tuple[str, dict[LabelKey, float]]] | None = None,
+    ) -> str:
+        """The exposition text; ``gauges`` maps name -> (help, {labels: value}); ``extra``
+        counters of another process (the monitor process's) are added to these."""
         lines: list[str] = []
         with self._lock:
-            for name in sorted(self._counters):
-                kind, help_text = self._help[name]
+            merged = {n: (self._help[n][1], dict(s)) for n, s in self._counters.items()}
+            for name, (help_text, series) in (extra or {}).items():
+                mine = merged.setdefault(name, (help_text, {}))[1]
+                for key, v in series.items():
+                    mine[key] = mine.get(key, 0.0) + v
+            for name in sorted(merged):
+                help_text, series = merged[name]
                 lines.append(f"# HELP {name} {help_text}")
-                lines.append(f"# TYPE {name} {kind}")
-                for key, v in sorted(self._counters[name].items()):
+                lines.append(f"# TYPE {name} counter")
+                for key, v in sorted(series.items()):
                     lines.append(f"{name}{_labels(key)} {v:g}")
             name = "tripwire_request_duration_seconds"
             lines.append(f"# HELP {name} Inference request latency inside the gateway.")

@@ -615,6 +615,33 @@ def open_store(spec: str, *, existing: bool = False) -> Store:
     raise InputError("the store must be sqlite:PATH or redis://HOST:PORT/DB", spec)
 
 
+def store_spec(store: Any) -> dict[str, Any]:
+    """What reopens ``store`` in another process (:func:`open_spec`).
+
+    Raises
+    ------
+    ValueError
+        A store of another kind (only SQLite and Redis stores can be reopened).
+    """
+    if isinstance(store, SQLiteStore):
+        return {"kind": "sqlite", "path": store.path}
+    if isinstance(store, RedisStore):
+        return {
+            "kind": "redis",
+            "url": store.url,
+            "prefix": store.prefix,
+            "lock_timeout": store.lock_timeout,
+        }
+    raise ValueError(f"a {type(store).__name__} cannot be opened in another process")
+
+
+def open_spec(spec: dict[str, Any]) -> Store:
+    """The store that :func:`store_spec` describes, opened in this process."""
+    if spec["kind"] == "sqlite":
+        return SQLiteStore(spec["path"])
+    return RedisStore(spec["url"], prefix=spec["prefix"], lock_timeout=spec["lock_timeout"])
+
+
 __all__ = [
     "QueryRecord",
     "RedisStore",
@@ -623,5 +650,7 @@ __all__ = [
     "check_sqlite_store",
     "decode_array",
     "encode_array",
+    "open_spec",
     "open_store",
+    "store_spec",
 ]

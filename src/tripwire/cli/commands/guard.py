@@ -99,6 +99,15 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=1,
         help="torch and BLAS threads of the serving process (default: 1)",
     )
+    p.add_argument(
+        "--monitor-process",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run the monitor, client records, query log and admin API in a process of "
+        "their own, so that serving keeps its interpreter to itself (auto, the default: "
+        "on in observe mode with a SQLite store; enforce mode and Redis replicas monitor "
+        "in the serving process)",
+    )
     p.add_argument("--drift-report", metavar="JSON", help="write the drift report here on exit")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     p.set_defaults(func=run)
@@ -220,21 +229,33 @@ def build_gateway(args: argparse.Namespace) -> Any:
         trigger = ReferenceTriggerCheck.fit(backend.model, ref_data.model_input())
     elif args.trigger_check:
         trigger = load_trigger_check(args.trigger_check)
+    possible = args.mode == "observe" and args.store.startswith("sqlite:")
+    if args.monitor_process == "on" and not possible:
+        raise UsageError(
+            "--monitor-process on needs observe mode and a SQLite store: enforce mode "
+            "decides each answer from the client's record, and replicas on Redis must see "
+            "each other's alerts at once"
+        )
+    offload = args.monitor_process == "on" or (args.monitor_process == "auto" and possible)
     store = open_store(args.store)
     token = args.admin_token or os.environ.get("TRIPWIRE_ADMIN_TOKEN")
     if not token:
         token = secrets.token_urlsafe(24)
         console.print(f"admin token (none given): [bold]{token}[/]")
-    gateway = Gateway(
-        backend,
-        name,
-        monitor=monitor,
-        store=store,
-        config=config,
-        mode=args.mode,
-        admin_token=token,
-        trigger_check=trigger,
-    )
+    try:
+        gateway = Gateway(
+            backend,
+            name,
+            monitor=monitor,
+            store=store,
+            config=config,
+            mode=args.mode,
+            admin_token=token,
+            trigger_check=trigger,
+            monitor_process=offload,
+        )
+    except RuntimeError as exc:  # the monitor process did not start
+        raise InputError(str(exc), args.store) from None
     if follower is not None:
         follower.target = gateway
         gateway.follower = follower
@@ -291,13 +312,14 @@ def run(args: argparse.Namespace) -> int:
         if follower is not None:
             follower.stop()
         server.httpd.server_close()
-        gateway.close()
         if args.drift_report:
+            # Before close: a monitor process ends with it.
             try:
                 gateway.correlate_now()
                 write_json(args.drift_report, {"drift": gateway.drift_report()})
             except Exception as exc:  # the report must not hide the shutdown
                 console.print(f"cannot write the drift report: {exc}")
+        gateway.close()
         if gateway.store is not None:
             gateway.store.close()
     return 0

@@ -1,0 +1,92 @@
+"""The monitor process (``Gateway(monitor_process=True)``, ``guard --monitor-process``):
+its pipe format, and what serving does when the monitor process is gone. The gateway's
+behaviour through it (alerts, restarts, the admin API, logs) is checked by the tests of
+``test_gateway.py``, which run in both arrangements."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.gateway.test_gateway import ADMIN, call, infer_body, noise
+from tripwire.cli.main import main
+from tripwire.gateway.offload import join_messages, pack, split_messages, unpack
+
+
+def test_messages_round_trip_and_bad_ones_are_refused() -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 1, 2, 2)
+    p = np.full((3, 10), 0.1, dtype=np.float32)
+    msgs = [pack({"op": "served", "client": "ü-1"}, (x, p)), pack({"op": "flush"})]
+    parts = split_messages(join_messages(msgs))
+    assert len(parts) == 2
+    head, arrays = unpack(parts[0])
+    assert head == {"op": "served", "client": "ü-1"}
+    np.testing.assert_array_equal(arrays[0], x)
+    np.testing.assert_array_equal(arrays[1], p)
+    assert unpack(parts[1]) == ({"op": "flush"}, [])
+    with pytest.raises(ValueError, match="not allowed"):
+        unpack(pack({"op": "x"}, (np.array(["a"]),)))
+    with pytest.raises(ValueError, match="trailing"):
+        unpack(msgs[0] + b"\0")
+    with pytest.raises(ValueError, match="truncated"):
+        split_messages(join_messages(msgs)[:-3])
+
+
+def test_serving_goes_on_when_the_monitor_process_dies(
+    start_gateway: Any, digits: Any, local_model: Any
+) -> None:
+    srv = start_gateway(monitor_process=True)
+    hdr = {"X-Client-Id": "c"}
+    assert call(srv, "POST", "/v2/models/digits/infer", infer_body(noise(2)), hdr)[0] == 200
+    assert call(srv, "GET", "/v2/health/ready")[1] == {"ready": True}
+    offload = srv.gateway._offload
+    offload._proc.kill()
+    offload._proc.join(10)
+    x = digits[1].model_input(np.arange(3))
+    for _ in range(3):  # the first write may still succeed into the pipe's buffer
+        status, out, _ = call(srv, "POST", "/v2/models/digits/infer", infer_body(x), hdr)
+        assert status == 200
+        time.sleep(0.05)
+    np.testing.assert_allclose(
+        np.asarray(out["outputs"][0]["data"]).reshape(3, -1),
+        local_model.probabilities(x),
+        atol=1e-6,
+    )
+    # Not ready (the gateway no longer watches), the admin API says why, metrics count it.
+    status, body, _ = call(srv, "GET", "/v2/health/ready")
+    assert status == 503 and body == {"ready": False}
+    status, body, _ = call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)
+    assert status == 503 and "monitor process" in body["error"]
+    _, text, _ = call(srv, "GET", "/metrics")
+    assert "tripwire_monitor_errors_total" in text
+    assert "tripwire_requests_total" in text
+
+
+def test_a_monitor_process_needs_observe_mode_and_an_own_store(
+    tmp_path: Path, local_model: Any, reference: Any
+) -> None:
+    from tests.gateway.fakes import OODRateMonitor
+    from tripwire.gateway import Gateway, LocalBackend, SQLiteStore
+
+    be = LocalBackend(local_model, (1, 8, 8))
+    mon = OODRateMonitor().fit(reference)
+    store = SQLiteStore(tmp_path / "s.db")
+    with pytest.raises(ValueError, match="observe mode"):
+        Gateway(be, "d", monitor=mon, store=store, mode="enforce", monitor_process=True)
+    store.shared = True  # as a Redis store shared by replicas is
+    with pytest.raises(ValueError, match="observe mode"):
+        Gateway(be, "d", monitor=mon, store=store, monitor_process=True)
+    store.close()
+
+
+def test_guard_refuses_a_monitor_process_it_cannot_run(
+    digits_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["guard", str(digits_model), "--mode", "enforce", "--monitor-process", "on"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--monitor-process on needs observe mode" in err[0]
