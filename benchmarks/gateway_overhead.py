@@ -12,9 +12,10 @@ Four servers run at once, each in its own process with one torch and one BLAS th
   run in a monitor process beside the serving process), trigger check off;
 - ``guard-inproc``: the same with ``--monitor-process off`` (everything in the serving
   process, as before session 8 and as enforce mode runs);
-- ``guard+trigger``: the same with a run-time trigger check on (class-conditional
-  Mahalanobis distance of the penultimate features, threshold at 1% FPR on held-out
-  clean data).
+- ``guard+trigger``: the same with the run-time trigger check on, as
+  ``--trigger-check reference`` builds it (tier 1 of the triggered-input detector: a
+  class-conditional outlier score of the serving pass's penultimate features, threshold
+  at 1% false rejections on held-out reference inputs; run by the monitor process).
 
 Real HTTP clients (threads in this process, keep-alive connections, one client id per
 thread, MNIST test images) load each server in turn, in rounds whose order rotates, so
@@ -85,42 +86,17 @@ class CountingMonitor:
         return {}
 
 
-class MahalanobisTrigger:
-    """A run-time trigger check: distance of an input's features to its predicted class."""
-
-    def __init__(self, params: dict[str, Any], threshold: float) -> None:
-        self.params = params
-        self.threshold = threshold
-
-    def score_outputs(self, logits: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        from tripwire.detectors.backdoor.feature_outlier import mahalanobis_scores
-
-        if features is None:
-            return np.zeros(len(logits))
-        return mahalanobis_scores(features, logits.argmax(1).astype(np.int64), self.params)
-
-
-def fit_trigger(model: Any, x: np.ndarray, y: np.ndarray) -> MahalanobisTrigger:
-    from tripwire.detectors.backdoor.feature_outlier import fit_class_gaussians, mahalanobis_scores
-    from tripwire.detectors.calibration import threshold_at_fpr
-
-    perm = np.random.default_rng(0).permutation(len(x))
-    fit_idx, held_idx = perm[: len(x) // 2], perm[len(x) // 2 :]
-    logits, feats = model.logits_and_features(x)
-    params = fit_class_gaussians(feats[fit_idx], y[fit_idx])
-    held = mahalanobis_scores(feats[held_idx], logits[held_idx].argmax(1).astype(np.int64), params)
-    return MahalanobisTrigger(params, threshold_at_fpr(held, 0.01))
-
-
 def make_gateway(kind: str, model_path: str, reference: str, store: str) -> Any:
     """The gateway of one configuration (see the module docstring)."""
     from tripwire.cli.commands.guard import build_gateway, guard_args
     from tripwire.gateway import Gateway, LocalBackend
     from tripwire.gateway.backend import model_input_shape
-    from tripwire.io import load_dataset
     from tripwire.models.loading import load_model
 
-    extra = ["--monitor-process", "off"] if kind == "guard-inproc" else []
+    extra = {
+        "guard-inproc": ["--monitor-process", "off"],
+        "guard+trigger": ["--trigger-check", "reference"],
+    }.get(kind, [])
     if kind == "plain":
         model = load_model(model_path, device="cpu")
         gw = Gateway(LocalBackend(model, model_input_shape(model_path, None)), NAME)
@@ -152,9 +128,6 @@ def make_gateway(kind: str, model_path: str, reference: str, store: str) -> Any:
             *extra,
         )
         gw = build_gateway(args)
-        if kind == "guard+trigger":
-            ref = load_dataset(reference)
-            gw.trigger_check = fit_trigger(gw.backend.model, ref.model_input(), ref.y)
     return gw
 
 

@@ -90,3 +90,50 @@ def test_guard_refuses_a_monitor_process_it_cannot_run(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--monitor-process on needs observe mode" in err[0]
+
+
+class _LockedTrigger:
+    """A trigger check that cannot be handed to another process (it holds a lock)."""
+
+    def __init__(self, threshold: float) -> None:
+        import threading
+
+        self.threshold = threshold
+        self._lock = threading.Lock()
+
+    def score_outputs(self, logits: Any, features: Any) -> Any:
+        return np.asarray(logits[:, 0], dtype=np.float64)
+
+
+def test_a_trigger_check_that_cannot_travel_runs_in_the_serving_process(
+    start_gateway: Any, digits: Any, local_model: Any
+) -> None:
+    train, test = digits
+    clean = train.model_input(np.flatnonzero(train.y != 0)[:500])
+    srv = start_gateway(
+        trigger_check=_LockedTrigger(float(np.quantile(local_model.logits(clean)[:, 0], 0.99))),
+        monitor_process=True,
+    )
+    assert srv.gateway._trigger_remote is False
+    zeros = test.model_input(np.flatnonzero(test.y == 0)[:5])
+    call(srv, "POST", "/v2/models/digits/infer", infer_body(zeros), {"X-Client-Id": "t"})
+    alerts = call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)[1]["alerts"]
+    assert [a["detector"] for a in alerts] == ["input-trigger"]
+
+
+def test_the_reference_trigger_check_travels_without_its_model(
+    digits: Any, local_model: Any
+) -> None:
+    import pickle
+
+    from tripwire.gateway.hooks import ReferenceTriggerCheck
+
+    train, test = digits
+    check = ReferenceTriggerCheck.fit(local_model, train.model_input(np.arange(400)))
+    copy = pickle.loads(pickle.dumps(check))  # our own object, as spawn hands it over
+    assert copy.detector.model_ is None and check.detector.model_ is local_model
+    logits, feats = local_model.logits_and_features(test.model_input(np.arange(50)))
+    np.testing.assert_allclose(
+        copy.score_outputs(logits, feats), check.score_outputs(logits, feats), rtol=1e-6
+    )
+    assert copy.threshold == check.threshold

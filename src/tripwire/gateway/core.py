@@ -273,15 +273,26 @@ class Gateway:
         self._draining = False
         self._inflight_cv = threading.Condition()
         self._offload: MonitorProcess | None = None
+        self._trigger_remote = False
         self._qlog: _Worker | None = None
         self._hooks: _Worker | None = None
         self._records: ClientRecords | None = None
         self._bg: threading.Thread | None = None
         if monitor_process and monitor is not None and store is not None:
             # Everything but serving moves to the monitor process; this process keeps
-            # no records, query log or background threads of its own.
+            # no records, query log or background threads of its own. The trigger check
+            # goes too where it can be handed over (one holding a model cannot).
+            self._trigger_remote = trigger_check is not None and _can_hand_over(trigger_check)
             self._offload = MonitorProcess(
-                ChildSpec(name, monitor, store_spec(store), self.config, mode, admin_token)
+                ChildSpec(
+                    name,
+                    monitor,
+                    store_spec(store),
+                    self.config,
+                    mode,
+                    admin_token,
+                    trigger_check if self._trigger_remote else None,
+                )
             )
             return
         self._qlog = (
@@ -508,9 +519,13 @@ class Gateway:
         probs = pred.probs
         if self._offload is not None:  # observe mode: the answer is the model's
             try:
-                handed = self._offload.served(
-                    client, t, x, probs, None, 200, None, self._trigger_observations(pred)
-                )
+                if self._trigger_remote:
+                    handed = self._offload.served(
+                        client, t, x, probs, None, 200, None, None, pred.logits, pred.features
+                    )
+                else:
+                    trig = self._trigger_observations(pred)
+                    handed = self._offload.served(client, t, x, probs, None, 200, None, trig)
             except Exception:
                 log.exception("cannot hand a request to the monitor process")
                 handed = False
@@ -994,6 +1009,18 @@ class Gateway:
             dict(head["headers"]),
             content_type=str(head["content_type"]),
         )
+
+
+def _can_hand_over(obj: Any) -> bool:
+    """Whether ``obj`` can be sent to the monitor process (spawn pickles its arguments:
+    our own objects, from this process to its child, never data from outside)."""
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception:
+        return False
+    return True
 
 
 def _unfamilies(fams: dict[str, tuple[str, dict[LabelKey, float]]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ flag the input, and each request with flagged inputs raises its own alert.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from typing import Any, Protocol, runtime_checkable
 
@@ -63,6 +64,13 @@ class ReferenceTriggerCheck:
     ) -> npt.NDArray[np.float64]:
         feats = logits if features is None else features
         return np.asarray(self.detector.score_outputs(logits, feats), dtype=np.float64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Handed to the gateway's monitor process without the model: the tier run here
+        # scores the serving pass's outputs and never calls the model (STRIP would).
+        detector = copy.copy(self.detector)
+        detector.model_ = None
+        return {"detector": detector, "threshold": self.threshold}
 
 
 @runtime_checkable

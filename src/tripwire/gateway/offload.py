@@ -56,7 +56,7 @@ CALL_TIMEOUT_S = 60.0
 #: Seconds to start the monitor process (imports and the first reply).
 START_TIMEOUT_S = 120.0
 #: Seconds between the sender thread's writes of the requests handed over meanwhile.
-SEND_INTERVAL_S = 0.002
+SEND_INTERVAL_S = 0.01
 #: Requests (or bytes) handed over but not yet written at most; past either, the
 #: request thread writes them itself.
 MAX_PENDING = 256
@@ -157,6 +157,9 @@ class ChildSpec:
     config: Any
     mode: str
     admin_token: str | None
+    #: The run-time trigger check where it can be handed over (else the serving
+    #: process runs it and hands over its findings).
+    trigger_check: Any = None
 
 
 class _NoBackend:
@@ -194,6 +197,7 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
             config=spec.config,
             mode=spec.mode,
             admin_token=spec.admin_token,
+            trigger_check=spec.trigger_check,
         )
     except Exception as exc:
         conn.send_bytes(pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
@@ -229,19 +233,27 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
 class _Pred:
     """The part of a prediction that ``Gateway._watch`` reads."""
 
-    def __init__(self, probs: npt.NDArray[np.float32]) -> None:
-        self.probs = probs
-        self.logits = None
-        self.features = None
+    def __init__(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self.probs = arrays["probs"]
+        self.logits = arrays.get("logits")
+        self.features = arrays.get("features")
 
 
 def _served(gw: Any, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
-    # The answer is the probabilities themselves unless a third array says otherwise.
-    x, probs, out = arrays[0], arrays[1], arrays[2] if len(arrays) > 2 else arrays[1]
+    named = dict(zip(header["names"], arrays, strict=True))
+    x, pred = named["x"], _Pred(named)
+    # The answer is the probabilities themselves unless an "out" array says otherwise.
+    out = named.get("out", pred.probs)
     client, t = str(header["client"]), float(header["t"])
-    trig = [observation_from_dict(d) for d in header.get("trigger", ())]
+    # The trigger check's findings where the serving process ran it; else it runs here
+    # (on the logits and features handed over), or there is none.
+    trig = (
+        [observation_from_dict(d) for d in header["trigger"]]
+        if header.get("trigger") is not None
+        else None
+    )
     try:
-        gw._watch(client, t, x, _Pred(probs), served=False, trigger=trig)
+        gw._watch(client, t, x, pred, served=False, trigger=trig)
     except Exception:
         log.exception("monitoring failed for a request")
         gw.metrics.inc("tripwire_monitor_errors_total", "Monitor or store failures.")
@@ -379,22 +391,34 @@ class MonitorProcess:
         out: npt.NDArray[np.float32] | None,
         status: int,
         action: str | None,
-        trigger: list[Observation],
+        trigger: list[Observation] | None,
+        logits: npt.NDArray[np.float32] | None = None,
+        features: npt.NDArray[np.float32] | None = None,
     ) -> bool:
         """Hand an answered request to the monitor process (before its response goes);
-        ``False`` once the monitor process is gone (logged once, when it was found)."""
+        ``False`` once the monitor process is gone (logged once, when it was found).
+
+        ``trigger``: the trigger check's findings, where this process ran it; ``None``
+        where the monitor process runs it on ``logits`` and ``features``."""
         header = {
             "op": "served",
             "client": client,
             "t": t,
             "status": status,
             "action": action,
-            "trigger": [o.to_dict() for o in trigger],
+            "trigger": None if trigger is None else [o.to_dict() for o in trigger],
         }
-        arrays = (x, probs) if out is None or out is probs else (x, probs, out)
         if self.failed:
             return False
-        msg = pack(header, arrays)
+        named = {"x": x, "probs": probs}
+        if out is not None and out is not probs:
+            named["out"] = out
+        if logits is not None:
+            named["logits"] = logits
+        if features is not None:
+            named["features"] = features
+        header["names"] = list(named)
+        msg = pack(header, tuple(named.values()))
         with self._pending_lock:
             self._pending.append(msg)
             self._pending_bytes += len(msg)
