@@ -6,7 +6,9 @@ Starts ``tripwire guard`` (the CLI, SQLite store) on a model trained on ``--data
 again on the same port and store, while the clients keep going (requests refused during
 the restart are retried, and counted apart). Every 30 s the gateway's resident memory
 (VmRSS) is sampled. At the end, each client's ``query_count`` in the admin API must
-equal the samples it was answered (nothing lost across the restart).
+equal the samples it was answered (nothing lost across the restart). Memory is the
+gateway's and its children's (the monitor process), summed, with the children's part
+recorded apart.
 
     PYTHONPATH=src python benchmarks/gateway_soak.py --minutes 30 --rate 100 \
         --out runs/gateway_soak.json
@@ -39,6 +41,17 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return -1
+
+
+def rss_tree_kib(pid: int) -> tuple[int, int]:
+    """Resident memory of ``pid`` and its children (the monitor process), and of the
+    children alone."""
+    try:
+        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    children = sum(rss_kib(k) for k in kids)
+    return rss_kib(pid) + children, children
 
 
 def start(model: Path, db: Path, port: int, log: Path) -> tuple[subprocess.Popen[str], int]:
@@ -154,11 +167,18 @@ def main() -> None:
     for t in threads:
         t.start()
     memory: list[tuple[float, int]] = []
+    child_memory: list[tuple[float, int]] = []
+
+    def sample() -> None:
+        total, kids = rss_tree_kib(proc.pid)
+        memory.append((round(time.monotonic() - t0, 1), total))
+        child_memory.append((round(time.monotonic() - t0, 1), kids))
+
     restarted = False
     restart_s = None
     while time.monotonic() < stop_at:
         time.sleep(min(30.0, max(0.0, stop_at - time.monotonic())))
-        memory.append((round(time.monotonic() - t0, 1), rss_kib(proc.pid)))
+        sample()
         if not restarted and time.monotonic() - t0 >= duration / 2:
             r0 = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -166,7 +186,7 @@ def main() -> None:
             proc, _ = start(model, db, port, log)
             restart_s = time.monotonic() - r0
             restarted = True
-            memory.append((round(time.monotonic() - t0, 1), rss_kib(proc.pid)))
+            sample()
     for t in threads:
         t.join()
     lost = {}
@@ -192,6 +212,7 @@ def main() -> None:
         "latency_p99_ms": float(np.quantile(lat, 0.99) * 1000),
         "samples_lost_per_client": lost,
         "rss_kib": memory,
+        "rss_children_kib": child_memory,
         "rss_growth_first_half_kib": (first[-1] - first[0]) if len(first) > 1 else None,
         "rss_growth_second_half_kib": (half[-1] - half[0]) if len(half) > 1 else None,
         "load_avg": os.getloadavg(),
