@@ -36,34 +36,55 @@ def test_messages_round_trip_and_bad_ones_are_refused() -> None:
         split_messages(join_messages(msgs)[:-3])
 
 
-def test_serving_goes_on_when_the_monitor_process_dies(
+def _wait(cond: Any, seconds: float = 60.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_serving_goes_on_when_the_monitor_process_dies_and_it_is_replaced(
     start_gateway: Any, digits: Any, local_model: Any
 ) -> None:
     srv = start_gateway(monitor_process=True)
     hdr = {"X-Client-Id": "c"}
-    assert call(srv, "POST", "/v2/models/digits/infer", infer_body(noise(2)), hdr)[0] == 200
+    assert call(srv, "POST", "/v2/models/digits/infer", infer_body(noise(40)), hdr)[0] == 200
+    srv.gateway.flush()  # the state written, as the write-behind pass would
     assert call(srv, "GET", "/v2/health/ready")[1] == {"ready": True}
     offload = srv.gateway._offload
+    offload._next_restart = time.monotonic() + 3600  # hold the restart back for now
     offload._proc.kill()
     offload._proc.join(10)
+    assert _wait(lambda: offload.failed, 10)
     x = digits[1].model_input(np.arange(3))
-    for _ in range(3):  # the first write may still succeed into the pipe's buffer
-        status, out, _ = call(srv, "POST", "/v2/models/digits/infer", infer_body(x), hdr)
-        assert status == 200
-        time.sleep(0.05)
+    status, out, _ = call(srv, "POST", "/v2/models/digits/infer", infer_body(x), hdr)
+    assert status == 200
     np.testing.assert_allclose(
         np.asarray(out["outputs"][0]["data"]).reshape(3, -1),
         local_model.probabilities(x),
         atol=1e-6,
     )
-    # Not ready (the gateway no longer watches), the admin API says why, metrics count it.
+    # Not ready (the gateway does not watch), the admin API says why, metrics count it.
     status, body, _ = call(srv, "GET", "/v2/health/ready")
     assert status == 503 and body == {"ready": False}
     status, body, _ = call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)
     assert status == 503 and "monitor process" in body["error"]
     _, text, _ = call(srv, "GET", "/metrics")
-    assert "tripwire_monitor_errors_total" in text
-    assert "tripwire_requests_total" in text
+    assert "tripwire_monitor_errors_total 1" in text
+    assert "tripwire_monitor_process_up 0" in text
+    # Replaced: ready again, the state written before the crash kept, alerts raised.
+    offload._next_restart = 0.0
+    assert _wait(lambda: call(srv, "GET", "/v2/health/ready")[0] == 200)
+    _, view, _ = call(srv, "GET", "/tripwire/v1/clients/c", headers=ADMIN)
+    assert view["query_count"] == 40
+    call(srv, "POST", "/v2/models/digits/infer", infer_body(noise(20, 1)), hdr)
+    alerts = call(srv, "GET", "/tripwire/v1/alerts", headers=ADMIN)[1]["alerts"]
+    assert [(a["client"], a["query_count"]) for a in alerts] == [("c", 60)]
+    _, text, _ = call(srv, "GET", "/metrics")
+    assert "tripwire_monitor_process_restarts 1" in text
+    assert "tripwire_monitor_process_up 1" in text
 
 
 def test_a_monitor_process_needs_observe_mode_and_an_own_store(

@@ -938,11 +938,23 @@ class Gateway:
         if self._offload is not None:
             # Serving counts requests and latency here; alerts, states and the query
             # log are counted by the monitor process.
+            own: dict[str, tuple[str, dict[LabelKey, float]]] = {
+                "tripwire_monitor_process_restarts": (
+                    "Times a monitor process that died was replaced.",
+                    {(): float(self._offload.restarts)},
+                ),
+                "tripwire_monitor_process_up": (
+                    "Whether the monitor process runs (1) or requests go unwatched (0).",
+                    {(): float(self._offload.alive)},
+                ),
+            }
             try:
                 head = self._offload.call("metrics")[0]
             except (ProtocolError, RuntimeError):
-                return self.metrics.render({})
-            return self.metrics.render(_families(head["gauges"]), _families(head["counters"]))
+                return self.metrics.render(own)
+            return self.metrics.render(
+                {**own, **_families(head["gauges"])}, _families(head["counters"])
+            )
         return self.metrics.render(self.gauges())
 
     def metric_families(self) -> dict[str, Any]:

@@ -24,6 +24,11 @@ and a full pipe blocks it until the monitor catches up: requests are never dropp
 unmonitored, so flooding cannot buy an attacker unwatched queries, and memory stays
 bounded.
 
+A monitor process that dies is replaced by the sender thread (every
+:data:`RESTART_BACKOFF_S` until it starts): client states come back as last written
+(alerts at once, counts by the write-behind pass), and until then serving goes on
+unwatched, ``/v2/health/ready`` answers 503 and ``tripwire_monitor_process_up`` is 0.
+
 Only ``observe`` mode with a store of its own (SQLite) runs this way: ``enforce``
 decides each response from the client's record, which lives in the serving process, and
 replicas sharing a Redis store must see each other's alerts as soon as a request is
@@ -33,12 +38,14 @@ moments after the response.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
 import signal
 import struct
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +68,8 @@ SEND_INTERVAL_S = 0.01
 #: request thread writes them itself.
 MAX_PENDING = 256
 MAX_PENDING_BYTES = 8 << 20
+#: Seconds between attempts to restart a monitor process that died.
+RESTART_BACKOFF_S = 10.0
 #: Data types that may travel the pipe (anything else is a bug, refused).
 _DTYPES = {"<f4", "<f8", "<i8", "|u1", "|b1"}
 _LEN = struct.Struct("<I")
@@ -319,15 +328,7 @@ class MonitorProcess:
     """
 
     def __init__(self, spec: ChildSpec) -> None:
-        # spawn, not fork: the serving process has loaded torch and may run threads,
-        # neither of which survives a fork reliably; the child needs only NumPy.
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child_conn = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(
-            target=child_main, args=(child_conn, spec), name="tripwire-monitor", daemon=True
-        )
-        self._proc.start()
-        child_conn.close()
+        self._spec = spec
         self._send_lock = threading.Lock()  # one writer on the pipe at a time
         self._call_lock = threading.Lock()  # one call awaiting its answer at a time
         self._pending: list[bytes] = []
@@ -335,6 +336,23 @@ class MonitorProcess:
         self._pending_lock = threading.Lock()
         self._stopped = threading.Event()
         self.failed = False
+        #: Times a monitor process that died was replaced.
+        self.restarts = 0
+        self._next_restart = 0.0
+        self._start()
+        self._sender = threading.Thread(target=self._send_loop, name="monitor-sender", daemon=True)
+        self._sender.start()
+
+    def _start(self) -> None:
+        # spawn, not fork: the serving process has loaded torch and may run threads,
+        # neither of which survives a fork reliably; the child needs only NumPy.
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child_conn = ctx.Pipe(duplex=True)
+        self._proc = ctx.Process(
+            target=child_main, args=(child_conn, self._spec), name="tripwire-monitor", daemon=True
+        )
+        self._proc.start()
+        child_conn.close()
         if not self._conn.poll(START_TIMEOUT_S):
             self._proc.kill()
             raise RuntimeError("the monitor process did not start in time")
@@ -345,8 +363,27 @@ class MonitorProcess:
         if not head.get("ok"):
             self._proc.join(timeout=5)
             raise RuntimeError(f"the monitor process failed at start: {head.get('error')}")
-        self._sender = threading.Thread(target=self._send_loop, name="monitor-sender", daemon=True)
-        self._sender.start()
+
+    def _restart(self) -> None:
+        """Replace a monitor process that died. Client states come back as last written
+        (alerts at once, counts by the write-behind pass: at most its interval of counts
+        is lost); requests answered meanwhile were not watched (counted as errors)."""
+        with self._call_lock, self._send_lock:
+            self._conn.close()
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._proc.join(timeout=5)
+            with self._pending_lock:
+                self._pending, self._pending_bytes = [], 0
+            try:
+                self._start()
+            except RuntimeError as exc:
+                self._next_restart = time.monotonic() + RESTART_BACKOFF_S
+                log.error("cannot restart the monitor process (%s); retrying", exc)
+                return
+            self.failed = False
+            self.restarts += 1
+            log.warning("the monitor process was restarted; requests are watched again")
 
     @property
     def pid(self) -> int | None:
@@ -376,11 +413,16 @@ class MonitorProcess:
 
     def _send_loop(self) -> None:
         while not self._stopped.wait(SEND_INTERVAL_S):
+            if self.failed or not self._proc.is_alive():
+                if not self.failed:
+                    log.error("the monitor process is gone: requests are no longer watched")
+                    self.failed = True
+                if time.monotonic() >= self._next_restart and not self._stopped.is_set():
+                    self._restart()
+                continue
             if self._pending:
-                try:
+                with contextlib.suppress(OSError, ValueError):  # marked failed by _send
                     self._send()
-                except (OSError, ValueError):
-                    return
 
     def served(
         self,
