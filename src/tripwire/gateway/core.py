@@ -518,14 +518,17 @@ class Gateway:
         pred = self.backend.predict(x, want_features=self.trigger_check is not None)
         probs = pred.probs
         if self._offload is not None:  # observe mode: the answer is the model's
+            remote = self._trigger_remote  # else run here, its findings handed over
             try:
-                if self._trigger_remote:
-                    handed = self._offload.served(
-                        client, t, x, probs, None, 200, None, None, pred.logits, pred.features
-                    )
-                else:
-                    trig = self._trigger_observations(pred)
-                    handed = self._offload.served(client, t, x, probs, None, 200, None, trig)
+                handed = self._offload.served(
+                    client,
+                    t,
+                    x,
+                    probs,
+                    None if remote else self._trigger_observations(pred),
+                    pred.logits if remote else None,
+                    pred.features if remote else None,
+                )
             except Exception:
                 log.exception("cannot hand a request to the monitor process")
                 handed = False

@@ -251,8 +251,6 @@ class _Pred:
 def _served(gw: Any, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> None:
     named = dict(zip(header["names"], arrays, strict=True))
     x, pred = named["x"], _Pred(named)
-    # The answer is the probabilities themselves unless an "out" array says otherwise.
-    out = named.get("out", pred.probs)
     client, t = str(header["client"]), float(header["t"])
     # The trigger check's findings where the serving process ran it; else it runs here
     # (on the logits and features handed over), or there is none.
@@ -266,7 +264,9 @@ def _served(gw: Any, header: dict[str, Any], arrays: list[npt.NDArray[Any]]) -> 
     except Exception:
         log.exception("monitoring failed for a request")
         gw.metrics.inc("tripwire_monitor_errors_total", "Monitor or store failures.")
-    gw._log_query(client, t, x, out, int(header["status"]), header.get("action"))
+    # Observe mode: every request handed over was answered (200) with the model's own
+    # probabilities.
+    gw._log_query(client, t, x, pred.probs, 200, None)
 
 
 def _answer(gw: Any, op: str, header: dict[str, Any]) -> bytes:
@@ -430,15 +430,13 @@ class MonitorProcess:
         t: float,
         x: npt.NDArray[np.float32],
         probs: npt.NDArray[np.float32],
-        out: npt.NDArray[np.float32] | None,
-        status: int,
-        action: str | None,
         trigger: list[Observation] | None,
         logits: npt.NDArray[np.float32] | None = None,
         features: npt.NDArray[np.float32] | None = None,
     ) -> bool:
-        """Hand an answered request to the monitor process (before its response goes);
-        ``False`` once the monitor process is gone (logged once, when it was found).
+        """Hand a request answered with the model's own ``probs`` (observe mode) to the
+        monitor process, before its response goes; ``False`` once the monitor process is
+        gone (logged once, when it was found).
 
         ``trigger``: the trigger check's findings, where this process ran it; ``None``
         where the monitor process runs it on ``logits`` and ``features``."""
@@ -446,15 +444,11 @@ class MonitorProcess:
             "op": "served",
             "client": client,
             "t": t,
-            "status": status,
-            "action": action,
             "trigger": None if trigger is None else [o.to_dict() for o in trigger],
         }
         if self.failed:
             return False
         named = {"x": x, "probs": probs}
-        if out is not None and out is not probs:
-            named["out"] = out
         if logits is not None:
             named["logits"] = logits
         if features is not None:
@@ -504,13 +498,11 @@ class MonitorProcess:
         """Let the monitor process write every state and what is queued, then end it."""
         self._stopped.set()
         if self.alive:
-            with self._call_lock:
-                try:
-                    self._send(pack({"op": "stop"}))
-                    if self._conn.poll(timeout):
-                        self._conn.recv_bytes()
-                except (EOFError, OSError, ValueError):
-                    pass
+            # A monitor process that dies meanwhile is joined (or killed) below.
+            with self._call_lock, contextlib.suppress(EOFError, OSError, ValueError):
+                self._send(pack({"op": "stop"}))
+                if self._conn.poll(timeout):
+                    self._conn.recv_bytes()
         self._proc.join(timeout=timeout)
         if self._proc.is_alive():
             log.error("the monitor process did not stop in %.0f s; killing it", timeout)
