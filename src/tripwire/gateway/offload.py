@@ -212,8 +212,9 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
         conn.send_bytes(pack({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
         return
     conn.send_bytes(pack({"ok": True}))
+    told_to_stop = False
     try:
-        while True:
+        while not told_to_stop:
             try:
                 data = conn.recv_bytes()
             except (EOFError, OSError):
@@ -225,18 +226,17 @@ def child_main(conn: Any, spec: ChildSpec) -> None:
                 if op == "served":
                     _served(gw, header, arrays)
                 elif op == "stop":
-                    gw.close(drain_timeout=0.0)
-                    if gw.store is not None:
-                        gw.store.close()
-                    conn.send_bytes(pack({"ok": True}))
-                    return
+                    told_to_stop = True
+                    break
                 else:
                     conn.send_bytes(_answer(gw, op, header))
     finally:
-        if not gw._stop.is_set():
-            gw.close(drain_timeout=0.0)
-            if gw.store is not None:
-                gw.store.close()
+        # Every state and what is queued written, however the loop ended.
+        gw.close(drain_timeout=0.0)
+        if gw.store is not None:
+            gw.store.close()
+    if told_to_stop:
+        conn.send_bytes(pack({"ok": True}))
 
 
 class _Pred:
@@ -440,14 +440,14 @@ class MonitorProcess:
 
         ``trigger``: the trigger check's findings, where this process ran it; ``None``
         where the monitor process runs it on ``logits`` and ``features``."""
+        if self.failed:
+            return False
         header = {
             "op": "served",
             "client": client,
             "t": t,
             "trigger": None if trigger is None else [o.to_dict() for o in trigger],
         }
-        if self.failed:
-            return False
         named = {"x": x, "probs": probs}
         if logits is not None:
             named["logits"] = logits
