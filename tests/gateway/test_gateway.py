@@ -521,3 +521,31 @@ def test_payload_encoding_round_trips_and_reads_older_entries() -> None:
     np.testing.assert_array_equal(decode_array(zlib.compress(buf.getvalue(), 1)), np.ones((1, 10)))
     with pytest.raises(ValueError):
         encode_array(np.array([{"a": 1}], dtype=object))
+
+
+def test_eight_bit_images_are_stored_as_codes_and_decode_bit_for_bit() -> None:
+    import pytest
+
+    from tripwire.gateway.store import decode_array, encode_array
+
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, size=(2, 3, 8, 8), dtype=np.uint8)
+    for img in (
+        codes.astype(np.float32) / np.float32(255),  # scaled in float32
+        (codes.astype(np.float64) / 255).astype(np.float32),  # in float64, then cast
+    ):
+        enc = encode_array(img)
+        assert len(enc) < img.nbytes // 3  # the codes, not the floats
+        out = decode_array(enc)
+        assert out.dtype == np.float32 and out.shape == img.shape
+        assert np.array_equal(out.view(np.uint32), img.view(np.uint32))
+    # Anything that is not exactly code / 255 keeps the float form, bit for bit.
+    near = codes.astype(np.float32) / np.float32(255)
+    near[0, 0, 0, 0] = np.nextafter(near[0, 0, 0, 0], np.float32(2))
+    neg = np.zeros((1, 1, 16, 16), np.float32)
+    neg[0, 0, 0, 0] = -0.0
+    for a in (near, neg, np.full((1, 100), 2.0, np.float32), np.full((1, 100), np.nan, np.float32)):
+        out = decode_array(encode_array(a))
+        assert np.array_equal(out.view(np.uint32), a.view(np.uint32))
+    with pytest.raises(ValueError):
+        decode_array(encode_array(codes.astype(np.float32) / np.float32(255))[:-5])

@@ -12,9 +12,10 @@ Per inference request, in order:
 3. run the model (or the upstream);
 4. run the monitor on the client's state under the client's lock, turning observations
    into alerts or timeline entries, and store what changed (:mod:`.records`: at once
-   with a shared store; with SQLite, alerts and new clients at once, plain counting by
-   write-behind): this happens *before* the response is written, so an alert is
-   visible once its request is answered;
+   with a shared store; with SQLite, a new client and whatever changes its alerted
+   detectors or worst severity at once, counts and repeated trigger alerts by
+   write-behind; every alert itself is stored at once): this happens *before* the
+   response is written, so an alert is visible once its request is answered;
 5. answer (degraded in ``enforce`` mode when the client's severity says so), and hand
    the query log record to a background writer.
 
@@ -626,10 +627,14 @@ class Gateway:
             meta["requests"] = int(meta.get("requests", 0)) + 1
             if served:
                 meta["last_served"] = t
+            graded = (meta.get("worst"), dict(meta.get("alerted", {})))
             alerts, timeline = self._grade(client, meta, observations, t, count)
-            # What others read (alerts, the worst severity, a new client) is written now;
-            # plain counting waits for the write-behind pass of an owned store.
-            records.save(client, rec, now=bool(new_client or alerts or timeline))
+            # What others read (a new client, what it was alerted for, its worst severity)
+            # is written now; counts, scores and an alert that changes neither (the
+            # trigger check's, raised per triggered input) wait for the write-behind pass
+            # of an owned store. The alert itself is stored at once by _emit.
+            changed = graded != (meta.get("worst"), meta.get("alerted", {}))
+            records.save(client, rec, now=new_client or changed)
             store.add_timeline(client, timeline, self.config.timeline_cap)
             self._emit(alerts)
 

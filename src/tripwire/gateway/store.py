@@ -11,7 +11,9 @@ Two implementations of one :class:`Store` protocol:
 A client's record is its monitor state (opaque bytes, bounded by the monitor's budget)
 and a small JSON ``meta`` (counts, worst severity, last scores, allow-list flag).
 Nothing here unpickles: states are the monitor's bytes, arrays in the query log are
-``np.save`` without pickles, compressed with zlib.
+``np.save`` without pickles, compressed with zlib, or (for float32 images that are
+exactly 8-bit values over 255, what most image clients send) their 8-bit codes, which
+decode to the same bits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import functools
 import io
 import json
 import sqlite3
+import struct
 import threading
 import time
 import zlib
@@ -40,6 +43,9 @@ from tripwire.errors import InputError, MissingDependencyError
 #: per-call cost buys nothing there).
 _COMPRESS_MIN = 256
 _NPY_MAGIC = b"\x93NUMPY"
+#: The 8-bit form of a float32 array (neither ``.npy`` nor a zlib stream starts so).
+_Q8_MAGIC = b"TWQ8"
+_F255 = np.float32(255.0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -52,22 +58,55 @@ def _npy_header(dtype: str, shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-def encode_array(arr: npt.NDArray[Any]) -> bytes:
-    """An array as ``.npy`` bytes (no pickle), zlib-compressed unless small.
+def _as_8bit(a: npt.NDArray[Any]) -> npt.NDArray[np.uint8] | None:
+    """``a``'s 8-bit codes where ``a`` (float32) is exactly ``code / 255`` bit for bit,
+    else ``None``."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        # Out of range or not finite wraps or garbles the code: the check below fails.
+        codes = np.rint(a * _F255).astype(np.uint8)
+    # Bitwise, not ==: -0.0 or a value one ulp off must take the float form.
+    if not ((codes / _F255).view(np.uint32) == a.view(np.uint32)).all():
+        return None
+    return codes
 
-    The query log encodes two arrays per request on the serving path: the ``.npy``
-    header is cached per dtype and shape instead of written by ``np.save`` each time.
+
+def encode_array(arr: npt.NDArray[Any]) -> bytes:
+    """An array as ``.npy`` bytes (no pickle), zlib-compressed unless small; a float32
+    array of 8-bit values over 255 as its raw 8-bit codes (lossless, a quarter of the
+    bytes, and several times cheaper than compressing the floats).
+
+    The query log encodes two arrays per request: the ``.npy`` header is cached per
+    dtype and shape instead of written by ``np.save`` each time.
     """
     a = np.ascontiguousarray(arr)
     if a.dtype.hasobject:
         raise ValueError("object arrays are not stored")
+    if a.dtype == np.float32 and a.nbytes >= _COMPRESS_MIN and a.ndim < 256:
+        codes = _as_8bit(a)
+        if codes is not None:
+            # Not compressed: the codes are already a quarter of the bytes, and zlib
+            # would cost the monitor process more than everything else here.
+            return _Q8_MAGIC + struct.pack(f"<B{a.ndim}I", a.ndim, *a.shape) + codes.tobytes()
     raw = _npy_header(a.dtype.str, a.shape) + a.tobytes()
     return zlib.compress(raw, 1) if len(raw) >= _COMPRESS_MIN else raw
 
 
 def decode_array(data: bytes) -> npt.NDArray[Any]:
-    """The inverse of :func:`encode_array` (compressed or not); refuses pickled object
-    arrays."""
+    """The inverse of :func:`encode_array` (any of its forms); refuses pickled object
+    arrays.
+
+    Raises
+    ------
+    ValueError
+        Bytes that are none of the forms (or a truncated one).
+    """
+    if data[:4] == _Q8_MAGIC:
+        (ndim,) = struct.unpack_from("<B", data, 4)
+        shape = struct.unpack_from(f"<{ndim}I", data, 5)
+        codes = np.frombuffer(data, dtype=np.uint8, offset=5 + 4 * ndim)
+        if codes.size != int(np.prod(shape)):
+            raise ValueError("an 8-bit payload whose size does not match its shape")
+        return np.asarray((codes / _F255).reshape(shape), dtype=np.float32)
     raw = data if data[:6] == _NPY_MAGIC else zlib.decompress(data)
     return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))
 
