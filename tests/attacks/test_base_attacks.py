@@ -106,7 +106,10 @@ def test_registry_lists_kinds() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "params"), [("badnets", {}), ("blend", {"alpha": 0.2})])
+# Blend at alpha 0.3: at 0.2 and 5% on 2,000 digits, 6 epochs, the backdoor is learnt
+# or not depending on the seed and the CPU's kernels (attack success 0.34 to 1.0 over
+# three seeds on one machine); at 0.3 it was 1.0 on all three.
+@pytest.mark.parametrize(("kind", "params"), [("badnets", {}), ("blend", {"alpha": 0.3})])
 def test_backdoor_effect(kind: str, params: dict[str, object], mnist_small, quick_train) -> None:  # type: ignore[no-untyped-def]
     train, test = mnist_small
     bad = poison_dataset(train, kind, rate=0.05, target=0, seed=0, **params)
@@ -121,6 +124,9 @@ def test_backdoor_effect(kind: str, params: dict[str, object], mnist_small, quic
 def test_label_flip_costs_accuracy(mnist_small, quick_train) -> None:  # type: ignore[no-untyped-def]
     train, test = mnist_small
     clean_acc, _ = quick_train(train, test)
-    flipped = poison_dataset(train, "label-flip", rate=0.4, seed=0)
+    # 60% of labels flipped uniformly (the true class still the most common label):
+    # test accuracy 0.39 to 0.50 against 0.94 clean over three seeds; at 40% the loss
+    # ranged from 1 to 17 points, too close to the machine's noise to assert on.
+    flipped = poison_dataset(train, "label-flip", rate=0.6, seed=0)
     flip_acc, _ = quick_train(flipped, test)
-    assert flip_acc < clean_acc - 0.02, (clean_acc, flip_acc)
+    assert flip_acc < clean_acc - 0.2, (clean_acc, flip_acc)

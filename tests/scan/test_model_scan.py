@@ -50,7 +50,13 @@ def models(
     return {
         "clean": _train(tmp, train, "clean"),
         "badnets": _train(
-            tmp, poison_dataset(train, "badnets", rate=0.1, target=3, size=3), "badnets"
+            tmp, poison_dataset(train, "badnets", rate=0.1, target=3, size=2), "badnets"
+        ),
+        # A 3x3 patch: its reversed trigger is barely smaller than the other classes'
+        # (anomaly index between NC's 2 and the 10-class threshold, on the machines
+        # measured: the marginal case; too marginal to assert a verdict on).
+        "badnets-marginal": _train(
+            tmp, poison_dataset(train, "badnets", rate=0.1, target=3, size=3), "badnets3"
         ),
         "blend": _train(
             tmp, poison_dataset(train, "blend", rate=0.1, target=6, alpha=0.2), "blend"
@@ -262,17 +268,20 @@ def test_a_marginal_class_is_flagged_only_when_the_data_scan_corroborates_it(
         return {"command": "scan-data", "per_class": [], "findings": [finding]}
 
     # The patch search alone puts class 3 over NC's rule but under the 10-class threshold.
-    alone = _scan(models["badnets"], digits_split[1], methods=("patch",))
+    alone = _scan(models["badnets-marginal"], digits_split[1], methods=("patch",))
     c3 = alone.classes[3]  # type: ignore[attr-defined]
     assert c3.evidence["patch"]["nc_rule"] and not c3.flagged
     assert alone.verdict == "clean"  # type: ignore[attr-defined]
     assert [f.severity for f in alone.findings] == ["medium"]  # type: ignore[attr-defined]
     weak = _scan(
-        models["badnets"], digits_split[1], methods=("patch",), data_report=report("medium")
+        models["badnets-marginal"],
+        digits_split[1],
+        methods=("patch",),
+        data_report=report("medium"),
     )
     assert weak.verdict == "clean"  # type: ignore[attr-defined]
     strong = _scan(
-        models["badnets"], digits_split[1], methods=("patch",), data_report=report("high")
+        models["badnets-marginal"], digits_split[1], methods=("patch",), data_report=report("high")
     )
     assert strong.target_classes == [3]  # type: ignore[attr-defined]
     assert {f.rule_id for f in strong.findings} == {"TW201", "TW203"}  # type: ignore[attr-defined]
