@@ -75,8 +75,43 @@ def test_confident_learning_finds_flips(flip: float) -> None:
     assert joint.sum() + ev["no_confident_class"] == y.size
     assert ev["off_diagonal"] == pytest.approx(truth.sum(), rel=0.15)
     assert all(0.0 < t < 1.0 for t in ev["thresholds"])
-    # Flags are the off-diagonal cells of the confident joint, ranked first.
-    assert res.flags.sum() == pytest.approx(ev["off_diagonal"], abs=3)
+    # Flags are the calibrated joint's estimated issues, ranked first.
+    assert res.flags.sum() == pytest.approx(np.array(ev["estimated_issues"]).sum(), abs=3)
+
+
+def test_pruning_by_noise_rate_counts_flips_that_reach_no_threshold() -> None:
+    from tripwire.detectors.poisoning.label_noise import noise_rate_issues, per_class_thresholds
+
+    # Three classes of 300; 30 items of each are labelled the next class. A third of all
+    # items, flipped or not, only lean to their class (none reaches its threshold): the
+    # raw joint's off-diagonal cells hold two thirds of the flips, the calibrated joint
+    # (rows rescaled to the label counts) all of them.
+    rng = np.random.default_rng(0)
+    y_true = np.repeat(np.arange(3), 300)
+    y = y_true.copy()
+    flipped = np.zeros(900, bool)
+    for c in range(3):
+        idx = rng.choice(np.flatnonzero(y_true == c), 30, replace=False)
+        y[idx] = (c + 1) % 3
+        flipped[idx] = True
+    p = np.full((900, 3), 0.05)
+    p[np.arange(900), y_true] = 0.9
+    lean = np.zeros(900, bool)
+    for c in range(3):
+        for group in (flipped, ~flipped):
+            members = np.flatnonzero(group & (y == c))
+            lean[members[: len(members) // 3]] = True
+    for i in np.flatnonzero(lean):
+        other = (y_true[i] + 1) % 3 if not flipped[i] else y[i]
+        p[i] = 0.1
+        p[i, y_true[i]] = 0.6
+        p[i, other] = 0.3
+    issues, pruned = noise_rate_issues(p, y, per_class_thresholds(p, y))
+    assert pruned.sum() == pytest.approx(90, abs=3)
+    assert (issues & flipped).sum() >= 87 and (issues & ~flipped).sum() <= 3
+    res = detect("confident-learning", np.zeros((900, 2)), p, y)
+    assert res.evidence["off_diagonal"] == 60  # what the raw joint alone would flag
+    assert res.flags[flipped].mean() >= 0.95 and res.flags[~flipped].sum() <= 3
 
 
 def test_confident_learning_clean_data() -> None:

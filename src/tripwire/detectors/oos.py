@@ -1,9 +1,17 @@
-"""Out-of-sample class probabilities from features, for label-noise detectors.
+"""Out-of-sample class probabilities, for label-noise detectors.
 
 A model's in-sample predictions have memorised its poisons, so label checks never trust
 them: they use probabilities from a proxy (multinomial logistic regression on
 standardised features) fitted under stratified K-fold cross-validation, so that every
 sample's probabilities come from a proxy that never saw it.
+
+The features still come from a model trained on the suspect labels: it has partly
+learnt its flipped samples, and a proxy on its features inherits that (a flip the model
+absorbed looks like its new class there). Images have a second view the labels never
+touched: their neighbours in input space. :func:`label_probabilities` pools both views
+(normalised geometric mean of the feature proxy's probabilities and the leave-one-out
+k-nearest-neighbour label frequencies of a pooled-pixel PCA embedding), so that a label
+is doubted when both views doubt it and trusted more where both agree.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -56,3 +65,89 @@ def oos_probabilities(
     # Classes absent from a fold's training part get no mass; renormalise for safety.
     out /= np.clip(out.sum(axis=1, keepdims=True), 1e-12, None)
     return out
+
+
+def knn_label_probabilities(
+    embedding: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64],
+    *,
+    n_classes: int | None = None,
+    k: int = 10,
+    smoothing: float = 0.1,
+    batch_size: int = 2048,
+) -> npt.NDArray[np.float64]:
+    """Leave-one-out ``k``-nearest-neighbour label frequencies, ``(N, C)``.
+
+    Row ``i`` counts the labels of item ``i``'s ``k`` nearest other items, plus
+    ``smoothing`` per class (so that no class gets probability 0), normalised. Queries
+    run in batches of ``batch_size``; no ``N x N`` matrix is formed.
+
+    Raises
+    ------
+    InputError
+        Fewer than two items, or lengths that disagree.
+    """
+    z = np.asarray(embedding, dtype=np.float32)
+    y = np.asarray(labels, dtype=np.int64)
+    if z.ndim != 2 or z.shape[0] != y.shape[0]:
+        raise InputError(f"embedding {z.shape} and labels {y.shape} do not match", "oos")
+    n = len(y)
+    if n < 2:
+        raise InputError("neighbour probabilities need at least two items", "oos")
+    c = n_classes or int(y.max()) + 1
+    kk = min(k, n - 1)
+    index = NearestNeighbors(n_neighbors=kk + 1).fit(z)
+    counts = np.zeros((n, c), dtype=np.float64)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        idx = index.kneighbors(z[start:stop], n_neighbors=kk + 1, return_distance=False)
+        keep = idx != np.arange(start, stop)[:, None]
+        # An exact duplicate can push an item out of its own list: drop the farthest.
+        keep[keep.all(axis=1), -1] = False
+        idx = idx[keep].reshape(stop - start, kk)
+        rows = np.repeat(np.arange(start, stop), kk)
+        np.add.at(counts, (rows, y[idx].ravel()), 1.0)
+    return (counts + smoothing) / (kk + c * smoothing)
+
+
+def pooled_probabilities(*probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Normalised geometric mean of several ``(N, C)`` probability estimates (a
+    logarithmic opinion pool: a class keeps mass only where every view gives it some)."""
+    if not probs:
+        raise ValueError("nothing to pool")
+    logs = np.mean([np.log(np.clip(p, 1e-12, None)) for p in probs], axis=0)
+    logs -= logs.max(axis=1, keepdims=True)
+    out = np.exp(logs)
+    return np.asarray(out / out.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+#: How :func:`label_probabilities` got its probabilities (reported with the scan).
+FEATURE_VIEW = "cross-validated logistic regression on the features"
+POOLED_VIEWS = (
+    FEATURE_VIEW + ", pooled (geometric mean) with leave-one-out 10-nearest-neighbour "
+    "label frequencies in input space (pooled pixels, PCA)"
+)
+
+
+def label_probabilities(
+    features: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64],
+    *,
+    images: npt.NDArray[np.floating[Any]] | None = None,
+    n_classes: int | None = None,
+    random_state: int = 0,
+) -> tuple[npt.NDArray[np.float64], str]:
+    """Out-of-sample probabilities for label checks, and how they were made.
+
+    With ``images`` (``(N, C, H, W)`` in [0, 1], the items the features belong to), the
+    feature proxy's probabilities are pooled with input-space neighbour frequencies (see
+    the module docstring); without, the feature proxy's alone.
+    """
+    p = oos_probabilities(features, labels, n_classes=n_classes, random_state=random_state)
+    if images is None or np.ndim(images) != 4:
+        return p, FEATURE_VIEW
+    from tripwire.detectors.poisoning.dual_space import input_embedding
+
+    emb = input_embedding(images, random_state=random_state)
+    pk = knn_label_probabilities(emb, labels, n_classes=p.shape[1])
+    return pooled_probabilities(p, pk), POOLED_VIEWS

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from scipy.stats import binom, hypergeom
 
 from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
-from tripwire.detectors.oos import oos_probabilities
+from tripwire.detectors.oos import label_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
@@ -103,6 +103,8 @@ class DataScanResult:
     per_class: list[dict[str, Any]]
     findings: list[Finding] = field(default_factory=list)
     feature_origin: str = ""
+    #: How the out-of-sample probabilities that label checks read were made.
+    probs_origin: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     ensemble: EnsembleResult | None = None
 
@@ -167,6 +169,7 @@ def scan_data(
     detectors: list[str] | None = None,
     trusted_features: npt.NDArray[np.floating[Any]] | None = None,
     trusted_labels: npt.NDArray[np.int64] | None = None,
+    trusted_images: npt.NDArray[np.floating[Any]] | None = None,
     seed: int = 0,
     feature_origin: str = "",
     artifact: str | None = None,
@@ -181,6 +184,9 @@ def scan_data(
     trusted_features, trusted_labels
         Features of a small clean set: detectors are then calibrated at their FPR on it
         instead of by robust statistics on the suspect data itself.
+    trusted_images
+        That set's inputs, where they are images: its probabilities then pool the same
+        two views as the suspect data's (see :func:`~tripwire.detectors.oos.label_probabilities`).
     model
         The model trained on ``ds`` (the suspect model or a proxy): behavioural
         detectors run only with it.
@@ -200,7 +206,13 @@ def scan_data(
         raise InputError("features contain NaN or infinite values", "--features")
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
-    probs = oos_probabilities(feats, ds.y, n_classes=ds.n_classes, random_state=seed)
+    probs, probs_origin = label_probabilities(
+        feats,
+        ds.y,
+        images=ds.model_input() if ds.is_image else None,
+        n_classes=ds.n_classes,
+        random_state=seed,
+    )
     inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=model)
     have = WITH_MODEL if model is not None else DATA_NEEDS
     chosen = (
@@ -215,6 +227,7 @@ def scan_data(
     results: dict[str, DetectorResult] = {}
     timings: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    t_probs: npt.NDArray[np.float64] | None = None
     for cls in chosen:
         if not cls.needs <= have:
             raise InputError(
@@ -227,9 +240,14 @@ def scan_data(
         try:
             det.fit(inputs)
             if trusted_features is not None and trusted_labels is not None:
-                t_probs = oos_probabilities(
-                    trusted_features, trusted_labels, n_classes=ds.n_classes, random_state=seed
-                )
+                if t_probs is None:  # once, for every detector
+                    t_probs, _ = label_probabilities(
+                        trusted_features,
+                        trusted_labels,
+                        images=trusted_images,
+                        n_classes=ds.n_classes,
+                        random_state=seed,
+                    )
                 det.calibrate(
                     DetectorInput(
                         features=np.asarray(trusted_features, np.float64),
@@ -261,6 +279,7 @@ def scan_data(
         sources=sources,
         per_class=per_class,
         feature_origin=feature_origin,
+        probs_origin=probs_origin,
         skipped=skipped,
         ensemble=ensemble,
     )

@@ -191,6 +191,7 @@ def run_scan(args: argparse.Namespace) -> int:
         detectors=names,
         trusted_features=t_feats,
         trusted_labels=None if trusted is None else trusted.y,
+        trusted_images=None if trusted is None or not trusted.is_image else trusted.model_input(),
         seed=args.seed,
         feature_origin=origin,
         artifact=str(args.data),
@@ -229,7 +230,11 @@ def run_scan(args: argparse.Namespace) -> int:
         )
     report = Report(
         command="scan-data",
-        inputs={"data": ds.describe(), "features": {"origin": res.feature_origin}},
+        inputs={
+            "data": ds.describe(),
+            "features": {"origin": res.feature_origin},
+            "probabilities": {"origin": res.probs_origin},
+        },
         summary={
             "samples": len(ds),
             "flagged": len(res.flagged),

@@ -5,9 +5,11 @@ Two detectors of flipped or wrong labels, random or adversarial:
 - ``confident-learning`` reads out-of-sample class probabilities. Per-class thresholds
   (the mean probability a model gives a class on the items labelled with it) decide
   which class an item *confidently* belongs to; the items confidently in a class other
-  than their label fill the off-diagonal cells of the *confident joint* and are the
-  label issues (Northcutt, Jiang and Chuang, "Confident Learning: Estimating
-  Uncertainty in Dataset Labels", JAIR 2021).
+  than their label fill the off-diagonal cells of the *confident joint*, which,
+  calibrated to the label counts, says how many items of each label are likely of each
+  other class; that many, by margin, are the label issues (*pruning by noise rate*;
+  Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
+  Labels", JAIR 2021).
 - ``knn-label`` reads features: an item whose nearest neighbours carry other labels is
   suspect (a k-nearest-neighbour label-disagreement filter, in the spirit of Wilson's
   edited nearest neighbours and of Paudice et al., "Label Sanitization against Label
@@ -31,7 +33,7 @@ from tripwire.detectors.poisoning.spectral import features_and_labels, integer_l
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
-#: Extra score of an item in an off-diagonal cell of the confident joint.
+#: Extra score of a label issue (see :func:`noise_rate_issues`).
 OFF_DIAGONAL_OFFSET = 2.0
 
 #: How far probability rows may be from summing to one before they are refused.
@@ -100,6 +102,44 @@ def confident_joint(
     return joint
 
 
+def noise_rate_issues(
+    probs: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    thresholds: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """The label issues by *pruning by noise rate* (Northcutt et al., section 3.2), and
+    the number pruned per (given, likely) cell.
+
+    The confident joint is calibrated (each row rescaled to the number of items with
+    that label), its off-diagonal cells rounded give how many items labelled ``i`` are
+    likely of class ``j``, and that many items labelled ``i`` with the largest
+    ``p_j - p_i`` are the issues. The off-diagonal items of the raw joint undercount
+    (an item whose probability reaches no threshold is in no cell); the calibrated count
+    does not, and the ranking inside each cell decides which items.
+    """
+    n_cls = probs.shape[1]
+    confident = confident_classes(probs, thresholds)
+    joint = confident_joint(labels, confident, n_cls).astype(np.float64)
+    labelled = np.bincount(labels, minlength=n_cls).astype(np.float64)
+    rows = joint.sum(axis=1, keepdims=True)
+    calibrated = np.where(rows > 0, joint / np.where(rows > 0, rows, 1.0), 0.0) * labelled[:, None]
+    prune = np.rint(calibrated).astype(np.int64)
+    np.fill_diagonal(prune, 0)
+    issues = np.zeros(labels.size, dtype=bool)
+    for i in np.flatnonzero(prune.sum(axis=1) > 0):
+        members = np.flatnonzero(labels == i)
+        # At least one item keeps each label: a class is never pruned away.
+        budget = max(members.size - 1, 0)
+        for j in np.argsort(-prune[i]):
+            take = min(int(prune[i, j]), budget)
+            if take <= 0:
+                break
+            margin = probs[members, j] - probs[members, i]
+            top = members[np.argsort(-margin, kind="stable")[:take]]
+            issues[top] = True
+    return issues, prune
+
+
 def normalised_margin(
     probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
@@ -139,12 +179,13 @@ class ConfidentLearningDetector(BaseDetector):
     Needs ``probs`` (out-of-sample, e.g. cross-validated, class probabilities) and
     ``labels``. Fitting sets the per-class thresholds ``t_j``.
 
-    Score of item ``i`` with label ``y``: ``2 * [i is in an off-diagonal cell of the
-    confident joint] + rank(margin_i)``, with ``margin_i = max_{j != y} p_ij - p_iy``
-    and ``rank`` its empirical CDF among the fitted items' margins, in [0, 1] (ties
-    broken at random, seeded by ``random_state``). Off-diagonal items thus rank first
-    (by margin among themselves), then every other item by margin. The ranks are
-    uniform, so the robust-z threshold (about 1.8 on them) flags the off-diagonal items
+    Score of item ``i`` with label ``y``: ``2 * [i is a label issue] + rank(margin_i)``,
+    with ``margin_i = max_{j != y} p_ij - p_iy`` and ``rank`` its empirical CDF among the
+    fitted items' margins, in [0, 1] (ties broken at random, seeded by
+    ``random_state``). The issues are those of :func:`noise_rate_issues` (the
+    calibrated confident joint's count per cell, the largest margins in each); they
+    thus rank first (by margin among themselves), then every other item by margin. The
+    ranks are uniform, so the robust-z threshold (about 1.8 on them) flags the issues
     and no other while they are a minority.
 
     Parameters
@@ -178,11 +219,10 @@ class ConfidentLearningDetector(BaseDetector):
                 f"probs have {p.shape[1]} classes, the detector was fitted on {self.n_classes_}",
                 self.name,
             )
-        confident = confident_classes(p, self.thresholds_)
-        off = (confident >= 0) & (confident != y)
+        issues, _ = noise_rate_issues(p, y, self.thresholds_)
         rng = np.random.default_rng(self.random_state)
         rank = reference_rank(normalised_margin(p, y), self.sorted_margins_, rng)
-        return np.asarray(OFF_DIAGONAL_OFFSET * off + rank, dtype=np.float64)
+        return np.asarray(OFF_DIAGONAL_OFFSET * issues + rank, dtype=np.float64)
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
@@ -192,10 +232,13 @@ class ConfidentLearningDetector(BaseDetector):
         joint = confident_joint(y, confident, self.n_classes_)
         labelled = np.bincount(y, minlength=self.n_classes_)
         off = joint.sum(axis=1) - np.diag(joint)
+        _, pruned = noise_rate_issues(p, y, self.thresholds_)
         return {
             "thresholds": [float(t) if np.isfinite(t) else None for t in self.thresholds_],
             "confident_joint": joint.tolist(),
             "off_diagonal": int(off.sum()),
+            # Items labelled i that are likely of class j (the calibrated joint, rounded).
+            "estimated_issues": pruned.tolist(),
             # Share of each given label that is confidently another class.
             "issue_rate_by_label": {
                 int(c): round(float(off[c] / labelled[c]), 4)
