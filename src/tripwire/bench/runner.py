@@ -27,11 +27,11 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
-from tripwire.detectors.oos import label_probabilities
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
+from tripwire.scan.data import scan_probabilities
 from tripwire.scan.ensemble import FAMILIES, combine
 
 Log = Callable[[str], None]
@@ -267,13 +267,7 @@ def run_poison_cell(
     feats = model.features(ds.model_input())
     forward_s = time.perf_counter() - t0
     # What scan-data computes; cleanlab gets the same probabilities below.
-    probs, _ = label_probabilities(
-        feats,
-        ds.y,
-        images=ds.model_input() if ds.is_image else None,
-        n_classes=ds.n_classes,
-        random_state=seed,
-    )
+    probs, _ = scan_probabilities(ds, feats, seed)
     # The trained model itself, for behavioural detectors (what scan-data gives them).
     net = None if model.module is None else model_from_module(model.module, "suite model")
     inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=net)

@@ -29,6 +29,30 @@ from sklearn.preprocessing import StandardScaler
 from tripwire.errors import InputError
 
 
+def _rows_and_labels(
+    x: npt.ArrayLike, labels: npt.ArrayLike, what: str, dtype: type[np.floating[Any]]
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
+    arr = np.asarray(x, dtype=dtype)
+    y = np.asarray(labels, dtype=np.int64)
+    if arr.ndim != 2 or arr.shape[0] != y.shape[0]:
+        raise InputError(f"{what} {arr.shape} and labels {y.shape} do not match", "oos")
+    return arr, y
+
+
+def neighbours_without_self(
+    index: NearestNeighbors, query: npt.NDArray[Any], start: int, k: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The ``k`` nearest indexed items of ``query`` rows, which are indexed items
+    ``start, start + 1, ...`` themselves, each leaving itself out: ``(dist, idx)``,
+    both ``(len(query), k)``."""
+    dist, idx = index.kneighbors(query, n_neighbors=k + 1)
+    keep = idx != np.arange(start, start + len(query))[:, None]
+    # An exact duplicate can push an item out of its own list: drop the farthest.
+    keep[keep.all(axis=1), -1] = False
+    m = len(query)
+    return dist[keep].reshape(m, k), idx[keep].reshape(m, k)
+
+
 def oos_probabilities(
     features: npt.NDArray[np.floating[Any]],
     labels: npt.NDArray[np.int64],
@@ -45,10 +69,7 @@ def oos_probabilities(
     InputError
         Fewer than two classes, or lengths that disagree.
     """
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.int64)
-    if x.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise InputError(f"features {x.shape} and labels {y.shape} do not match", "oos")
+    x, y = _rows_and_labels(features, labels, "features", np.float64)
     present = np.unique(y)
     if present.size < 2:
         raise InputError("out-of-sample probabilities need at least two classes", "oos")
@@ -87,10 +108,7 @@ def knn_label_probabilities(
     InputError
         Fewer than two items, or lengths that disagree.
     """
-    z = np.asarray(embedding, dtype=np.float32)
-    y = np.asarray(labels, dtype=np.int64)
-    if z.ndim != 2 or z.shape[0] != y.shape[0]:
-        raise InputError(f"embedding {z.shape} and labels {y.shape} do not match", "oos")
+    z, y = _rows_and_labels(embedding, labels, "embedding", np.float32)
     n = len(y)
     if n < 2:
         raise InputError("neighbour probabilities need at least two items", "oos")
@@ -100,11 +118,7 @@ def knn_label_probabilities(
     counts = np.zeros((n, c), dtype=np.float64)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        idx = index.kneighbors(z[start:stop], n_neighbors=kk + 1, return_distance=False)
-        keep = idx != np.arange(start, stop)[:, None]
-        # An exact duplicate can push an item out of its own list: drop the farthest.
-        keep[keep.all(axis=1), -1] = False
-        idx = idx[keep].reshape(stop - start, kk)
+        _, idx = neighbours_without_self(index, z[start:stop], start, kk)
         rows = np.repeat(np.arange(start, stop), kk)
         np.add.at(counts, (rows, y[idx].ravel()), 1.0)
     return (counts + smoothing) / (kk + c * smoothing)

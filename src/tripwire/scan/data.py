@@ -162,6 +162,20 @@ def source_enrichment(
     return rows
 
 
+def scan_probabilities(
+    ds: Dataset, features: npt.NDArray[np.floating[Any]], seed: int = 0
+) -> tuple[npt.NDArray[np.float64], str]:
+    """The out-of-sample probabilities the scan's label checks read, and their origin
+    (both views for images; see :func:`~tripwire.detectors.oos.label_probabilities`)."""
+    return label_probabilities(
+        features,
+        ds.y,
+        images=ds.model_input() if ds.is_image else None,
+        n_classes=ds.n_classes,
+        random_state=seed,
+    )
+
+
 def scan_data(
     ds: Dataset,
     features: npt.NDArray[np.floating[Any]],
@@ -206,13 +220,7 @@ def scan_data(
         raise InputError("features contain NaN or infinite values", "--features")
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
-    probs, probs_origin = label_probabilities(
-        feats,
-        ds.y,
-        images=ds.model_input() if ds.is_image else None,
-        n_classes=ds.n_classes,
-        random_state=seed,
-    )
+    probs, probs_origin = scan_probabilities(ds, feats, seed)
     inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=model)
     have = WITH_MODEL if model is not None else DATA_NEEDS
     chosen = (

@@ -29,6 +29,7 @@ import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.oos import neighbours_without_self
 from tripwire.detectors.poisoning.spectral import features_and_labels, integer_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
@@ -276,17 +277,10 @@ def knn_disagreement(
     margin = np.empty(n)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        dist, idx = index.kneighbors(query[start:stop], n_neighbors=k + 1)
         if exclude_self:
-            rows = np.arange(start, stop)
-            keep = idx != rows[:, None]
-            # Exact duplicates can push an item out of its own list: drop the farthest.
-            keep[keep.all(axis=1), -1] = False
+            dist, idx = neighbours_without_self(index, query[start:stop], start, k)
         else:
-            keep = np.ones(idx.shape, dtype=bool)
-            keep[:, -1] = False
-        dist = dist[keep].reshape(stop - start, k)
-        idx = idx[keep].reshape(stop - start, k)
+            dist, idx = index.kneighbors(query[start:stop], n_neighbors=k)
         differs = index_labels[idx] != query_labels[start:stop, None]
         w = 1.0 / (dist + dist.mean(axis=1, keepdims=True) + 1e-12)
         share[start:stop] = (w * differs).sum(axis=1) / w.sum(axis=1)
