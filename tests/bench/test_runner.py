@@ -69,3 +69,22 @@ def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:
         run_suite(get_suite("standard"), out_dir=tmp_path, cache_dir=tmp_path)
     with pytest.raises(InputError, match="unknown suite"):
         get_suite("huge")
+
+
+def test_train_only_then_suite_reuses_models(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tripwire.bench.runner import ENSEMBLE_ROW, train_suite_models
+
+    suite = replace(TINY, retrain_detectors=(ENSEMBLE_ROW,))
+    cache = tmp_path / "cache"
+    logs: list[str] = []
+    assert train_suite_models(suite, cache_dir=cache, log=logs.append) == 2
+    assert sum("model ready" in m for m in logs) == 2
+    trained = set((cache / "models").glob("*.pt"))
+    assert len(trained) == 2
+    result = run_suite(suite, out_dir=tmp_path / "out", cache_dir=cache, log=logs.append)
+    # Only retraining without the ensemble's flags may add a model: the cells' own are reused.
+    assert len(set((cache / "models").glob("*.pt")) - trained) <= 1
+    retrained = [r for r in result["rows"] if r["asr_after"] is not None]
+    assert {r["detector"] for r in retrained} <= {ENSEMBLE_ROW}

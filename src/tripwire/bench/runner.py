@@ -227,6 +227,25 @@ def _art_baselines(
     return out
 
 
+def attacked(
+    train: Dataset, attack: AttackCell, rate: float, seed: int
+) -> tuple[Dataset, npt.NDArray[np.bool_], dict[str, Any] | None]:
+    """The cell's training set, its ground-truth mask and the attack record."""
+    if attack.kind == "clean":
+        return train, np.zeros(len(train), bool), None
+    ds = poison_dataset(
+        train,
+        attack.kind,
+        rate=rate,
+        target=attack.target,
+        source=attack.source,
+        seed=seed,
+        **attack.params,
+    )
+    truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
+    return ds, truth, ds.attack
+
+
 def run_poison_cell(
     train: Dataset,
     test: Dataset,
@@ -239,23 +258,11 @@ def run_poison_cell(
     retrain: bool,
     log: Log,
     retrain_rates: tuple[float, ...] | None = None,
+    retrain_detectors: tuple[str, ...] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one cell; returns its rows (one per detector) and curve data for the report."""
     t_start = time.perf_counter()
-    if attack.kind == "clean":
-        ds, truth, record = train, np.zeros(len(train), bool), None
-    else:
-        ds = poison_dataset(
-            train,
-            attack.kind,
-            rate=rate,
-            target=attack.target,
-            source=attack.source,
-            seed=seed,
-            **attack.params,
-        )
-        truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
-        record = ds.attack
+    ds, truth, record = attacked(train, attack, rate, seed)
     has_trigger = record is not None and get_kind(attack.kind).trigger is not None
     model = train_cached(ds, test, spec, seed, cache_dir)
     asr_before = (
@@ -317,6 +324,7 @@ def run_poison_cell(
             and record is not None
             and seed == spec.seeds[0]
             and (retrain_rates is None or rate in retrain_rates)
+            and (retrain_detectors is None or name in retrain_detectors)
             and flags.any()
         ):
             kept = ds.subset(np.flatnonzero(~flags))
@@ -388,6 +396,7 @@ def run_suite(
                         retrain=suite.retrain,
                         log=log,
                         retrain_rates=suite.retrain_rates,
+                        retrain_detectors=suite.retrain_detectors,
                     )
                     label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
                     tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
@@ -398,6 +407,34 @@ def run_suite(
                 examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
     extraction = _extraction_cell(log) if suite.extraction else None
     return {"rows": rows, "curves": curves, "examples": examples, "extraction": extraction}
+
+
+def train_suite_models(
+    suite: Suite, *, cache_dir: Path, data_dir: str | None = None, log: Log = print
+) -> int:
+    """Train and cache the model of every cell of ``suite`` (no detection); returns the
+    number of cells. Training dominates a long suite and does not depend on the
+    detectors, so it can run ahead (or on another machine sharing ``cache_dir``)."""
+    if suite.needs_data_dir and not data_dir:
+        raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
+    registered = set(_attack_kinds())
+    n = 0
+    for spec in suite.data:
+        train, test = load_suite_data(spec, data_dir)
+        for attack in suite.attacks:
+            if attack.kind != "clean" and attack.kind not in registered:
+                continue
+            for rate in attack.rates:
+                for seed in spec.seeds:
+                    t0 = time.perf_counter()
+                    ds, _, _ = attacked(train, attack, rate, seed)
+                    model = train_cached(ds, test, spec, seed, cache_dir)
+                    n += 1
+                    log(
+                        f"{spec.name} {attack.kind} rate={rate} seed={seed}: model ready "
+                        f"(accuracy {model.accuracy:.4f}, {time.perf_counter() - t0:.0f} s)"
+                    )
+    return n
 
 
 def _attack_kinds() -> list[str]:

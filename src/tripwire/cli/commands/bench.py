@@ -27,17 +27,35 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="models and finished cells, keyed by data, attack and seed (outside the repo)",
     )
     p.add_argument("--resume", action="store_true", help="reuse finished cells from the cache")
+    p.add_argument(
+        "--train-only",
+        action="store_true",
+        help="only train and cache every model the suite needs (no detection, no outputs); "
+        "a later run with the same --cache-dir reuses them",
+    )
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from tripwire.bench.report import write_outputs
-    from tripwire.bench.runner import run_suite
+    from tripwire.bench.runner import run_suite, train_suite_models
     from tripwire.bench.suites import get_suite
 
     suite = get_suite(args.suite)
     started = time.perf_counter()
+    if args.train_only:
+        n = train_suite_models(
+            suite,
+            cache_dir=Path(args.cache_dir),
+            data_dir=args.data_dir,
+            log=lambda msg: console.print(msg),
+        )
+        out(
+            f"{n} models ready in {args.cache_dir} "
+            f"({time.perf_counter() - started:.0f} s); nothing written to {args.out}"
+        )
+        return EXIT_OK
     result = run_suite(
         suite,
         out_dir=Path(args.out),
