@@ -46,8 +46,26 @@ def test_a_family_needs_its_quorum_and_outliers_only_rank() -> None:
     assert np.flatnonzero(res.flags).tolist() == [3, 11, 15]
     assert res.families["outliers"]["quorum"] == "ranks only"
     assert res.families["labels"]["flagged"] == 1
-    # Outlier flags still raise the combined score.
-    assert res.scores[5] > 1.0
+    # The combined score agrees with the verdict: at least 1 exactly where flagged.
+    assert np.array_equal(res.scores >= 1.0, res.flags)
+    # Outlier flags and a lone label flag raise the score, below every flagged sample.
+    unflagged = res.scores[~res.flags]
+    assert res.scores[5] == unflagged.max() and res.scores[5] > res.scores[0]
+    assert res.scores[1] > res.scores[0]
+
+
+def test_flagged_samples_rank_by_their_family_evidence() -> None:
+    strong = _result("dual-space", [2])
+    strong.scores[2] = 50.0  # far beyond the threshold
+    res = combine({"dual-space": strong, "duplicate-labels": _result("duplicate-labels", [4])}, 20)
+    assert np.flatnonzero(res.flags).tolist() == [2, 4]
+    assert res.scores[2] > res.scores[4] >= 1.0
+    # A detector whose flags are gated (not every item over its threshold is flagged):
+    # an unflagged item above the threshold still ranks below every flagged one.
+    gated = _result("dual-space", [2])
+    gated.scores[9] = 40.0
+    res = combine({"dual-space": gated}, 20)
+    assert res.scores[9] < 1.0 <= res.scores[2]
 
 
 def test_a_detector_run_alone_keeps_its_flags() -> None:

@@ -28,9 +28,23 @@ family                    members                                     quorum
 - where fewer members of a family ran than its quorum (``--detectors`` chose them),
   the quorum is the number that ran: a user who runs one detector gets its flags.
 
-The combined score (for ranking and PR curves) is each detector's score on a common
-scale, ``(score - median) / (threshold - median)`` so that 1.0 is "at that detector's
-threshold", maximised over detectors.
+The combined score (for ranking and PR curves) agrees with the verdict: **a sample
+scores at least 1.0 exactly when it is flagged**, so every flagged sample ranks above
+every unflagged one. Each detector's score is first put on a common scale,
+``s = (score - median) / (threshold - median)`` (1.0 is "at that detector's threshold");
+then, per family,
+
+- flagged by the family (its quorum of members flagged it): the quorum-th largest of
+  its members' ``max(s, 1)`` among those that flagged (at least 1.0);
+- otherwise: the mean of the members' top-quorum ``s / (1 + |s|)`` (below 1.0): the
+  evidence short of a verdict, squashed so that no unflagged sample outranks a flagged
+  one; ranking-only families (``outliers``) always take this branch;
+
+and the sample's score is the largest family score. A plain maximum of scaled scores,
+the rule before, let the ranking-only outlier detectors (whose own thresholds sit inside
+the clean bulk) outrank the families' flags: on bundled MNIST it ranked 5% BadNets
+poisons at AUROC 0.87-0.89 where the family rule gives 0.999-1.0, and 5-20% label flips
+at 0.88-0.94 where it gives 0.99 (docs/benchmarks.md, session 10).
 """
 
 from __future__ import annotations
@@ -93,7 +107,7 @@ def combine(results: dict[str, DetectorResult], n: int) -> EnsembleResult:
         return EnsembleResult(
             scores=np.zeros(n), flags=np.zeros(n, dtype=bool), votes=np.zeros(n, np.int64)
         )
-    scores = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
+    scaled = {name: common_scale(r) for name, r in results.items()}
     votes = np.sum([np.asarray(r.flags, dtype=np.int64) for r in results.values()], axis=0)
     grouped: dict[str, list[str]] = {}
     quorums: dict[str, int] = {}
@@ -103,6 +117,7 @@ def combine(results: dict[str, DetectorResult], n: int) -> EnsembleResult:
         quorums[fam] = quorum
     ranking_only = {f for f, q in quorums.items() if q == 0}
     flags = np.zeros(n, dtype=bool)
+    fam_scores: list[npt.NDArray[np.float64]] = []
     report: dict[str, dict[str, Any]] = {}
     for fam, members in grouped.items():
         quorum = min(quorums[fam], len(members))
@@ -111,11 +126,40 @@ def combine(results: dict[str, DetectorResult], n: int) -> EnsembleResult:
         fam_votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
         fam_flags = fam_votes >= quorum if quorum else np.zeros(n, dtype=bool)
         flags |= fam_flags
+        fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
         report[fam] = {
             "members": members,
             "quorum": quorum if quorum else "ranks only",
             "flagged": int(fam_flags.sum()),
         }
+    scores = np.max(np.vstack(fam_scores), axis=0)
     return EnsembleResult(
         scores=scores, flags=flags, votes=np.asarray(votes, np.int64), families=report
     )
+
+
+def _squash(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Monotone map of the real line onto (-1, 1)."""
+    return np.asarray(s / (1.0 + np.abs(s)), dtype=np.float64)
+
+
+def _family_score(
+    results: dict[str, DetectorResult],
+    scaled: dict[str, npt.NDArray[np.float64]],
+    members: list[str],
+    quorum: int,
+    fam_flags: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float64]:
+    """One family's score per sample (see the module docstring): at least 1.0 where the
+    family flagged, below 1.0 elsewhere."""
+    q = min(quorum, len(members))
+    # Flagged members at max(s, 1); the others below 1 (their flags do not count here).
+    voted = np.vstack(
+        [
+            np.where(np.asarray(results[m].flags, bool), np.maximum(scaled[m], 1.0), -np.inf)
+            for m in members
+        ]
+    )
+    at_quorum = -np.sort(-voted, axis=0)[q - 1]
+    short = -np.sort(-np.vstack([_squash(scaled[m]) for m in members]), axis=0)[:q].mean(axis=0)
+    return np.asarray(np.where(fam_flags, at_quorum, short), dtype=np.float64)
