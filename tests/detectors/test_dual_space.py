@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tripwire.detectors import DetectorInput
-from tripwire.detectors.poisoning.dual_space import DualSpaceDetector, input_embedding
+from tripwire.detectors.input_space import input_embedding
+from tripwire.detectors.poisoning.dual_space import DualSpaceDetector
 from tripwire.io import load_dataset, make_dataset
 
 

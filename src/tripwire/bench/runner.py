@@ -27,6 +27,7 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
+from tripwire.detectors.input_space import InputSpace
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
@@ -274,10 +275,13 @@ def run_poison_cell(
     feats = model.features(ds.model_input())
     forward_s = time.perf_counter() - t0
     # What scan-data computes; cleanlab gets the same probabilities below.
-    probs, _ = scan_probabilities(ds, feats, seed)
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, _ = scan_probabilities(ds, feats, seed, space=space)
     # The trained model itself, for behavioural detectors (what scan-data gives them).
     net = None if model.module is None else model_from_module(model.module, "suite model")
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=net)
+    inputs = DetectorInput(
+        features=feats, labels=ds.y, probs=probs, data=ds, model=net, input_space=space
+    )
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
     if net is not None:
         have = have | {Need.MODEL}

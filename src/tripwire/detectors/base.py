@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tripwire.detectors.calibration import robust_threshold, threshold_at_fpr
+from tripwire.detectors.input_space import InputSpace
 from tripwire.errors import InputError, NotFittedError
 
 if TYPE_CHECKING:
@@ -70,6 +71,9 @@ class DetectorInput:
         The :class:`~tripwire.io.Dataset` the items come from.
     queries
         ``(N, ...)`` model-space query inputs of one client, in arrival order.
+    input_space
+        The shared input-space embedding and neighbour graph of ``data`` (a scan builds
+        one for all its detectors; see :meth:`space`).
     """
 
     labels: npt.NDArray[np.int64] | None = None
@@ -78,6 +82,27 @@ class DetectorInput:
     model: Model | None = None
     data: Dataset | None = None
     queries: npt.NDArray[np.floating[Any]] | None = None
+    input_space: InputSpace | None = None
+
+    def space(self, random_state: int = 0) -> InputSpace:
+        """``data``'s shared :class:`InputSpace` where one was given, else a new one.
+
+        Raises
+        ------
+        InputError
+            No data, or a shared space over another number of items.
+        """
+        if self.data is None:
+            raise InputError("needs the raw data for its input-space view", "input space")
+        if self.input_space is None:
+            return InputSpace(self.data.model_input(), random_state=random_state)
+        if len(self.input_space) != len(self.data):
+            raise InputError(
+                f"the shared input space has {len(self.input_space)} items, the data "
+                f"{len(self.data)}",
+                "input space",
+            )
+        return self.input_space
 
     def available(self) -> frozenset[Need]:
         """The needs this input can satisfy."""

@@ -26,6 +26,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tripwire.detectors.input_space import InputSpace, without_self
 from tripwire.errors import InputError
 
 
@@ -46,11 +47,7 @@ def neighbours_without_self(
     ``start, start + 1, ...`` themselves, each leaving itself out: ``(dist, idx)``,
     both ``(len(query), k)``."""
     dist, idx = index.kneighbors(query, n_neighbors=k + 1)
-    keep = idx != np.arange(start, start + len(query))[:, None]
-    # An exact duplicate can push an item out of its own list: drop the farthest.
-    keep[keep.all(axis=1), -1] = False
-    m = len(query)
-    return dist[keep].reshape(m, k), idx[keep].reshape(m, k)
+    return without_self(dist, np.asarray(idx, dtype=np.int64), start, k)
 
 
 def oos_probabilities(
@@ -119,8 +116,39 @@ def knn_label_probabilities(
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         _, idx = neighbours_without_self(index, z[start:stop], start, kk)
-        rows = np.repeat(np.arange(start, stop), kk)
-        np.add.at(counts, (rows, y[idx].ravel()), 1.0)
+        _count_labels(counts, start, y[idx])
+    return (counts + smoothing) / (kk + c * smoothing)
+
+
+def _count_labels(
+    counts: npt.NDArray[np.float64], start: int, neighbour_labels: npt.NDArray[np.int64]
+) -> None:
+    """Add each row's neighbour labels to ``counts`` rows ``start, start + 1, ...``."""
+    m, k = neighbour_labels.shape
+    rows = np.repeat(np.arange(start, start + m), k)
+    np.add.at(counts, (rows, neighbour_labels.ravel()), 1.0)
+
+
+def space_label_probabilities(
+    space: InputSpace,
+    labels: npt.NDArray[np.int64],
+    *,
+    n_classes: int | None = None,
+    k: int = 10,
+    smoothing: float = 0.1,
+) -> npt.NDArray[np.float64]:
+    """:func:`knn_label_probabilities` over a shared :class:`InputSpace`'s embedding,
+    reading its neighbour graph instead of searching again (same result)."""
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(y)
+    if n < 2 or len(space) != n:
+        raise InputError(f"needs at least two items and one label each ({n}, {len(space)})", "oos")
+    c = n_classes or int(y.max()) + 1
+    kk = min(k, n - 1)
+    dist, idx = space.neighbours(kk + 1)
+    _, others = without_self(dist, idx, 0, kk)
+    counts = np.zeros((n, c), dtype=np.float64)
+    _count_labels(counts, 0, y[others])
     return (counts + smoothing) / (kk + c * smoothing)
 
 
@@ -150,18 +178,20 @@ def label_probabilities(
     images: npt.NDArray[np.floating[Any]] | None = None,
     n_classes: int | None = None,
     random_state: int = 0,
+    space: InputSpace | None = None,
 ) -> tuple[npt.NDArray[np.float64], str]:
     """Out-of-sample probabilities for label checks, and how they were made.
 
     With ``images`` (``(N, C, H, W)`` in [0, 1], the items the features belong to), the
     feature proxy's probabilities are pooled with input-space neighbour frequencies (see
-    the module docstring); without, the feature proxy's alone.
+    the module docstring); without, the feature proxy's alone. ``space`` stands for
+    ``images`` where the caller already holds their shared :class:`InputSpace` (a scan
+    does), so that its neighbour search is reused.
     """
     p = oos_probabilities(features, labels, n_classes=n_classes, random_state=random_state)
-    if images is None or np.ndim(images) != 4:
-        return p, FEATURE_VIEW
-    from tripwire.detectors.poisoning.dual_space import input_embedding
-
-    emb = input_embedding(images, random_state=random_state)
-    pk = knn_label_probabilities(emb, labels, n_classes=p.shape[1])
+    if space is None:
+        if images is None or np.ndim(images) != 4:
+            return p, FEATURE_VIEW
+        space = InputSpace(images, random_state=random_state)
+    pk = space_label_probabilities(space, labels, n_classes=p.shape[1])
     return pooled_probabilities(p, pk), POOLED_VIEWS

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from scipy.stats import binom, hypergeom
 
 from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
+from tripwire.detectors.input_space import InputSpace
 from tripwire.detectors.oos import label_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
@@ -163,16 +164,20 @@ def source_enrichment(
 
 
 def scan_probabilities(
-    ds: Dataset, features: npt.NDArray[np.floating[Any]], seed: int = 0
+    ds: Dataset,
+    features: npt.NDArray[np.floating[Any]],
+    seed: int = 0,
+    space: InputSpace | None = None,
 ) -> tuple[npt.NDArray[np.float64], str]:
     """The out-of-sample probabilities the scan's label checks read, and their origin
-    (both views for images; see :func:`~tripwire.detectors.oos.label_probabilities`)."""
+    (both views for images; see :func:`~tripwire.detectors.oos.label_probabilities`).
+    ``space`` is ``ds``'s shared input space, where the caller has one."""
+    if not ds.is_image:
+        return label_probabilities(features, ds.y, n_classes=ds.n_classes, random_state=seed)
+    if space is None:
+        space = InputSpace(ds.model_input(), random_state=seed)
     return label_probabilities(
-        features,
-        ds.y,
-        images=ds.model_input() if ds.is_image else None,
-        n_classes=ds.n_classes,
-        random_state=seed,
+        features, ds.y, n_classes=ds.n_classes, random_state=seed, space=space
     )
 
 
@@ -220,8 +225,12 @@ def scan_data(
         raise InputError("features contain NaN or infinite values", "--features")
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
-    probs, probs_origin = scan_probabilities(ds, feats, seed)
-    inputs = DetectorInput(features=feats, labels=ds.y, probs=probs, data=ds, model=model)
+    # One input-space embedding and neighbour search for every check that reads them.
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, probs_origin = scan_probabilities(ds, feats, seed, space=space)
+    inputs = DetectorInput(
+        features=feats, labels=ds.y, probs=probs, data=ds, model=model, input_space=space
+    )
     have = WITH_MODEL if model is not None else DATA_NEEDS
     chosen = (
         [get(name) for name in detectors]

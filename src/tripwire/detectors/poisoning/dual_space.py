@@ -44,7 +44,6 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import (
     BaseDetector,
@@ -55,35 +54,13 @@ from tripwire.detectors.base import (
     fitted_scores,
 )
 from tripwire.detectors.calibration import MAD_TO_SD
+from tripwire.detectors.input_space import InputSpace
 from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE, features_and_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
-#: Largest side (pixels) the inputs are pooled to before the input-space embedding:
-#: pooling blurs small patch triggers away and bounds the neighbour search.
-MAX_POOLED_SIDE = 14
 #: Neighbours searched before dropping same-cluster ones (enough to keep ``k`` others).
 SEARCH_FACTOR = 8
-
-
-def input_embedding(
-    x: npt.NDArray[np.floating[Any]], n_components: int = 40, random_state: int = 0
-) -> npt.NDArray[np.float32]:
-    """A small input-space embedding: average-pool images, flatten, PCA.
-
-    ``x`` is ``(N, C, H, W)`` in [0, 1] or ``(N, D)``.
-    """
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim == 4:
-        n, c, h, w = arr.shape
-        f = max(1, int(np.ceil(max(h, w) / MAX_POOLED_SIDE)))
-        hh, ww = (h // f) * f, (w // f) * f
-        arr = arr[:, :, :hh, :ww].reshape(n, c, hh // f, f, ww // f, f).mean(axis=(3, 5))
-    flat = arr.reshape(arr.shape[0], -1)
-    k = min(n_components, flat.shape[1], flat.shape[0])
-    if k >= flat.shape[1]:
-        return flat
-    return np.asarray(PCA(k, random_state=random_state).fit_transform(flat), dtype=np.float32)
 
 
 def feature_clusters(
@@ -116,16 +93,15 @@ def feature_clusters(
 
 
 def leave_cluster_out_disagreement(
-    embedding: npt.NDArray[np.float32],
+    space: InputSpace,
     labels: npt.NDArray[np.int64],
     clusters: npt.NDArray[np.int64],
     k: int,
 ) -> npt.NDArray[np.float64]:
     """Per item: share of its ``k`` nearest input-space neighbours outside its own
     cluster whose label differs from its own."""
-    n = embedding.shape[0]
-    n_search = min(n, k * SEARCH_FACTOR + 1)
-    _, nbr = NearestNeighbors(n_neighbors=n_search).fit(embedding).kneighbors(embedding)
+    n = len(space)
+    _, nbr = space.neighbours(k * SEARCH_FACTOR + 1)
     out = np.zeros(n, dtype=np.float64)
     for i in range(n):
         cand = nbr[i]
@@ -190,7 +166,7 @@ class DualSpaceDetector(BaseDetector):
         data = inputs.data
         if data is None or len(data) != y.shape[0]:
             raise InputError("needs the raw data, one item per label", self.name)
-        emb = input_embedding(data.model_input(), random_state=self.random_state)
+        space = inputs.space(self.random_state)
         clusters = feature_clusters(
             feats,
             y,
@@ -198,7 +174,7 @@ class DualSpaceDetector(BaseDetector):
             n_dims=self.n_dims,
             random_state=self.random_state,
         )
-        own = leave_cluster_out_disagreement(emb, y, clusters, self.k)
+        own = leave_cluster_out_disagreement(space, y, clusters, self.k)
         ids = np.unique(clusters)
         cluster_dis = np.array([own[clusters == u].mean() for u in ids])
         per_item_cluster = cluster_dis[np.searchsorted(ids, clusters)]

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import (
     BaseDetector,
@@ -30,7 +29,7 @@ from tripwire.detectors.base import (
     Threat,
     fitted_scores,
 )
-from tripwire.detectors.poisoning.dual_space import input_embedding
+from tripwire.detectors.input_space import InputSpace
 from tripwire.detectors.poisoning.spectral import integer_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
@@ -45,15 +44,15 @@ def exact_groups(x: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
 
 
 def near_pairs(
-    embedding: npt.NDArray[np.float32], ratio: float
+    space: InputSpace, ratio: float
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """Pairs ``(i, j)`` whose distance is below ``ratio`` times the median distance of
-    items to their nearest neighbour (a near copy sits far closer than ordinary
-    neighbours)."""
-    n = embedding.shape[0]
+    """Pairs ``(i, j)`` whose distance in input space is below ``ratio`` times the median
+    distance of items to their nearest neighbour (a near copy sits far closer than
+    ordinary neighbours); each item's five nearest others are examined."""
+    n = len(space)
     if n < 3:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    dist, idx = NearestNeighbors(n_neighbors=min(6, n)).fit(embedding).kneighbors(embedding)
+    dist, idx = space.neighbours(6)
     typical = float(np.median(dist[:, 1]))
     if typical <= 0:
         typical = float(np.mean(dist[:, 1])) or 1.0
@@ -110,8 +109,7 @@ class DuplicateLabelDetector(BaseDetector):
                 conflicts[m] += float(np.sum(labels != lab))
         n_near = 0
         if self.near_ratio > 0:
-            emb = input_embedding(inputs.data.model_input())
-            rows, cols = near_pairs(emb, self.near_ratio)
+            rows, cols = near_pairs(inputs.space(), self.near_ratio)
             distinct = groups[rows] != groups[cols]  # exact copies are counted above
             rows, cols = rows[distinct], cols[distinct]
             n_near = int(rows.size)

@@ -61,7 +61,6 @@ from tripwire.detectors.base import (
     fitted_scores,
 )
 from tripwire.detectors.calibration import MAD_TO_SD
-from tripwire.detectors.poisoning.dual_space import input_embedding
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -193,7 +192,7 @@ class PerturbationConsistencyDetector(BaseDetector):
         ci = np.flatnonzero(cand)
         gate: dict[int, dict[str, float]] = {}
         if ci.size and rest.size > self.k:
-            emb = input_embedding(x, random_state=self.random_state)
+            emb = inputs.space(self.random_state).embedding()
             nn = NearestNeighbors(n_neighbors=self.k + 1).fit(emb[rest])
             _, nb = nn.kneighbors(emb[ci], n_neighbors=self.k)
             dis[ci] = (y[rest][nb] != y[ci][:, None]).mean(axis=1)

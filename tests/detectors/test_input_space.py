@@ -1,0 +1,86 @@
+"""The shared input space: one embedding and one neighbour search per scan."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.neighbors import NearestNeighbors
+
+import tripwire.detectors.input_space as input_space
+from tripwire.detectors import DetectorInput
+from tripwire.detectors.input_space import (
+    SHARED_NEIGHBOURS,
+    InputSpace,
+    input_embedding,
+    without_self,
+)
+from tripwire.detectors.oos import knn_label_probabilities, space_label_probabilities
+from tripwire.errors import InputError
+from tripwire.io import make_dataset
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    d = load_digits()
+    x = (d.images[:600] / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
+    return x, d.target[:600].astype(np.int64)
+
+
+def test_neighbours_match_a_direct_search_and_are_searched_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x, _ = _digits()
+    calls: list[int] = []
+
+    class Counting(NearestNeighbors):  # type: ignore[misc]
+        def kneighbors(self, *a, **kw):  # type: ignore[no-untyped-def]
+            calls.append(1)
+            return super().kneighbors(*a, **kw)
+
+    monkeypatch.setattr(input_space, "NearestNeighbors", Counting)
+    space = InputSpace(x)
+    emb = input_embedding(x)
+    np.testing.assert_allclose(space.embedding(), emb, rtol=1e-5, atol=1e-5)
+    assert space.inputs is None  # the pixels are released once embedded
+    d6, i6 = space.neighbours(6)
+    dd, ii = NearestNeighbors(n_neighbors=6).fit(emb).kneighbors(emb)
+    np.testing.assert_allclose(d6, dd, rtol=1e-4, atol=1e-4)
+    assert np.mean(i6 == ii) > 0.99  # ties may order differently
+    d81, _ = space.neighbours(SHARED_NEIGHBOURS)
+    assert d81.shape == (600, SHARED_NEIGHBOURS) and np.all(np.diff(d81, axis=1) >= 0)
+    assert len(calls) == 1  # every width up to SHARED_NEIGHBOURS from the one search
+    space.neighbours(SHARED_NEIGHBOURS + 5)
+    assert len(calls) == 2 and space.neighbours(10_000)[1].shape == (600, 600)
+    with pytest.raises(InputError):
+        space.neighbours(0)
+
+
+def test_label_frequencies_from_the_shared_graph_equal_a_fresh_search() -> None:
+    x, y = _digits()
+    fresh = knn_label_probabilities(input_embedding(x), y, k=10)
+    shared = space_label_probabilities(InputSpace(x), y, k=10)
+    assert np.mean(np.all(np.isclose(fresh, shared), axis=1)) > 0.99
+    with pytest.raises(InputError):
+        space_label_probabilities(InputSpace(x[:10]), y)
+
+
+def test_without_self_drops_the_item_or_else_the_farthest() -> None:
+    dist = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 2.0]])
+    idx = np.array([[0, 5, 7], [5, 0, 8]])  # row 1 (item 1): a duplicate hides it
+    d, i = without_self(dist, idx, 0, 2)
+    assert i.tolist() == [[5, 7], [5, 0]] and d.shape == (2, 2)
+
+
+def test_detector_input_serves_the_shared_space_or_builds_one() -> None:
+    x, y = _digits()
+    ds = make_dataset((x[:, 0] * 255).astype(np.uint8), y)
+    shared = InputSpace(ds.model_input())
+    assert DetectorInput(labels=y, data=ds, input_space=shared).space() is shared
+    own = DetectorInput(labels=y, data=ds).space()
+    assert own is not shared and len(own) == len(ds)
+    with pytest.raises(InputError, match="shared input space"):
+        DetectorInput(labels=y, data=ds, input_space=InputSpace(x[:5])).space()
+    with pytest.raises(InputError, match="raw data"):
+        DetectorInput(labels=y).space()
+    with pytest.raises(InputError):
+        InputSpace(np.zeros(3))
