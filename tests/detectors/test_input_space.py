@@ -13,6 +13,8 @@ from tripwire.detectors.input_space import (
     SHARED_NEIGHBOURS,
     InputSpace,
     input_embedding,
+    label_disagreement,
+    looks_like_another_class,
     without_self,
 )
 from tripwire.detectors.oos import knn_label_probabilities, space_label_probabilities
@@ -84,3 +86,20 @@ def test_detector_input_serves_the_shared_space_or_builds_one() -> None:
         DetectorInput(labels=y).space()
     with pytest.raises(InputError):
         InputSpace(np.zeros(3))
+
+
+def test_looks_like_another_class_or_no_evidence() -> None:
+    x, y = _digits()
+    flipped = y.copy()
+    flipped[:30] = (y[:30] + 1) % 10
+    space = InputSpace(x)
+    dis = label_disagreement(space, flipped)
+    assert dis.shape == (600,) and dis.min() >= 0.0 and dis.max() <= 1.0
+    other = looks_like_another_class(space, flipped)
+    assert other is not None
+    assert other[:30].mean() > 0.9 and other[30:].mean() < 0.1
+    # Labels the inputs cannot predict: no evidence either way.
+    rng = np.random.default_rng(0)
+    assert looks_like_another_class(space, rng.integers(0, 10, 600)) is None
+    with pytest.raises(InputError):
+        label_disagreement(space, y[:10])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tripwire.detectors import Calibration, DetectorResult, Threat
 from tripwire.scan.ensemble import combine, common_scale, family_of
@@ -84,3 +85,26 @@ def test_scores_rank_on_a_common_scale() -> None:
 def test_no_detectors_no_flags() -> None:
     res = combine({}, 5)
     assert res.flags.shape == (5,) and not res.flags.any()
+
+
+def test_feature_cluster_flags_need_the_input_to_look_like_another_class() -> None:
+    both = {
+        "activation-clustering": _result("activation-clustering", [10, 11, 12]),
+        "spectral-signature": _result("spectral-signature", [10, 11, 12]),
+        "confident-learning": _result("confident-learning", [3]),
+        "knn-label": _result("knn-label", [3]),
+    }
+    other = np.zeros(20, dtype=bool)
+    other[[10, 12]] = True  # item 11 looks like its own class
+    res = combine(both, 20, looks_other=other)
+    assert np.flatnonzero(res.flags).tolist() == [3, 10, 12]  # label flags need no gate
+    fam = res.families["feature-clusters"]
+    assert fam["flagged"] == 2 and fam["unconfirmed"] == 1
+    assert res.scores[11] < 1.0 <= res.scores[10]
+    # Without the evidence (None: the inputs do not predict labels) the flags stand.
+    assert combine(both, 20).flags[11]
+    # A member run alone keeps its flags.
+    alone = combine({"activation-clustering": both["activation-clustering"]}, 20, looks_other=other)
+    assert alone.flags[11]
+    with pytest.raises(ValueError):
+        combine(both, 20, looks_other=other[:5])

@@ -32,6 +32,10 @@ MAX_POOLED_SIDE = 14
 #: search runs once; fewer are served as a prefix. Widening it costs little (13.5 s for
 #: 11, 15.4 s for 81 on 60,000 items).
 SHARED_NEIGHBOURS = 81
+#: An item "looks like another class" when more than this share of its nearest other
+#: items in input space carry another label (dual-space and perturbation-consistency
+#: confirm with the same share).
+LOOKS_OTHER_SHARE = 0.5
 
 
 def input_embedding(
@@ -120,3 +124,29 @@ def without_self(
     # An exact duplicate can push an item out of its own list: drop the farthest.
     keep[keep.all(axis=1), -1] = False
     return dist[:, : k + 1][keep].reshape(m, k), idx[:, : k + 1][keep].reshape(m, k)
+
+
+def label_disagreement(
+    space: InputSpace, labels: npt.NDArray[np.int64], k: int = 10
+) -> npt.NDArray[np.float64]:
+    """Share of each item's ``k`` nearest other items in input space whose label differs
+    from its own."""
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (len(space),) or len(y) < 2:
+        raise InputError(f"needs one label per item ({y.shape} for {len(space)})", "input space")
+    kk = min(k, len(y) - 1)
+    dist, idx = space.neighbours(kk + 1)
+    _, others = without_self(dist, idx, 0, kk)
+    return np.asarray((y[others] != y[:, None]).mean(axis=1), dtype=np.float64)
+
+
+def looks_like_another_class(
+    space: InputSpace, labels: npt.NDArray[np.int64], k: int = 10
+) -> npt.NDArray[np.bool_] | None:
+    """Items whose input-space neighbours mostly carry another label, or None where the
+    inputs do not predict their labels at all (the median item disagrees at least half
+    the time, as pooled pixels of natural colour images can): no evidence either way."""
+    dis = label_disagreement(space, labels, k)
+    if float(np.median(dis)) >= LOOKS_OTHER_SHARE:
+        return None
+    return np.asarray(dis > LOOKS_OTHER_SHARE, dtype=bool)

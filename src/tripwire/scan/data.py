@@ -6,9 +6,11 @@ never the suspect model's memorised in-sample predictions) -> every registered d
 detector whose needs are met -> one combined score and verdict per sample -> per-source
 enrichment of the flags (hypergeometric test) -> findings.
 
-The combined score and verdict come from :mod:`tripwire.scan.ensemble`: self-gated
-detectors' flags stand alone, any other detector's flags need a second detector's
-agreement. The ``poisoned`` ground-truth field of the data is never read.
+The combined score and verdict come from :mod:`tripwire.scan.ensemble`: detectors vote
+in families of one threat, each family flags at its quorum, feature-space cluster flags
+need the item to look like another class as an input, and the score is at least 1
+exactly where the verdict flags. The ``poisoned`` ground-truth field of the data is
+never read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy.typing as npt
 from scipy.stats import binom, hypergeom
 
 from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
-from tripwire.detectors.input_space import InputSpace
+from tripwire.detectors.input_space import InputSpace, looks_like_another_class
 from tripwire.detectors.oos import label_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
@@ -281,7 +283,7 @@ def scan_data(
             skipped[cls.name] = exc.message
             continue
         timings[cls.name] = time.perf_counter() - t0
-    ensemble = combine(results, len(ds))
+    ensemble = combine(results, len(ds), looks_other=looks_like_another_class(space, ds.y))
     scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)
     per_class = [

@@ -1,0 +1,179 @@
+"""How well the ensemble's combined score ranks poisons: the family rule beside a plain max.
+
+For each cell (attack, rate, seed) and architecture: poison bundled MNIST (4,000
+training digits), train the reference recipe (``cnn-small``, and ``resnet-mini`` as the
+design of another kind), run every data detector as the bench runner does (features,
+the scan's two-view probabilities, the model for the behavioural check), and combine
+their scores by
+
+- ``family``: :func:`tripwire.scan.ensemble.combine` as shipped (a sample scores at
+  least 1 exactly when a family flags it; squashed evidence below 1 elsewhere), given
+  what ``scan-data`` gives it (which items look like another class as inputs);
+- ``max``: the rule before session 10, kept here only as the baseline: each detector's
+  score on the common scale ``(s - median) / (threshold - median)``, maximised.
+
+Reported per cell: AUROC and average precision of each combined score, and the best
+single detector's AUROC (what a perfect chooser of one detector would get). The
+detectors' outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
+table can be recomputed without retraining.
+
+    PYTHONPATH=src python benchmarks/ensemble_ranking.py --cache-dir /tmp/ens-cache \
+        --out runs/ensemble_ranking.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CELLS: list[tuple[str, float, dict[str, Any]]] = [
+    ("clean", 0.0, {}),
+    ("label-flip", 0.05, {}),
+    ("label-flip", 0.2, {}),
+    ("pair-flip", 0.2, {}),
+    ("badnets", 0.05, {}),
+    ("blend", 0.05, {}),
+    ("sig", 0.05, {}),
+    ("wanet", 0.05, {"s": 5.0}),  # the standard suite's strength (tripwire.bench.suites)
+    ("label-consistent", 0.05, {}),
+    ("badnets", 0.01, {}),
+]
+
+
+def _cell_data(kind: str, rate: float, params: dict[str, Any], seed: int) -> Any:
+    from tripwire.attacks import poison_dataset
+    from tripwire.io import load_dataset
+
+    train = load_dataset("bundled:mnist", split="train")
+    if kind == "clean":
+        return train
+    target = None if "flip" in kind else 0
+    return poison_dataset(train, kind, rate=rate, target=target, seed=seed, **params)
+
+
+def _input_evidence(ds: Any, seed: int, space: Any = None) -> dict[str, Any]:
+    """What scan-data hands the ensemble about the inputs (looks_like_another_class)."""
+    from tripwire.detectors.input_space import InputSpace, looks_like_another_class
+
+    space = space or InputSpace(ds.model_input(), random_state=seed)
+    other = looks_like_another_class(space, ds.y)
+    if other is None:
+        return {"looks_other_abstained": np.array(True)}
+    return {"looks_other": other, "looks_other_abstained": np.array(False)}
+
+
+def detector_outputs(
+    arch: str, kind: str, rate: float, params: dict[str, Any], seed: int, cache: Path
+) -> Path:
+    """Run every data detector on one cell; returns the npz holding their outputs."""
+    f = cache / f"{arch}_{kind}_{rate}_{seed}.npz"
+    if f.exists():
+        with np.load(f, allow_pickle=False) as z:
+            stored = dict(z)
+        if "looks_other_abstained" not in stored:  # written before session 10's gate
+            ds = _cell_data(kind, rate, params, seed)
+            np.savez(f, **stored, **_input_evidence(ds, seed))
+        return f
+    from tripwire.bench.runner import load_suite_data, train_cached
+    from tripwire.bench.suites import DataSpec
+    from tripwire.detectors import DetectorInput, Need, available
+    from tripwire.detectors.input_space import InputSpace
+    from tripwire.models.loading import model_from_module
+    from tripwire.scan.data import scan_probabilities
+
+    spec = DataSpec(name="mnist-5k", spec="bundled:mnist", seeds=(seed,), epochs=5, arch=arch)
+    _, test = load_suite_data(spec, None)
+    ds = _cell_data(kind, rate, params, seed)
+    truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
+    model = train_cached(ds, test, spec, seed, cache / "models")
+    feats = model.features(ds.model_input())
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, _ = scan_probabilities(ds, feats, seed, space=space)
+    inputs = DetectorInput(
+        features=feats,
+        labels=ds.y,
+        probs=probs,
+        data=ds,
+        model=model_from_module(model.module, "bench model"),
+        input_space=space,
+    )
+    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
+    arrays: dict[str, Any] = {"truth": truth, "y": ds.y, **_input_evidence(ds, seed, space)}
+    thresholds = {}
+    for cls in available(satisfiable_with=have):
+        r = cls().detect(inputs)
+        arrays[f"s__{cls.name}"] = np.asarray(r.scores, float)
+        arrays[f"f__{cls.name}"] = np.asarray(r.flags, bool)
+        thresholds[cls.name] = float(r.threshold)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(f, meta=np.array(json.dumps(thresholds)), **arrays)
+    return f
+
+
+def rankings(path: Path) -> dict[str, Any]:
+    """AUROC / AP of both combined scores and of the best single detector."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from tripwire.detectors import Calibration, DetectorResult, Threat
+    from tripwire.scan.ensemble import combine, common_scale
+
+    z = np.load(path, allow_pickle=False)
+    thresholds = json.loads(str(z["meta"]))
+    truth = z["truth"]
+    looks_other = None if bool(z["looks_other_abstained"]) else z["looks_other"]
+    results = {
+        d: DetectorResult(
+            detector=d,
+            threat=Threat.BACKDOOR,
+            scores=z[f"s__{d}"],
+            threshold=t,
+            flags=z[f"f__{d}"],
+            calibration=Calibration(method="fixed", threshold=t),
+        )
+        for d, t in thresholds.items()
+    }
+    family = combine(results, len(truth), looks_other=looks_other)
+    plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
+    out: dict[str, Any] = {"n_poisoned": int(truth.sum()), "flagged": int(family.flags.sum())}
+    if not truth.any():
+        out["flag_rate"] = round(float(family.flags.mean()), 5)
+        return out
+    for name, score in (("family", family.scores), ("max", plain_max)):
+        out[f"{name}_auroc"] = round(float(roc_auc_score(truth, score)), 4)
+        out[f"{name}_ap"] = round(float(average_precision_score(truth, score)), 4)
+    per = {d: roc_auc_score(truth, r.scores) for d, r in results.items()}
+    best = max(per, key=lambda d: per[d])
+    out["best_detector"], out["best_auroc"] = best, round(float(per[best]), 4)
+    tp = int((family.flags & truth).sum())
+    out["family_precision"] = round(tp / max(int(family.flags.sum()), 1), 4)
+    out["family_recall"] = round(tp / int(truth.sum()), 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache-dir", type=Path, default=Path("/tmp/ens-cache"))
+    ap.add_argument("--out", type=Path, default=Path("runs/ensemble_ranking.jsonl"))
+    ap.add_argument("--archs", default="cnn-small,resnet-mini")
+    ap.add_argument("--seeds", default="0,1")
+    args = ap.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for arch in args.archs.split(","):
+        for kind, rate, params in CELLS:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                t0 = time.perf_counter()
+                f = detector_outputs(arch, kind, rate, params, seed, args.cache_dir)
+                row = {"arch": arch, "attack": kind, "rate": rate, "seed": seed, **rankings(f)}
+                rows.append(row)
+                print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+if __name__ == "__main__":
+    main()
