@@ -56,28 +56,12 @@ def _cell_data(kind: str, rate: float, params: dict[str, Any], seed: int) -> Any
     return poison_dataset(train, kind, rate=rate, target=target, seed=seed, **params)
 
 
-def _input_evidence(ds: Any, seed: int, space: Any = None) -> dict[str, Any]:
-    """What scan-data hands the ensemble about the inputs (looks_like_another_class)."""
-    from tripwire.detectors.input_space import InputSpace, looks_like_another_class
-
-    space = space or InputSpace(ds.model_input(), random_state=seed)
-    other = looks_like_another_class(space, ds.y)
-    if other is None:
-        return {"looks_other_abstained": np.array(True)}
-    return {"looks_other": other, "looks_other_abstained": np.array(False)}
-
-
 def detector_outputs(
     arch: str, kind: str, rate: float, params: dict[str, Any], seed: int, cache: Path
 ) -> Path:
     """Run every data detector on one cell; returns the npz holding their outputs."""
     f = cache / f"{arch}_{kind}_{rate}_{seed}.npz"
     if f.exists():
-        with np.load(f, allow_pickle=False) as z:
-            stored = dict(z)
-        if "looks_other_abstained" not in stored:  # written before session 10's gate
-            ds = _cell_data(kind, rate, params, seed)
-            np.savez(f, **stored, **_input_evidence(ds, seed))
         return f
     from tripwire.bench.runner import load_suite_data, train_cached
     from tripwire.bench.suites import DataSpec
@@ -103,7 +87,7 @@ def detector_outputs(
         input_space=space,
     )
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
-    arrays: dict[str, Any] = {"truth": truth, "y": ds.y, **_input_evidence(ds, seed, space)}
+    arrays: dict[str, Any] = {"truth": truth, "y": ds.y}
     thresholds = {}
     for cls in available(satisfiable_with=have):
         r = cls().detect(inputs)
@@ -115,17 +99,21 @@ def detector_outputs(
     return f
 
 
-def rankings(path: Path) -> dict[str, Any]:
+def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     """AUROC / AP of both combined scores and of the best single detector."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     from tripwire.detectors import Calibration, DetectorResult, Threat
+    from tripwire.detectors.input_space import InputSpace, other_class_confirmation
     from tripwire.scan.ensemble import combine, common_scale
 
     z = np.load(path, allow_pickle=False)
     thresholds = json.loads(str(z["meta"]))
     truth = z["truth"]
-    looks_other = None if bool(z["looks_other_abstained"]) else z["looks_other"]
+    if not np.array_equal(z["y"], ds.y):
+        raise ValueError(f"{path} holds another dataset than this cell's")
+    # What scan-data hands the ensemble about the inputs.
+    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
     results = {
         d: DetectorResult(
             detector=d,
@@ -137,7 +125,7 @@ def rankings(path: Path) -> dict[str, Any]:
         )
         for d, t in thresholds.items()
     }
-    family = combine(results, len(truth), looks_other=looks_other)
+    family = combine(results, len(truth), confirm_other=confirm)
     plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
     out: dict[str, Any] = {"n_poisoned": int(truth.sum()), "flagged": int(family.flags.sum())}
     if not truth.any():
@@ -169,7 +157,14 @@ def main() -> None:
             for seed in (int(s) for s in args.seeds.split(",")):
                 t0 = time.perf_counter()
                 f = detector_outputs(arch, kind, rate, params, seed, args.cache_dir)
-                row = {"arch": arch, "attack": kind, "rate": rate, "seed": seed, **rankings(f)}
+                ds = _cell_data(kind, rate, params, seed)
+                row = {
+                    "arch": arch,
+                    "attack": kind,
+                    "rate": rate,
+                    "seed": seed,
+                    **rankings(f, ds, seed),
+                }
                 rows.append(row)
                 print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))

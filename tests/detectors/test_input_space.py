@@ -14,7 +14,7 @@ from tripwire.detectors.input_space import (
     InputSpace,
     input_embedding,
     label_disagreement,
-    looks_like_another_class,
+    other_class_confirmation,
     without_self,
 )
 from tripwire.detectors.oos import knn_label_probabilities, space_label_probabilities
@@ -88,18 +88,31 @@ def test_detector_input_serves_the_shared_space_or_builds_one() -> None:
         InputSpace(np.zeros(3))
 
 
-def test_looks_like_another_class_or_no_evidence() -> None:
+def test_other_class_confirmation_asks_the_unflagged_neighbours() -> None:
     x, y = _digits()
     flipped = y.copy()
     flipped[:30] = (y[:30] + 1) % 10
     space = InputSpace(x)
     dis = label_disagreement(space, flipped)
     assert dis.shape == (600,) and dis.min() >= 0.0 and dis.max() <= 1.0
-    other = looks_like_another_class(space, flipped)
-    assert other is not None
-    assert other[:30].mean() > 0.9 and other[30:].mean() < 0.1
+    confirm = other_class_confirmation(space, flipped)
+    assert confirm is not None
+    cand = np.zeros(600, dtype=bool)
+    cand[:60] = True  # 30 flips and 30 clean items
+    ok = confirm(cand)
+    assert ok[:30].mean() > 0.9 and ok[30:60].mean() < 0.1 and not ok[60:].any()
+    # Poisons that are each other's nearest inputs (a shared blended trigger) under
+    # the target label: alone they vouch for each other, the unflagged items do not.
+    copies = np.concatenate([x, np.repeat(x[:1] * 0.5 + 0.5, 40, axis=0)])
+    labels = np.concatenate([y, np.full(40, (y[0] + 1) % 10)])
+    near = InputSpace(copies)
+    assert label_disagreement(near, labels)[600:].max() == 0.0
+    marked = np.zeros(640, dtype=bool)
+    marked[600:] = True
+    check = other_class_confirmation(near, labels)
+    assert check is not None and check(marked)[600:].all()
     # Labels the inputs cannot predict: no evidence either way.
     rng = np.random.default_rng(0)
-    assert looks_like_another_class(space, rng.integers(0, 10, 600)) is None
+    assert other_class_confirmation(space, rng.integers(0, 10, 600)) is None
     with pytest.raises(InputError):
         label_disagreement(space, y[:10])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tripwire.detectors import Calibration, DetectorResult, Threat
 from tripwire.scan.ensemble import combine, common_scale, family_of
@@ -94,17 +93,24 @@ def test_feature_cluster_flags_need_the_input_to_look_like_another_class() -> No
         "confident-learning": _result("confident-learning", [3]),
         "knn-label": _result("knn-label", [3]),
     }
-    other = np.zeros(20, dtype=bool)
-    other[[10, 12]] = True  # item 11 looks like its own class
-    res = combine(both, 20, looks_other=other)
+    asked: list[list[int]] = []
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        asked.append(np.flatnonzero(candidates).tolist())
+        out = np.zeros(20, dtype=bool)
+        out[[10, 12]] = True  # item 11 looks like its own class
+        return out
+
+    res = combine(both, 20, confirm_other=confirm)
+    assert asked == [[10, 11, 12]]  # asked once, about the family's own flags
     assert np.flatnonzero(res.flags).tolist() == [3, 10, 12]  # label flags need no gate
     fam = res.families["feature-clusters"]
     assert fam["flagged"] == 2 and fam["unconfirmed"] == 1
     assert res.scores[11] < 1.0 <= res.scores[10]
-    # Without the evidence (None: the inputs do not predict labels) the flags stand.
+    # Without the check (None: the inputs do not predict labels) the flags stand.
     assert combine(both, 20).flags[11]
     # A member run alone keeps its flags.
-    alone = combine({"activation-clustering": both["activation-clustering"]}, 20, looks_other=other)
+    alone = combine(
+        {"activation-clustering": both["activation-clustering"]}, 20, confirm_other=confirm
+    )
     assert alone.flags[11]
-    with pytest.raises(ValueError):
-        combine(both, 20, looks_other=other[:5])

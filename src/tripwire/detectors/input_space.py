@@ -14,6 +14,7 @@ its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,13 +141,32 @@ def label_disagreement(
     return np.asarray((y[others] != y[:, None]).mean(axis=1), dtype=np.float64)
 
 
-def looks_like_another_class(
+def other_class_confirmation(
     space: InputSpace, labels: npt.NDArray[np.int64], k: int = 10
-) -> npt.NDArray[np.bool_] | None:
-    """Items whose input-space neighbours mostly carry another label, or None where the
-    inputs do not predict their labels at all (the median item disagrees at least half
-    the time, as pooled pixels of natural colour images can): no evidence either way."""
-    dis = label_disagreement(space, labels, k)
-    if float(np.median(dis)) >= LOOKS_OTHER_SHARE:
+) -> Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None:
+    """A check that flagged items look like another class as inputs, or None where the
+    inputs do not predict their labels at all (the median item's neighbours disagree
+    with it at least half the time, as pooled pixels of natural colour images can).
+
+    The returned function takes a boolean mask of candidates and returns which of them
+    have more than :data:`LOOKS_OTHER_SHARE` of their ``k`` nearest input-space
+    neighbours **among the non-candidates** carrying another label. Candidates cannot
+    vouch for each other: a blended or warped trigger makes its poisons each other's
+    nearest neighbours, all under the target's label.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    if float(np.median(label_disagreement(space, y, k))) >= LOOKS_OTHER_SHARE:
         return None
-    return np.asarray(dis > LOOKS_OTHER_SHARE, dtype=bool)
+
+    def confirm(candidates: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        cand = np.flatnonzero(candidates)
+        rest = np.flatnonzero(~np.asarray(candidates, dtype=bool))
+        out = np.zeros(len(y), dtype=bool)
+        if cand.size == 0 or rest.size < k:
+            return out
+        emb = space.embedding()
+        _, nb = NearestNeighbors(n_neighbors=k).fit(emb[rest]).kneighbors(emb[cand])
+        out[cand] = (y[rest][nb] != y[cand][:, None]).mean(axis=1) > LOOKS_OTHER_SHARE
+        return out
+
+    return confirm

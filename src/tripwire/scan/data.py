@@ -24,7 +24,7 @@ import numpy.typing as npt
 from scipy.stats import binom, hypergeom
 
 from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
-from tripwire.detectors.input_space import InputSpace, looks_like_another_class
+from tripwire.detectors.input_space import InputSpace, other_class_confirmation
 from tripwire.detectors.oos import label_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
@@ -283,7 +283,7 @@ def scan_data(
             skipped[cls.name] = exc.message
             continue
         timings[cls.name] = time.perf_counter() - t0
-    ensemble = combine(results, len(ds), looks_other=looks_like_another_class(space, ds.y))
+    ensemble = combine(results, len(ds), confirm_other=other_class_confirmation(space, ds.y))
     scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)
     per_class = [

@@ -22,9 +22,9 @@ family                    members                                     quorum
   split vs the top singular direction), so their agreement is evidence and their lone
   flags are mostly each method's own false alarms;
 - ``feature-clusters`` flags stand only where the item also **looks like another class
-  as an input** (most of its input-space neighbours carry another label; see
-  :func:`~tripwire.detectors.input_space.looks_like_another_class`), where the caller
-  passes that evidence (``scan-data`` does). Both members read the features alone, and
+  as an input** (most of its input-space neighbours among the unflagged items carry
+  another label; see :func:`~tripwire.detectors.input_space.other_class_confirmation`),
+  where the caller passes that check (``scan-data`` does). Both members read the features alone, and
   real classes have sub-modes (a crossed 7, a serif 1) that a 2-means split and a top
   direction agree on: on clean bundled MNIST the pair flagged 7-28 (``cnn-small``) and
   39-76 (``resnet-mini``) of 4,000 samples, the confirmation keeps 3-18 and 5-19, and
@@ -61,6 +61,7 @@ at 0.88-0.94 where it gives 0.99 (docs/benchmarks.md, session 10).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,15 +122,14 @@ def combine(
     results: dict[str, DetectorResult],
     n: int,
     *,
-    looks_other: npt.NDArray[np.bool_] | None = None,
+    confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
 ) -> EnsembleResult:
     """Combine detector results over ``n`` items (see the module docstring).
 
-    ``looks_other`` marks the items whose input-space neighbours mostly carry another
-    label (None: no such evidence, and no family is confirmed by it).
+    ``confirm_other`` takes a family's flags and returns those that look like another
+    class as inputs (:func:`~tripwire.detectors.input_space.other_class_confirmation`);
+    None: no such evidence, and no family is confirmed by it.
     """
-    if looks_other is not None and np.shape(looks_other) != (n,):
-        raise ValueError(f"looks_other has shape {np.shape(looks_other)}, expected ({n},)")
     if not results:
         return EnsembleResult(
             scores=np.zeros(n), flags=np.zeros(n, dtype=bool), votes=np.zeros(n, np.int64)
@@ -153,10 +153,13 @@ def combine(
         fam_votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
         fam_flags = fam_votes >= quorum if quorum else np.zeros(n, dtype=bool)
         entry: dict[str, Any] = {}
-        if fam in INPUT_CONFIRMED and looks_other is not None and len(members) > 1:
-            entry["unconfirmed"] = int((fam_flags & ~looks_other).sum())
-            entry["confirmed_by"] = "input-space neighbours mostly of another label"
-            fam_flags = fam_flags & looks_other
+        if fam in INPUT_CONFIRMED and confirm_other is not None and len(members) > 1:
+            confirmed = np.asarray(confirm_other(fam_flags), dtype=bool) & fam_flags
+            entry["unconfirmed"] = int((fam_flags & ~confirmed).sum())
+            entry["confirmed_by"] = (
+                "input-space neighbours (unflagged items) mostly of another label"
+            )
+            fam_flags = confirmed
         flags |= fam_flags
         fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
         report[fam] = {
