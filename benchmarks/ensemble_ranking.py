@@ -12,8 +12,10 @@ their scores by
 - ``max``: the rule before session 10, kept here only as the baseline: each detector's
   score on the common scale ``(s - median) / (threshold - median)``, maximised.
 
-Reported per cell: AUROC and average precision of each combined score, and the best
-single detector's AUROC (what a perfect chooser of one detector would get). The
+Reported per cell: AUROC and average precision of each combined score, the best
+single detector's AUROC (what a perfect chooser of one detector would get), and the
+verdict's flags, precision and recall with and without the input-space confirmation of
+feature-cluster flags (``unconfirmed_*``). The
 detectors' outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
 table can be recomputed without retraining.
 
@@ -127,9 +129,16 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     }
     family = combine(results, len(truth), confirm_other=confirm)
     plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
-    out: dict[str, Any] = {"n_poisoned": int(truth.sum()), "flagged": int(family.flags.sum())}
+    # The same verdict without the input-space confirmation of feature-cluster flags.
+    unconfirmed = combine(results, len(truth))
+    out: dict[str, Any] = {
+        "n_poisoned": int(truth.sum()),
+        "flagged": int(family.flags.sum()),
+        "unconfirmed_flagged": int(unconfirmed.flags.sum()),
+    }
     if not truth.any():
         out["flag_rate"] = round(float(family.flags.mean()), 5)
+        out["unconfirmed_flag_rate"] = round(float(unconfirmed.flags.mean()), 5)
         return out
     for name, score in (("family", family.scores), ("max", plain_max)):
         out[f"{name}_auroc"] = round(float(roc_auc_score(truth, score)), 4)
@@ -140,6 +149,9 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     tp = int((family.flags & truth).sum())
     out["family_precision"] = round(tp / max(int(family.flags.sum()), 1), 4)
     out["family_recall"] = round(tp / int(truth.sum()), 4)
+    tp_u = int((unconfirmed.flags & truth).sum())
+    out["unconfirmed_precision"] = round(tp_u / max(int(unconfirmed.flags.sum()), 1), 4)
+    out["unconfirmed_recall"] = round(tp_u / int(truth.sum()), 4)
     return out
 
 
