@@ -93,9 +93,11 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
         }
     )
     path = cache_dir / "models" / f"{key}.pt"
-    if path.exists():
+    meta = path.with_name(f"{key}.meta.json")
+    # Both files, or the run was stopped between them (the model is written first).
+    if path.exists() and meta.exists():
         model = load_model(path, device="cpu")
-        acc = float(json.loads(path.with_name(f"{key}.meta.json").read_text())["accuracy"])
+        acc = float(json.loads(meta.read_text())["accuracy"])
 
         def predict(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
             return np.asarray(model.logits(x).argmax(1), dtype=np.int64)

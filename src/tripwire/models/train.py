@@ -333,7 +333,11 @@ def save_model(
     }
     if extra:
         meta.update(extra)
-    metadata_path(target).write_text(json.dumps(meta, indent=2) + "\n")
+    # Atomic like the model: a stopped run never leaves half a metadata file.
+    meta_file = metadata_path(target)
+    meta_tmp = meta_file.with_name(f".{meta_file.name}.tmp")
+    meta_tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(meta_tmp, meta_file)
     return meta
 
 
