@@ -14,6 +14,7 @@ family                    members                                     quorum
 ``feature-clusters``      activation-clustering, spectral-signature   2
 ``dual-space``            dual-space                                  1
 ``duplicates``            duplicate-labels                            1
+``behaviour``             perturbation-consistency                    1
 ``outliers``              spectre, feature-outlier                    rank
 ========================  ==========================================  ======
 
@@ -24,17 +25,22 @@ family                    members                                     quorum
 - ``feature-clusters`` flags stand only where the item also **looks like another class
   as an input** (most of its input-space neighbours among the unflagged items carry
   another label; see :func:`~tripwire.detectors.input_space.other_class_confirmation`),
-  where the caller passes that check (``scan-data`` does). Both members read the features alone, and
-  real classes have sub-modes (a crossed 7, a serif 1) that a 2-means split and a top
-  direction agree on: on clean bundled MNIST the pair flagged 7-28 (``cnn-small``) and
-  39-76 (``resnet-mini``) of 4,000 samples, the confirmation keeps 3-18 and 5-19, and
-  on 5% BadNets it keeps 199 of 200 and 198 of 198 poisons (docs/benchmarks.md, session
-  10). The price: a clean-label poison (true label, looks like its class) can no longer
-  be flagged by this family alone; it never was in those runs (0 found). Where the
-  inputs do not predict their labels (natural colour images in pooled pixels) there
-  is no such evidence and the flags stand unconfirmed;
-- ``dual-space`` and ``duplicate-labels`` flag only after a class-level test or a fact
-  (a cluster whose inputs look like other classes; a copy under another label);
+  where the caller passes that check (``scan-data`` does). Both members read the
+  features alone, and real classes have sub-modes (a crossed 7, a serif 1) that a
+  2-means split and a top direction agree on. On clean bundled MNIST the whole scan
+  flagged 34 / 11 (``cnn-small``) and 45 / 79 (``resnet-mini``) of 4,000 samples
+  without the confirmation, 26 / 8 and 13 / 23 with it; on 5% BadNets precision rose
+  from 0.81-0.93 to 0.91-0.96 at the same recall (docs/benchmarks.md, session 10).
+  The price: a clean-label poison (true label, looks like its class) can no longer be
+  flagged by this family alone (none was in those runs), and where the pair finds only
+  part of a warped (WaNet) set, the rest vouch for it (resnet-mini: recall 0.13-0.20
+  -> 0.02-0.03, at precision 0.44-0.54 before). Where the inputs do not predict their
+  labels (natural colour images in pooled pixels) there is no such evidence and the
+  flags stand unconfirmed;
+- ``dual-space``, ``duplicate-labels`` and ``perturbation-consistency`` flag only after
+  a class-level test, a fact or their own confirmation (a cluster whose inputs look
+  like other classes; a copy under another label; a label that survives
+  superimposition, confirmed by input-space neighbours);
 - ``outliers`` only rank (they raise the combined score) unless they are all that ran;
 - a detector the table does not know (a plug-in) is a family of its own, quorum 1;
 - where fewer members of a family ran than its quorum (``--detectors`` chose them),
@@ -55,8 +61,8 @@ then, per family,
 and the sample's score is the largest family score. A plain maximum of scaled scores,
 the rule before, let the ranking-only outlier detectors (whose own thresholds sit inside
 the clean bulk) outrank the families' flags: on bundled MNIST it ranked 5% BadNets
-poisons at AUROC 0.87-0.89 where the family rule gives 0.999-1.0, and 5-20% label flips
-at 0.88-0.94 where it gives 0.99 (docs/benchmarks.md, session 10).
+poisons at AUROC 0.87-0.89 where the family rule gives 0.999, and 5-20% label flips
+at 0.88-0.94 where it gives 0.989-0.998 (``cnn-small``; docs/benchmarks.md, session 10).
 """
 
 from __future__ import annotations
