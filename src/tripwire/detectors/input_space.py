@@ -86,6 +86,18 @@ class InputSpace:
     def __len__(self) -> int:
         return self._n
 
+    @classmethod
+    def from_embedding(
+        cls, embedding: npt.NDArray[np.floating[Any]], random_state: int = 0
+    ) -> InputSpace:
+        """A space over an embedding the caller already has (used as it is)."""
+        arr = np.asarray(embedding, dtype=np.float32)
+        if arr.ndim != 2:
+            raise InputError(f"needs an (N, D) embedding, not {arr.shape}", "input space")
+        space = cls(arr, random_state=random_state)
+        space._embedding, space.inputs = arr, None
+        return space
+
     def embedding(self) -> npt.NDArray[np.float32]:
         """The ``(N, <=40)`` embedding (:func:`input_embedding`). The inputs are released
         once it exists (a float32 copy of the data is the largest thing a scan holds)."""
@@ -127,18 +139,36 @@ def without_self(
     return dist[:, : k + 1][keep].reshape(m, k), idx[:, : k + 1][keep].reshape(m, k)
 
 
-def label_disagreement(
-    space: InputSpace, labels: npt.NDArray[np.int64], k: int = 10
-) -> npt.NDArray[np.float64]:
-    """Share of each item's ``k`` nearest other items in input space whose label differs
-    from its own."""
+def neighbour_labels(
+    space: InputSpace, labels: npt.ArrayLike, k: int = 10
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The labels as integers, and the labels of each item's ``k`` nearest other items
+    in input space (``(N, min(k, N - 1))``, nearest first), from the shared graph.
+
+    Raises
+    ------
+    InputError
+        Fewer than two items, or not one label per item.
+    """
     y = np.asarray(labels, dtype=np.int64)
     if y.shape != (len(space),) or len(y) < 2:
-        raise InputError(f"needs one label per item ({y.shape} for {len(space)})", "input space")
+        raise InputError(
+            f"needs at least two items and one label each ({y.shape} for {len(space)})",
+            "input space",
+        )
     kk = min(k, len(y) - 1)
     dist, idx = space.neighbours(kk + 1)
     _, others = without_self(dist, idx, 0, kk)
-    return np.asarray((y[others] != y[:, None]).mean(axis=1), dtype=np.float64)
+    return y, y[others]
+
+
+def label_disagreement(
+    space: InputSpace, labels: npt.ArrayLike, k: int = 10
+) -> npt.NDArray[np.float64]:
+    """Share of each item's ``k`` nearest other items in input space whose label differs
+    from its own."""
+    y, near = neighbour_labels(space, labels, k)
+    return np.asarray((near != y[:, None]).mean(axis=1), dtype=np.float64)
 
 
 def other_class_confirmation(

@@ -26,7 +26,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tripwire.detectors.input_space import InputSpace, without_self
+from tripwire.detectors.input_space import InputSpace, neighbour_labels, without_self
 from tripwire.errors import InputError
 
 
@@ -92,13 +92,11 @@ def knn_label_probabilities(
     n_classes: int | None = None,
     k: int = 10,
     smoothing: float = 0.1,
-    batch_size: int = 2048,
 ) -> npt.NDArray[np.float64]:
     """Leave-one-out ``k``-nearest-neighbour label frequencies, ``(N, C)``.
 
     Row ``i`` counts the labels of item ``i``'s ``k`` nearest other items, plus
-    ``smoothing`` per class (so that no class gets probability 0), normalised. Queries
-    run in batches of ``batch_size``; no ``N x N`` matrix is formed.
+    ``smoothing`` per class (so that no class gets probability 0), normalised.
 
     Raises
     ------
@@ -106,27 +104,11 @@ def knn_label_probabilities(
         Fewer than two items, or lengths that disagree.
     """
     z, y = _rows_and_labels(embedding, labels, "embedding", np.float32)
-    n = len(y)
-    if n < 2:
+    if len(y) < 2:
         raise InputError("neighbour probabilities need at least two items", "oos")
-    c = n_classes or int(y.max()) + 1
-    kk = min(k, n - 1)
-    index = NearestNeighbors(n_neighbors=kk + 1).fit(z)
-    counts = np.zeros((n, c), dtype=np.float64)
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        _, idx = neighbours_without_self(index, z[start:stop], start, kk)
-        _count_labels(counts, start, y[idx])
-    return (counts + smoothing) / (kk + c * smoothing)
-
-
-def _count_labels(
-    counts: npt.NDArray[np.float64], start: int, neighbour_labels: npt.NDArray[np.int64]
-) -> None:
-    """Add each row's neighbour labels to ``counts`` rows ``start, start + 1, ...``."""
-    m, k = neighbour_labels.shape
-    rows = np.repeat(np.arange(start, start + m), k)
-    np.add.at(counts, (rows, neighbour_labels.ravel()), 1.0)
+    return space_label_probabilities(
+        InputSpace.from_embedding(z), y, n_classes=n_classes, k=k, smoothing=smoothing
+    )
 
 
 def space_label_probabilities(
@@ -137,19 +119,13 @@ def space_label_probabilities(
     k: int = 10,
     smoothing: float = 0.1,
 ) -> npt.NDArray[np.float64]:
-    """:func:`knn_label_probabilities` over a shared :class:`InputSpace`'s embedding,
-    reading its neighbour graph instead of searching again (same result)."""
-    y = np.asarray(labels, dtype=np.int64)
-    n = len(y)
-    if n < 2 or len(space) != n:
-        raise InputError(f"needs at least two items and one label each ({n}, {len(space)})", "oos")
+    """:func:`knn_label_probabilities` over an :class:`InputSpace` (a scan's shared one:
+    its neighbour graph is read, not searched again)."""
+    y, near = neighbour_labels(space, labels, k)
     c = n_classes or int(y.max()) + 1
-    kk = min(k, n - 1)
-    dist, idx = space.neighbours(kk + 1)
-    _, others = without_self(dist, idx, 0, kk)
-    counts = np.zeros((n, c), dtype=np.float64)
-    _count_labels(counts, 0, y[others])
-    return (counts + smoothing) / (kk + c * smoothing)
+    counts = np.zeros((len(y), c), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(len(y)), near.shape[1]), near.ravel()), 1.0)
+    return np.asarray((counts + smoothing) / (near.shape[1] + c * smoothing), dtype=np.float64)
 
 
 def pooled_probabilities(*probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
