@@ -22,11 +22,10 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tripwire.detectors.input_space import InputSpace, neighbour_labels, without_self
+from tripwire.detectors.input_space import InputSpace, neighbour_labels
 from tripwire.errors import InputError
 
 
@@ -38,16 +37,6 @@ def _rows_and_labels(
     if arr.ndim != 2 or arr.shape[0] != y.shape[0]:
         raise InputError(f"{what} {arr.shape} and labels {y.shape} do not match", "oos")
     return arr, y
-
-
-def neighbours_without_self(
-    index: NearestNeighbors, query: npt.NDArray[Any], start: int, k: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """The ``k`` nearest indexed items of ``query`` rows, which are indexed items
-    ``start, start + 1, ...`` themselves, each leaving itself out: ``(dist, idx)``,
-    both ``(len(query), k)``."""
-    dist, idx = index.kneighbors(query, n_neighbors=k + 1)
-    return without_self(dist, np.asarray(idx, dtype=np.int64), start, k)
 
 
 def oos_probabilities(

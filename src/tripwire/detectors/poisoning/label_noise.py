@@ -29,7 +29,7 @@ import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
-from tripwire.detectors.oos import neighbours_without_self
+from tripwire.detectors.input_space import neighbours_without_self
 from tripwire.detectors.poisoning.spectral import features_and_labels, integer_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
