@@ -88,3 +88,27 @@ def test_train_only_then_suite_reuses_models(tmp_path: Path) -> None:
     assert len(set((cache / "models").glob("*.pt")) - trained) <= 1
     retrained = [r for r in result["rows"] if r["asr_after"] is not None]
     assert {r["detector"] for r in retrained} <= {ENSEMBLE_ROW}
+
+
+def test_suite_cells_are_seed_major() -> None:
+    """Every dataset's first seed comes before any second seed: a suite stopped part-way
+    already holds one complete table over all datasets."""
+    from tripwire.bench.runner import suite_cells
+
+    suite = Suite(
+        name="order",
+        data=(
+            DataSpec(name="a", spec="bundled:digits", seeds=(0, 1, 2), epochs=1),
+            DataSpec(name="b", spec="bundled:digits", seeds=(7,), epochs=1),
+        ),
+        attacks=(AttackCell("clean", rates=(0.0,)), AttackCell("badnets", rates=(0.1, 0.2))),
+        extraction=False,
+    )
+    order = [
+        (spec.name, seed, attack.kind, rate)
+        for spec, _, _, attack, rate, seed in suite_cells(suite, None, log=lambda _: None)
+    ]
+    assert [(d, s) for d, s, _, _ in order] == (
+        [("a", 0)] * 3 + [("b", 7)] * 3 + [("a", 1)] * 3 + [("a", 2)] * 3
+    )
+    assert order[:3] == [("a", 0, "clean", 0.0), ("a", 0, "badnets", 0.1), ("a", 0, "badnets", 0.2)]

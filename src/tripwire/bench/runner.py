@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -32,6 +32,7 @@ from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
+from tripwire.reports.render import write_text_atomic
 from tripwire.scan.data import scan_probabilities
 from tripwire.scan.ensemble import FAMILIES, combine
 
@@ -74,6 +75,35 @@ def load_suite_data(spec: DataSpec, data_dir: str | None) -> tuple[Dataset, Data
     train = load_dataset(path, split="train", show_progress=progress_enabled())
     test = load_dataset(path, split="test", show_progress=progress_enabled())
     return stratified_subset(train, spec.train_subset), stratified_subset(test, spec.test_subset)
+
+
+def suite_cells(
+    suite: Suite, data_dir: str | None, log: Log = print
+) -> Iterator[tuple[DataSpec, Dataset, Dataset, AttackCell, float, int]]:
+    """Every poisoning cell of ``suite`` as ``(spec, train, test, attack, rate, seed)``.
+
+    Seed-major: every dataset's first seed comes before any second seed, so a long suite
+    stopped part-way (it resumes) already holds one complete table over all datasets.
+    Each dataset is loaded once, when its first cell comes.
+    """
+    registered = set(_attack_kinds())
+    loaded: dict[str, tuple[Dataset, Dataset]] = {}
+    for attack in suite.attacks:
+        if attack.kind != "clean" and attack.kind not in registered:
+            log(f"skipping attack '{attack.kind}': not available in this version")
+    rounds = max(len(spec.seeds) for spec in suite.data)
+    for r in range(rounds):
+        for spec in suite.data:
+            if r >= len(spec.seeds):
+                continue
+            if spec.name not in loaded:
+                loaded[spec.name] = load_suite_data(spec, data_dir)
+            train, test = loaded[spec.name]
+            for attack in suite.attacks:
+                if attack.kind != "clean" and attack.kind not in registered:
+                    continue
+                for rate in attack.rates:
+                    yield spec, train, test, attack, rate, spec.seeds[r]
 
 
 def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
@@ -363,54 +393,46 @@ def run_suite(
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     examples: dict[str, Any] = {}
-    registered = set(_attack_kinds())
-    for spec in suite.data:
-        train, test = load_suite_data(spec, data_dir)
-        for attack in suite.attacks:
-            if attack.kind != "clean" and attack.kind not in registered:
-                log(f"skipping attack '{attack.kind}': not available in this version")
-                continue
-            for rate in attack.rates:
-                for seed in spec.seeds:
-                    cell_key = _key(
-                        {
-                            "suite": suite.name,
-                            "data": spec.name,
-                            "attack": attack.kind,
-                            "rate": rate,
-                            "seed": seed,
-                            "params": attack.params,
-                            "detectors": [c.name for c in available()],
-                            "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
-                            "v": __version__,
-                        }
-                    )
-                    cell_file = cells_dir / f"{cell_key}.json"
-                    if resume and cell_file.exists():
-                        cached = json.loads(cell_file.read_text())
-                        rows.extend(cached["rows"])
-                        curves.update(cached["curves"])
-                        continue
-                    cell_rows, cell_curves = run_poison_cell(
-                        train,
-                        test,
-                        spec,
-                        attack,
-                        rate,
-                        seed,
-                        cache_dir=cache_dir,
-                        retrain=suite.retrain,
-                        log=log,
-                        retrain_rates=suite.retrain_rates,
-                        retrain_detectors=suite.retrain_detectors,
-                    )
-                    label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
-                    tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
-                    cell_file.write_text(json.dumps({"rows": cell_rows, "curves": tagged}))
-                    rows.extend(cell_rows)
-                    curves.update(tagged)
-            if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
-                examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
+    for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
+        cell_key = _key(
+            {
+                "suite": suite.name,
+                "data": spec.name,
+                "attack": attack.kind,
+                "rate": rate,
+                "seed": seed,
+                "params": attack.params,
+                "detectors": [c.name for c in available()],
+                "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
+                "v": __version__,
+            }
+        )
+        cell_file = cells_dir / f"{cell_key}.json"
+        if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
+            examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
+        if resume and cell_file.exists():
+            cached = json.loads(cell_file.read_text())
+            rows.extend(cached["rows"])
+            curves.update(cached["curves"])
+            continue
+        cell_rows, cell_curves = run_poison_cell(
+            train,
+            test,
+            spec,
+            attack,
+            rate,
+            seed,
+            cache_dir=cache_dir,
+            retrain=suite.retrain,
+            log=log,
+            retrain_rates=suite.retrain_rates,
+            retrain_detectors=suite.retrain_detectors,
+        )
+        label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
+        tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
+        write_text_atomic(cell_file, json.dumps({"rows": cell_rows, "curves": tagged}))
+        rows.extend(cell_rows)
+        curves.update(tagged)
     extraction = _extraction_cell(log) if suite.extraction else None
     return {"rows": rows, "curves": curves, "examples": examples, "extraction": extraction}
 
@@ -423,23 +445,16 @@ def train_suite_models(
     detectors, so it can run ahead (or on another machine sharing ``cache_dir``)."""
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
-    registered = set(_attack_kinds())
     n = 0
-    for spec in suite.data:
-        train, test = load_suite_data(spec, data_dir)
-        for attack in suite.attacks:
-            if attack.kind != "clean" and attack.kind not in registered:
-                continue
-            for rate in attack.rates:
-                for seed in spec.seeds:
-                    t0 = time.perf_counter()
-                    ds, _, _ = attacked(train, attack, rate, seed)
-                    model = train_cached(ds, test, spec, seed, cache_dir)
-                    n += 1
-                    log(
-                        f"{spec.name} {attack.kind} rate={rate} seed={seed}: model ready "
-                        f"(accuracy {model.accuracy:.4f}, {time.perf_counter() - t0:.0f} s)"
-                    )
+    for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
+        t0 = time.perf_counter()
+        ds, _, _ = attacked(train, attack, rate, seed)
+        model = train_cached(ds, test, spec, seed, cache_dir)
+        n += 1
+        log(
+            f"{spec.name} {attack.kind} rate={rate} seed={seed}: model ready "
+            f"(accuracy {model.accuracy:.4f}, {time.perf_counter() - t0:.0f} s)"
+        )
     return n
 
 
