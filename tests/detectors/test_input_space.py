@@ -14,6 +14,7 @@ from tripwire.detectors.input_space import (
     InputSpace,
     input_embedding,
     label_disagreement,
+    neighbours_among,
     other_class_confirmation,
     without_self,
 )
@@ -116,3 +117,34 @@ def test_other_class_confirmation_asks_the_unflagged_neighbours() -> None:
     assert other_class_confirmation(space, rng.integers(0, 10, 600)) is None
     with pytest.raises(InputError):
         label_disagreement(space, y[:10])
+
+
+def test_neighbours_among_members_equal_a_search_among_the_members_alone() -> None:
+    """From the shared graph where it holds enough members, by an exact search where it
+    does not (a tight cluster of non-members): the same answer either way."""
+    x, _ = _digits()
+    rng = np.random.default_rng(0)
+    # 60 non-members scattered, plus 90 non-members crowded together (each other's
+    # nearest items, as a blended trigger's poisons are): those rows need the fallback.
+    x = x.copy()
+    crowd = np.arange(100, 190)
+    x[crowd] = x[100] + rng.normal(0.0, 1e-3, x[crowd].shape).astype(np.float32)
+    members = np.ones(len(x), dtype=bool)
+    members[rng.choice(np.setdiff1d(np.arange(len(x)), crowd), 60, replace=False)] = False
+    members[crowd] = False
+    space = InputSpace(x)
+    emb = space.embedding()
+    query = np.arange(len(x))
+    got = neighbours_among(space, members, query, 10)
+    pool = np.flatnonzero(members)
+    _, want = NearestNeighbors(n_neighbors=11).fit(emb[pool]).kneighbors(emb)
+    want = pool[want]
+    for q in query:
+        expected = [j for j in want[q] if j != q][:10]
+        assert set(got[q]) == set(expected), q  # ties may order differently
+        assert q not in got[q] and members[got[q]].all()
+    _, graph = space.neighbours(SHARED_NEIGHBOURS)
+    crowded_rows = members[graph[crowd]].sum(axis=1) < 10
+    assert crowded_rows.any()  # the fallback path really ran
+    with pytest.raises(InputError):
+        neighbours_among(space, np.zeros(len(x), dtype=bool), query[:3], 10)

@@ -172,6 +172,52 @@ def neighbours_without_self(
     return without_self(dist, np.asarray(idx, dtype=np.int64), start, k)
 
 
+def neighbours_among(
+    space: InputSpace, members: npt.NDArray[np.bool_], query: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.int64]:
+    """Positions of the ``k`` nearest **members** of each ``query`` item in input space,
+    nearest first, the item itself left out: ``(len(query), k)``.
+
+    Read from the shared graph where an item's :data:`SHARED_NEIGHBOURS` nearest items
+    hold ``k`` members (the common case: the non-members are a few flagged items); the
+    rows that do not (an item inside a tight cluster of non-members, as a blended
+    trigger makes of its poisons) get an exact search among the members. Either way the
+    answer is the search among the members alone, up to ties in distance.
+
+    Raises
+    ------
+    InputError
+        Fewer than ``k`` members other than a query item.
+    """
+    members = np.asarray(members, dtype=bool)
+    q = np.asarray(query, dtype=np.int64)
+    if members.shape != (len(space),):
+        raise InputError(f"needs one flag per item ({members.shape})", "input space")
+    if k < 1 or int(members.sum()) - 1 < k:
+        raise InputError(f"needs more than {k} members to find {k} neighbours", "input space")
+    out = np.empty((len(q), k), dtype=np.int64)
+    if q.size == 0:
+        return out
+    _, idx = space.neighbours(SHARED_NEIGHBOURS)
+    near = idx[q]
+    ok = members[near] & (near != q[:, None])
+    enough = ok.sum(axis=1) >= k
+    # First k members of each row, in the graph's (nearest-first) order.
+    cols = np.argsort(~ok[enough], axis=1, kind="stable")[:, :k]
+    out[enough] = np.take_along_axis(near[enough], cols, axis=1)
+    short = np.flatnonzero(~enough)
+    if short.size:
+        pool = np.flatnonzero(members)
+        emb = space.embedding()
+        index = NearestNeighbors(n_neighbors=k + 1).fit(emb[pool])
+        _, found = index.kneighbors(emb[q[short]], n_neighbors=k + 1)
+        found = pool[found]
+        keep = found != q[short][:, None]
+        keep[keep.all(axis=1), -1] = False  # the item is not a member: drop the farthest
+        out[short] = found[keep].reshape(len(short), k)
+    return out
+
+
 def label_disagreement(
     space: InputSpace, labels: npt.ArrayLike, k: int = 10
 ) -> npt.NDArray[np.float64]:
@@ -202,11 +248,10 @@ def other_class_confirmation(
         cand = np.flatnonzero(candidates)
         rest = np.flatnonzero(~np.asarray(candidates, dtype=bool))
         out = np.zeros(len(y), dtype=bool)
-        if cand.size == 0 or rest.size < k:
+        if cand.size == 0 or rest.size <= k:
             return out
-        emb = space.embedding()
-        _, nb = NearestNeighbors(n_neighbors=k).fit(emb[rest]).kneighbors(emb[cand])
-        out[cand] = (y[rest][nb] != y[cand][:, None]).mean(axis=1) > LOOKS_OTHER_SHARE
+        nb = neighbours_among(space, ~np.asarray(candidates, dtype=bool), cand, k)
+        out[cand] = (y[nb] != y[cand][:, None]).mean(axis=1) > LOOKS_OTHER_SHARE
         return out
 
     return confirm

@@ -38,8 +38,8 @@ pixel sum, so their poisons are not candidates; clean-label poisons (label-consi
 SIG) are candidates but, carrying their true label, are not confirmed: they show in the
 evidence as a class with far more candidates than the others, not as flags; a backdoor
 the model did not learn (too few poisons for its training) leaves nothing to see.
-Cost: ``n_overlays`` forward passes over the data, plus a nearest-neighbour search in a
-40-dimensional input embedding.
+Cost: ``n_overlays`` forward passes over the data; the neighbours come from the scan's
+shared input-space graph (:func:`~tripwire.detectors.input_space.neighbours_among`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 from scipy import stats
-from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.backdoor.input_trigger import softmax
 from tripwire.detectors.base import (
@@ -61,6 +60,7 @@ from tripwire.detectors.base import (
     fitted_scores,
 )
 from tripwire.detectors.calibration import MAD_TO_SD
+from tripwire.detectors.input_space import neighbours_among
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -192,14 +192,12 @@ class PerturbationConsistencyDetector(BaseDetector):
         ci = np.flatnonzero(cand)
         gate: dict[int, dict[str, float]] = {}
         if ci.size and rest.size > self.k:
-            emb = inputs.space(self.random_state).embedding()
-            nn = NearestNeighbors(n_neighbors=self.k + 1).fit(emb[rest])
-            _, nb = nn.kneighbors(emb[ci], n_neighbors=self.k)
-            dis[ci] = (y[rest][nb] != y[ci][:, None]).mean(axis=1)
-            # The same question for the class's other samples (self left out) gives each
-            # class its natural rate of samples that look like another class.
-            _, nb_r = nn.kneighbors(emb[rest])
-            dis[rest] = (y[rest][nb_r[:, 1:]] != y[rest][:, None]).mean(axis=1)
+            space = inputs.space(self.random_state)
+            # Every sample's nearest non-candidates (itself left out): for a candidate
+            # the confirmation, for the class's other samples its natural rate of
+            # samples that look like another class.
+            nb = neighbours_among(space, ~cand, np.arange(len(y)), self.k)
+            dis = (y[nb] != y[:, None]).mean(axis=1)
             gate = self._class_gate(y, cand, dis)
         rel = z / self.z
         confirmed = cand & (dis > self.min_disagreement)
