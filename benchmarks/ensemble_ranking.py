@@ -14,9 +14,10 @@ their scores by
 
 Reported per cell: AUROC and average precision of each combined score, the best
 single detector's AUROC (what a perfect chooser of one detector would get), and the
-verdict's flags, precision and recall with and without the input-space confirmation of
-feature-cluster flags (``unconfirmed_*``). The
-detectors' outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
+verdict's flags, precision and recall; also without the input-space confirmation of
+feature-cluster flags (``unconfirmed_*``), and without the class-share gate of
+feature-cluster flags (``ungated_*``, the rule before session 11). The detectors'
+outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
 table can be recomputed without retraining.
 
     PYTHONPATH=src python benchmarks/ensemble_ranking.py --cache-dir /tmp/ens-cache \
@@ -127,18 +128,22 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
         )
         for d, t in thresholds.items()
     }
-    family = combine(results, len(truth), confirm_other=confirm)
+    family = combine(results, len(truth), confirm_other=confirm, labels=ds.y)
     plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
     # The same verdict without the input-space confirmation of feature-cluster flags.
-    unconfirmed = combine(results, len(truth))
+    unconfirmed = combine(results, len(truth), labels=ds.y)
+    # ... and without the class-share gate of feature-cluster flags (before session 11).
+    ungated = combine(results, len(truth), confirm_other=confirm)
     out: dict[str, Any] = {
         "n_poisoned": int(truth.sum()),
         "flagged": int(family.flags.sum()),
         "unconfirmed_flagged": int(unconfirmed.flags.sum()),
+        "ungated_flagged": int(ungated.flags.sum()),
     }
     if not truth.any():
         out["flag_rate"] = round(float(family.flags.mean()), 5)
         out["unconfirmed_flag_rate"] = round(float(unconfirmed.flags.mean()), 5)
+        out["ungated_flag_rate"] = round(float(ungated.flags.mean()), 5)
         return out
     for name, score in (("family", family.scores), ("max", plain_max)):
         out[f"{name}_auroc"] = round(float(roc_auc_score(truth, score)), 4)
@@ -152,6 +157,9 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     tp_u = int((unconfirmed.flags & truth).sum())
     out["unconfirmed_precision"] = round(tp_u / max(int(unconfirmed.flags.sum()), 1), 4)
     out["unconfirmed_recall"] = round(tp_u / int(truth.sum()), 4)
+    tp_g = int((ungated.flags & truth).sum())
+    out["ungated_precision"] = round(tp_g / max(int(ungated.flags.sum()), 1), 4)
+    out["ungated_recall"] = round(tp_g / int(truth.sum()), 4)
     return out
 
 
@@ -161,11 +169,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/ensemble_ranking.jsonl"))
     ap.add_argument("--archs", default="cnn-small,resnet-mini")
     ap.add_argument("--seeds", default="0,1")
+    ap.add_argument(
+        "--cells", help="only these cells, as KIND:RATE[,KIND:RATE...] (default: all of CELLS)"
+    )
     args = ap.parse_args()
+    chosen = None if not args.cells else {tuple(c.split(":")) for c in args.cells.split(",")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in args.archs.split(","):
         for kind, rate, params in CELLS:
+            if chosen is not None and (kind, str(rate)) not in chosen:
+                continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 t0 = time.perf_counter()
                 f = detector_outputs(arch, kind, rate, params, seed, args.cache_dir)

@@ -64,9 +64,10 @@ def test_clean_features_raise_few_flags() -> None:
 
 
 def test_a_flag_count_false_alarms_explain_is_not_high_on_its_own() -> None:
-    # 4 flags in 800 samples: below the 1% false-alarm rate, so TW101 alone is medium;
-    # their concentration in one supplier is what makes the scan high (TW103).
-    ds, feats, bad = planted(n_bad=4)
+    # 4 flags in 600 samples: below the 1% false-alarm rate, so TW101 alone is medium;
+    # their concentration in one supplier is what makes the scan high (TW103). Ten
+    # small classes: 4 items make 6% of class 0, a sub-population the ensemble counts.
+    ds, feats, bad = planted(n_per=60, k=10, n_bad=4)
     res = scan_data(ds, feats)
     assert set(bad.tolist()) <= set(res.flagged)
     sev = {f.rule_id: f.severity for f in res.findings}
@@ -74,9 +75,9 @@ def test_a_flag_count_false_alarms_explain_is_not_high_on_its_own() -> None:
 
 
 def test_a_few_flags_piled_in_one_class_name_it_without_alarm() -> None:
-    # 6 of class 0's 206 samples: the likely target is named, at medium, since a class
+    # 6 of class 0's 66 samples: the likely target is named, at medium, since a class
     # that size shows a handful of false alarms often enough.
-    ds, feats, _ = planted(n_bad=6)
+    ds, feats, _ = planted(n_per=60, k=10, n_bad=6)
     res = scan_data(ds, feats)
     target = next(f for f in res.findings if f.rule_id == "TW104")
     assert target.target_class == 0 and target.severity == "medium"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tripwire.detectors import Calibration, DetectorResult, Threat
+from tripwire.errors import InputError
 from tripwire.scan.ensemble import combine, common_scale, family_of
 
 
@@ -114,3 +116,29 @@ def test_feature_cluster_flags_need_the_input_to_look_like_another_class() -> No
         {"activation-clustering": both["activation-clustering"]}, 20, confirm_other=confirm
     )
     assert alone.flags[11]
+
+
+def test_feature_cluster_flags_stand_only_as_a_share_of_their_class() -> None:
+    """A class's own sub-mode (a few items) is held back; a cluster that makes at least
+    MIN_CLASS_SHARE of its class stands. Other families are not gated."""
+    from tripwire.scan.ensemble import MIN_CLASS_SHARE
+
+    n = 400
+    labels = np.repeat([0, 1], n // 2)  # 200 items per class
+    big = list(range(0, 20))  # 10% of class 0
+    few = list(range(200, 205))  # 2.5% of class 1
+    assert len(few) < MIN_CLASS_SHARE * 200 <= len(big)
+    results = {
+        "activation-clustering": _result("activation-clustering", big + few, n),
+        "spectral-signature": _result("spectral-signature", big + few, n),
+        "confident-learning": _result("confident-learning", [300], n),
+        "knn-label": _result("knn-label", [300], n),
+    }
+    res = combine(results, n, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == [*big, 300]
+    assert res.families["feature-clusters"]["below_class_share"] == {"1": 5}
+    assert res.scores[few].max() < 1.0 <= res.scores[big].min()
+    # Without labels there is no class gate.
+    assert combine(results, n).flags[few].all()
+    with pytest.raises(InputError):
+        combine(results, n, labels=labels[:-1])

@@ -325,7 +325,9 @@ def run_poison_cell(
         ours[cls.name] = res
         results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
     # What a user of scan-data gets: every detector combined by the ensemble's rule.
-    ensemble = combine(ours, len(ds), confirm_other=other_class_confirmation(space, ds.y))
+    ensemble = combine(
+        ours, len(ds), confirm_other=other_class_confirmation(space, ds.y), labels=ds.y
+    )
     results[ENSEMBLE_ROW] = (
         ensemble.scores,
         ensemble.flags,

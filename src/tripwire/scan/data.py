@@ -283,7 +283,9 @@ def scan_data(
             skipped[cls.name] = exc.message
             continue
         timings[cls.name] = time.perf_counter() - t0
-    ensemble = combine(results, len(ds), confirm_other=other_class_confirmation(space, ds.y))
+    ensemble = combine(
+        results, len(ds), confirm_other=other_class_confirmation(space, ds.y), labels=ds.y
+    )
     scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)
     per_class = [
