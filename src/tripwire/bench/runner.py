@@ -77,17 +77,13 @@ def load_suite_data(spec: DataSpec, data_dir: str | None) -> tuple[Dataset, Data
     return stratified_subset(train, spec.train_subset), stratified_subset(test, spec.test_subset)
 
 
-def suite_cells(
-    suite: Suite, data_dir: str | None, log: Log = print
-) -> Iterator[tuple[DataSpec, Dataset, Dataset, AttackCell, float, int]]:
-    """Every poisoning cell of ``suite`` as ``(spec, train, test, attack, rate, seed)``.
+def suite_grid(suite: Suite, log: Log = print) -> Iterator[tuple[DataSpec, AttackCell, float, int]]:
+    """Every poisoning cell of ``suite`` as ``(spec, attack, rate, seed)``, in run order.
 
     Seed-major: every dataset's first seed comes before any second seed, so a long suite
     stopped part-way (it resumes) already holds one complete table over all datasets.
-    Each dataset is loaded once, when its first cell comes.
     """
     registered = set(_attack_kinds())
-    loaded: dict[str, tuple[Dataset, Dataset]] = {}
     for attack in suite.attacks:
         if attack.kind != "clean" and attack.kind not in registered:
             log(f"skipping attack '{attack.kind}': not available in this version")
@@ -96,14 +92,46 @@ def suite_cells(
         for spec in suite.data:
             if r >= len(spec.seeds):
                 continue
-            if spec.name not in loaded:
-                loaded[spec.name] = load_suite_data(spec, data_dir)
-            train, test = loaded[spec.name]
             for attack in suite.attacks:
                 if attack.kind != "clean" and attack.kind not in registered:
                     continue
                 for rate in attack.rates:
-                    yield spec, train, test, attack, rate, spec.seeds[r]
+                    yield spec, attack, rate, spec.seeds[r]
+
+
+def suite_cells(
+    suite: Suite, data_dir: str | None, log: Log = print
+) -> Iterator[tuple[DataSpec, Dataset, Dataset, AttackCell, float, int]]:
+    """:func:`suite_grid` with each cell's data, as ``(spec, train, test, attack, rate,
+    seed)``; each dataset is loaded once, when its first cell comes."""
+    loaded: dict[str, tuple[Dataset, Dataset]] = {}
+    for spec, attack, rate, seed in suite_grid(suite, log):
+        if spec.name not in loaded:
+            loaded[spec.name] = load_suite_data(spec, data_dir)
+        train, test = loaded[spec.name]
+        yield spec, train, test, attack, rate, seed
+
+
+def cell_file(
+    suite: Suite, spec: DataSpec, attack: AttackCell, rate: float, seed: int, cache_dir: Path
+) -> Path:
+    """Where a finished cell's rows are cached: keyed by the cell, the detectors that
+    exist, the ensemble's families and the version (a finished cell is reused only by
+    the same code's suite)."""
+    key = _key(
+        {
+            "suite": suite.name,
+            "data": spec.name,
+            "attack": attack.kind,
+            "rate": rate,
+            "seed": seed,
+            "params": attack.params,
+            "detectors": [c.name for c in available()],
+            "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
+            "v": __version__,
+        }
+    )
+    return cache_dir / "cells" / f"{key}.json"
 
 
 def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
@@ -396,24 +424,11 @@ def run_suite(
     curves: dict[str, Any] = {}
     examples: dict[str, Any] = {}
     for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
-        cell_key = _key(
-            {
-                "suite": suite.name,
-                "data": spec.name,
-                "attack": attack.kind,
-                "rate": rate,
-                "seed": seed,
-                "params": attack.params,
-                "detectors": [c.name for c in available()],
-                "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
-                "v": __version__,
-            }
-        )
-        cell_file = cells_dir / f"{cell_key}.json"
+        cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
             examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
-        if resume and cell_file.exists():
-            cached = json.loads(cell_file.read_text())
+        if resume and cached_cell.exists():
+            cached = json.loads(cached_cell.read_text())
             rows.extend(cached["rows"])
             curves.update(cached["curves"])
             continue
@@ -432,7 +447,7 @@ def run_suite(
         )
         label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
         tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
-        write_text_atomic(cell_file, json.dumps({"rows": cell_rows, "curves": tagged}))
+        write_text_atomic(cached_cell, json.dumps({"rows": cell_rows, "curves": tagged}))
         rows.extend(cell_rows)
         curves.update(tagged)
     extraction = _extraction_cell(log) if suite.extraction else None
