@@ -35,6 +35,10 @@ def test_tiny_suite(tmp_path: Path) -> None:
     )
     rows = result["rows"]
     assert any("skipping attack 'no-such-attack'" in m for m in logs)
+    assert [m.split(" (")[0] for m in logs if m.startswith("cell ")] == [
+        "cell 1/2 done",
+        "cell 2/2 done",
+    ]
     detectors = {r["detector"] for r in rows}
     assert "feature-outlier" in detectors
     if importlib.util.find_spec("art") is not None:  # the baselines extra is installed

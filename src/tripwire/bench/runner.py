@@ -423,7 +423,11 @@ def run_suite(
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     examples: dict[str, Any] = {}
-    for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
+    total = sum(1 for _ in suite_grid(suite, log=lambda _: None))
+    run_times: list[float] = []
+    for i, (spec, train, test, attack, rate, seed) in enumerate(
+        suite_cells(suite, data_dir, log), start=1
+    ):
         cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
             examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
@@ -432,6 +436,7 @@ def run_suite(
             rows.extend(cached["rows"])
             curves.update(cached["curves"])
             continue
+        t_cell = time.perf_counter()
         cell_rows, cell_curves = run_poison_cell(
             train,
             test,
@@ -450,6 +455,14 @@ def run_suite(
         write_text_atomic(cached_cell, json.dumps({"rows": cell_rows, "curves": tagged}))
         rows.extend(cell_rows)
         curves.update(tagged)
+        run_times.append(time.perf_counter() - t_cell)
+        # A long suite runs for hours: say where it stands (the mean of the cells run so
+        # far, which mixes datasets of different cost, so only a rough guide).
+        left = (total - i) * float(np.mean(run_times))
+        log(
+            f"cell {i}/{total} done ({label}, {run_times[-1]:.0f} s); "
+            f"about {left / 3600:.1f} h left at this pace"
+        )
     extraction = _extraction_cell(log) if suite.extraction else None
     return {"rows": rows, "curves": curves, "examples": examples, "extraction": extraction}
 
