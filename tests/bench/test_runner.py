@@ -66,6 +66,26 @@ def test_tiny_suite(tmp_path: Path) -> None:
     )
     assert again["rows"] == rows
     assert not any("detectors," in m for m in logs)
+    # --finished-only runs nothing: a cell not finished is left out and listed.
+    from tripwire.bench.runner import cell_file
+
+    spec, badnets = TINY.data[0], TINY.attacks[1]
+    cell_file(TINY, spec, badnets, 0.1, 0, tmp_path / "cache").unlink()
+    logs.clear()
+    part = run_suite(
+        TINY,
+        out_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        finished_only=True,
+        log=logs.append,
+    )
+    assert part["unfinished"] == ["digits/badnets/0.1/0"]
+    assert part["rows"] == [r for r in rows if r["attack"] == "clean"]
+    assert not any("detectors," in m for m in logs)
+    assert any("1 of 2 cells not finished" in m for m in logs)
+    write_outputs("tiny", part, tmp_path / "part", wall_s=1.0)
+    summary = json.loads((tmp_path / "part" / "report.json").read_text())["summary"]
+    assert summary["unfinished_cells"] == 1
 
 
 def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:

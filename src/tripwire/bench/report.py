@@ -217,10 +217,16 @@ def build_report(suite_name: str, result: dict[str, Any], wall_s: float) -> Repo
             "suite": suite_name,
             "cells": len({(r["dataset"], r["attack"], r["rate"], r["seed"]) for r in rows}),
             "rows": len(rows),
+            # Cells of the suite left out (a --finished-only table part-way).
+            "unfinished_cells": len(result.get("unfinished", [])),
             "wall_time_s": round(wall_s, 1),
         },
         figures=figures,
-        sections={"aggregate": agg, "extraction": ext},
+        sections={
+            "aggregate": agg,
+            "extraction": ext,
+            "unfinished": list(result.get("unfinished", [])),
+        },
     )
 
 

@@ -413,9 +413,15 @@ def run_suite(
     cache_dir: Path,
     data_dir: str | None = None,
     resume: bool = False,
+    finished_only: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction"}``."""
+    """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction",
+    "unfinished"}``.
+
+    ``finished_only``: run nothing new, only gather the cells already finished in
+    ``cache_dir`` (``unfinished`` lists the others): a long suite's table part-way.
+    """
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
     cells_dir = cache_dir / "cells"
@@ -424,6 +430,7 @@ def run_suite(
     curves: dict[str, Any] = {}
     examples: dict[str, Any] = {}
     total = sum(1 for _ in suite_grid(suite, log=lambda _: None))
+    unfinished: list[str] = []
     run_times: list[float] = []
     for i, (spec, train, test, attack, rate, seed) in enumerate(
         suite_cells(suite, data_dir, log), start=1
@@ -431,10 +438,13 @@ def run_suite(
         cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
             examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
-        if resume and cached_cell.exists():
+        if (resume or finished_only) and cached_cell.exists():
             cached = json.loads(cached_cell.read_text())
             rows.extend(cached["rows"])
             curves.update(cached["curves"])
+            continue
+        if finished_only:
+            unfinished.append(f"{spec.name}/{attack.kind}/{rate}/{seed}")
             continue
         t_cell = time.perf_counter()
         cell_rows, cell_curves = run_poison_cell(
@@ -463,8 +473,16 @@ def run_suite(
             f"cell {i}/{total} done ({label}, {run_times[-1]:.0f} s); "
             f"about {left / 3600:.1f} h left at this pace"
         )
+    if unfinished:
+        log(f"{len(unfinished)} of {total} cells not finished yet (left out)")
     extraction = _extraction_cell(log) if suite.extraction else None
-    return {"rows": rows, "curves": curves, "examples": examples, "extraction": extraction}
+    return {
+        "rows": rows,
+        "curves": curves,
+        "examples": examples,
+        "extraction": extraction,
+        "unfinished": unfinished,
+    }
 
 
 def train_suite_models(

@@ -28,6 +28,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="reuse finished cells from the cache")
     p.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="run no new cell: write the outputs over the cells already finished in "
+        "--cache-dir (a long suite's table part-way)",
+    )
+    p.add_argument(
         "--train-only",
         action="store_true",
         help="only train and cache every model the suite needs (no detection, no outputs); "
@@ -62,12 +68,15 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir),
         data_dir=args.data_dir,
         resume=args.resume,
+        finished_only=args.finished_only,
         log=lambda msg: console.print(msg),
     )
     wall = time.perf_counter() - started
     write_outputs(suite.name, result, Path(args.out), wall)
+    left = result.get("unfinished", [])
     out(
         f"{len(result['rows'])} result rows in {wall:.0f} s; written to {args.out} "
         "(results.csv, results.json, report.html)"
+        + (f"; {len(left)} cells not finished yet, left out" if left else "")
     )
     return EXIT_OK
