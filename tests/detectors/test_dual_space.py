@@ -76,3 +76,23 @@ def test_abstains_when_inputs_carry_no_label_information() -> None:
     res = DualSpaceDetector().detect(inputs)
     assert res.evidence["abstained"] is True
     assert not res.flags.any()
+
+
+def test_a_cluster_surrounded_by_itself_agrees_with_its_label() -> None:
+    """k-means can leave a class's clean items in one cluster beside a poison cluster:
+    their nearest items are then their own cluster, and they must not count as looking
+    like another class (a search beyond the shared graph found other digits for them)."""
+    from tripwire.detectors.input_space import SHARED_NEIGHBOURS, InputSpace
+    from tripwire.detectors.poisoning.dual_space import leave_cluster_out_disagreement
+
+    rng = np.random.default_rng(0)
+    n_blob = SHARED_NEIGHBOURS + 40  # each item's shared-graph neighbours: its own blob
+    clean0 = rng.normal(0.0, 0.1, (n_blob, 6))
+    others = rng.normal(0.0, 0.1, (n_blob, 6)) + 5.0  # another digit, far away
+    poisons = rng.normal(0.0, 0.1, (30, 6)) + 5.0  # look like it, labelled 0
+    x = np.vstack([clean0, others, poisons]).astype(np.float32)
+    labels = np.repeat([0, 1, 0], [n_blob, n_blob, 30])
+    clusters = np.repeat([0, 1, 2], [n_blob, n_blob, 30])  # class 0: clean, poisons
+    dis = leave_cluster_out_disagreement(InputSpace.from_embedding(x), labels, clusters, 10)
+    assert np.all(dis[:n_blob] == 0.0)  # clean 0s: nothing but their own cluster nearby
+    assert np.all(dis[-30:] >= 0.9)  # poisons: the other digit's items next door

@@ -28,10 +28,11 @@ from tripwire.errors import InputError
 #: Largest side (pixels) the inputs are pooled to before the input-space embedding:
 #: pooling blurs small patch triggers away and bounds the neighbour search.
 MAX_POOLED_SIDE = 14
-#: Neighbours (self included) the shared search keeps per item: what ``dual-space``
-#: reads with its defaults (10 neighbours, 8x searched to skip its own cluster), so the
-#: search runs once; fewer are served as a prefix. Widening it costs little (13.5 s for
-#: 11, 15.4 s for 81 on 60,000 items).
+#: Neighbours (self included) the shared search keeps per item: wide enough that the
+#: "nearest items outside a set" questions (``dual-space``'s own cluster, the flagged
+#: items) are mostly answered from it (:func:`neighbours_among` searches only the rest);
+#: fewer are served as a prefix. Widening it costs little (13.5 s for 11, 15.4 s for 81
+#: on 60,000 items).
 SHARED_NEIGHBOURS = 81
 #: An item "looks like another class" when more than this share of its nearest other
 #: items in input space carry another label (dual-space and perturbation-consistency

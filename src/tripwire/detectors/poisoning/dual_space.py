@@ -54,13 +54,10 @@ from tripwire.detectors.base import (
     fitted_scores,
 )
 from tripwire.detectors.calibration import MAD_TO_SD
-from tripwire.detectors.input_space import InputSpace
+from tripwire.detectors.input_space import SHARED_NEIGHBOURS, InputSpace
 from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE, features_and_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
-
-#: Neighbours searched before dropping same-cluster ones (enough to keep ``k`` others).
-SEARCH_FACTOR = 8
 
 
 def feature_clusters(
@@ -98,17 +95,25 @@ def leave_cluster_out_disagreement(
     clusters: npt.NDArray[np.int64],
     k: int,
 ) -> npt.NDArray[np.float64]:
-    """Per item: share of its ``k`` nearest input-space neighbours outside its own
-    cluster whose label differs from its own."""
+    """Per item: how many of its ``k`` nearest input-space neighbours outside its own
+    cluster carry another label, over ``k``, looking no farther than the shared graph's
+    :data:`~tripwire.detectors.input_space.SHARED_NEIGHBOURS` nearest items.
+
+    An item whose nearest items are nearly all its own cluster agrees with its label as
+    far as input space can tell: the places it cannot fill count as agreement. Searching
+    farther out (exactly) asks the wrong question of a class that k-means left in one
+    clean cluster beside poison clusters: with the clean cluster left out, the nearest
+    other items of a clean 0 are other digits (measured: a clean cluster of 5,923 MNIST
+    0s at disagreement 0.95), and of a tight cluster of 1s, the 7s and 4s beyond it.
+    """
     n = len(space)
-    _, nbr = space.neighbours(k * SEARCH_FACTOR + 1)
-    out = np.zeros(n, dtype=np.float64)
-    for i in range(n):
-        cand = nbr[i]
-        cand = cand[(cand != i) & (clusters[cand] != clusters[i])][:k]
-        if cand.size:
-            out[i] = float(np.mean(labels[cand] != labels[i]))
-    return out
+    _, nbr = space.neighbours(SHARED_NEIGHBOURS)
+    near = nbr[:, 1:] if nbr.shape[1] > 1 else nbr[:, :0]
+    outside = (clusters[near] != clusters[:, None]) & (near != np.arange(n)[:, None])
+    # The first k outside-cluster neighbours of each row, nearest first.
+    first = outside & (np.cumsum(outside, axis=1) <= k)
+    differs = labels[near] != labels[:, None]
+    return np.asarray((first & differs).sum(axis=1) / float(k), dtype=np.float64)
 
 
 @register
