@@ -136,3 +136,24 @@ def test_suite_cells_are_seed_major() -> None:
         [("a", 0)] * 3 + [("b", 7)] * 3 + [("a", 1)] * 3 + [("a", 2)] * 3
     )
     assert order[:3] == [("a", 0, "clean", 0.0), ("a", 0, "badnets", 0.1), ("a", 0, "badnets", 0.2)]
+
+
+def test_a_cell_the_data_cannot_hold_is_skipped_and_reported(tmp_path: Path) -> None:
+    """A clean-label rate above the target class's share (every 0 of the data and more)
+    is refused by the attack; the suite says so and runs the other cells."""
+    suite = Suite(
+        name="infeasible",
+        data=(DataSpec(name="digits", spec="bundled:digits", seeds=(0,), epochs=1),),
+        attacks=(AttackCell("sig", rates=(0.5,), target=0), AttackCell("clean", rates=(0.0,))),
+        retrain=False,
+        extraction=False,
+    )
+    logs: list[str] = []
+    result = run_suite(suite, out_dir=tmp_path / "out", cache_dir=tmp_path, log=logs.append)
+    assert [s["cell"] for s in result["skipped"]] == ["digits/sig/0.5/0"]
+    assert "too small" in result["skipped"][0]["reason"]
+    assert any(m.startswith("cell 1/2 skipped (digits/sig/0.5/0)") for m in logs)
+    assert {r["attack"] for r in result["rows"]} == {"clean"}
+    write_outputs("infeasible", result, tmp_path / "out", wall_s=1.0)
+    summary = json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
+    assert summary["skipped_cells"] == 1

@@ -219,6 +219,8 @@ def build_report(suite_name: str, result: dict[str, Any], wall_s: float) -> Repo
             "rows": len(rows),
             # Cells of the suite left out (a --finished-only table part-way).
             "unfinished_cells": len(result.get("unfinished", [])),
+            # Cells the data cannot hold (an attack's rate above what it allows).
+            "skipped_cells": len(result.get("skipped", [])),
             "wall_time_s": round(wall_s, 1),
         },
         figures=figures,
@@ -226,6 +228,7 @@ def build_report(suite_name: str, result: dict[str, Any], wall_s: float) -> Repo
             "aggregate": agg,
             "extraction": ext,
             "unfinished": list(result.get("unfinished", [])),
+            "skipped": list(result.get("skipped", [])),
         },
     )
 

@@ -288,21 +288,38 @@ def _art_baselines(
     return out
 
 
+class InfeasibleCellError(InputError):
+    """The cell's attack cannot run on this data (for example a clean-label rate above
+    the target class's share of the set: 10% of MNIST is more than its 0s). A suite
+    skips such a cell, says so and goes on."""
+
+
 def attacked(
     train: Dataset, attack: AttackCell, rate: float, seed: int
 ) -> tuple[Dataset, npt.NDArray[np.bool_], dict[str, Any] | None]:
-    """The cell's training set, its ground-truth mask and the attack record."""
+    """The cell's training set, its ground-truth mask and the attack record.
+
+    Raises
+    ------
+    InfeasibleCellError
+        The attack refuses this data at this rate.
+    """
     if attack.kind == "clean":
         return train, np.zeros(len(train), bool), None
-    ds = poison_dataset(
-        train,
-        attack.kind,
-        rate=rate,
-        target=attack.target,
-        source=attack.source,
-        seed=seed,
-        **attack.params,
-    )
+    try:
+        ds = poison_dataset(
+            train,
+            attack.kind,
+            rate=rate,
+            target=attack.target,
+            source=attack.source,
+            seed=seed,
+            **attack.params,
+        )
+    except InfeasibleCellError:
+        raise
+    except InputError as exc:
+        raise InfeasibleCellError(exc.message, exc.path) from None
     truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
     return ds, truth, ds.attack
 
@@ -417,7 +434,7 @@ def run_suite(
     log: Log = print,
 ) -> dict[str, Any]:
     """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction",
-    "unfinished"}``.
+    "unfinished", "skipped"}`` (``skipped``: cells the data cannot hold, with the reason).
 
     ``finished_only``: run nothing new, only gather the cells already finished in
     ``cache_dir`` (``unfinished`` lists the others): a long suite's table part-way.
@@ -431,6 +448,7 @@ def run_suite(
     examples: dict[str, Any] = {}
     total = sum(1 for _ in suite_grid(suite, log=lambda _: None))
     unfinished: list[str] = []
+    skipped: list[dict[str, str]] = []
     run_times: list[float] = []
     for i, (spec, train, test, attack, rate, seed) in enumerate(
         suite_cells(suite, data_dir, log), start=1
@@ -447,20 +465,25 @@ def run_suite(
             unfinished.append(f"{spec.name}/{attack.kind}/{rate}/{seed}")
             continue
         t_cell = time.perf_counter()
-        cell_rows, cell_curves = run_poison_cell(
-            train,
-            test,
-            spec,
-            attack,
-            rate,
-            seed,
-            cache_dir=cache_dir,
-            retrain=suite.retrain,
-            log=log,
-            retrain_rates=suite.retrain_rates,
-            retrain_detectors=suite.retrain_detectors,
-        )
         label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
+        try:
+            cell_rows, cell_curves = run_poison_cell(
+                train,
+                test,
+                spec,
+                attack,
+                rate,
+                seed,
+                cache_dir=cache_dir,
+                retrain=suite.retrain,
+                log=log,
+                retrain_rates=suite.retrain_rates,
+                retrain_detectors=suite.retrain_detectors,
+            )
+        except InfeasibleCellError as exc:
+            log(f"cell {i}/{total} skipped ({label}): {exc}")
+            skipped.append({"cell": label, "reason": str(exc)})
+            continue
         tagged = {f"{label}/{k}": v for k, v in cell_curves.items()}
         write_text_atomic(cached_cell, json.dumps({"rows": cell_rows, "curves": tagged}))
         rows.extend(cell_rows)
@@ -482,6 +505,7 @@ def run_suite(
         "examples": examples,
         "extraction": extraction,
         "unfinished": unfinished,
+        "skipped": skipped,
     }
 
 
@@ -496,7 +520,11 @@ def train_suite_models(
     n = 0
     for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
         t0 = time.perf_counter()
-        ds, _, _ = attacked(train, attack, rate, seed)
+        try:
+            ds, _, _ = attacked(train, attack, rate, seed)
+        except InfeasibleCellError as exc:
+            log(f"{spec.name} {attack.kind} rate={rate} seed={seed}: skipped ({exc})")
+            continue
         model = train_cached(ds, test, spec, seed, cache_dir)
         n += 1
         log(
