@@ -4,8 +4,9 @@ Reads the cells a suite has finished from ``--cache-dir`` (what ``tripwire bench
 --resume`` reuses; keyed as the runner keys them, so only this code version's cells
 count), and prints, per dataset, one markdown row per cell: the ensemble's precision,
 recall, F1, AUROC and flag rate, the attack success rate before and after removing its
-flags and retraining (1% cells), the better ART defence's F1 and the ratio to it, and
-for label flips cleanlab's F1 and the error ratio ``(1 - F1 ours) / (1 - F1 cleanlab)``.
+flags and retraining (1% cells; the rate alone elsewhere), the better ART defence's F1
+and the ratio to it, for label flips the error ratio ``(1 - F1 ours) / (1 - F1
+cleanlab)`` on the same probabilities, and the whole scan's seconds (every detector).
 Then issue #4's bars, cell by cell: which hold, which do not.
 
     PYTHONPATH=src python benchmarks/suite_table.py --cache-dir runs/std-cache
@@ -116,12 +117,16 @@ def main() -> None:
     print(f"{len(cells)} of {len(grid)} cells finished\n")
     head = (
         "| attack | rate | seed | precision | recall | F1 | AUROC | flag rate | ASR -> after "
-        "| accuracy -> after | F1 / best ART | errors / cleanlab | seconds |"
+        "| accuracy -> after | F1 / best ART | errors / cleanlab | scan s |"
     )
     for name in dict.fromkeys(c["dataset"] for c in cells):
         print(f"### {name}\n\n{head}\n" + "|---" * 13 + "|")
         for c in (c for c in cells if c["dataset"] == name):
-            asr = f"{_f(c['asr'])} -> {_f(c['asr_after'])}" if c["asr_after"] is not None else ""
+            asr = (
+                f"{_f(c['asr'])} -> {_f(c['asr_after'])}"
+                if c["asr_after"] is not None
+                else _f(c["asr"])
+            )
             acc = (
                 f"{_f(c['clean_accuracy'], 4)} -> {_f(c['clean_accuracy_after'], 4)}"
                 if c["clean_accuracy_after"] is not None
