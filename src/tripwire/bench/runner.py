@@ -316,8 +316,6 @@ def attacked(
             seed=seed,
             **attack.params,
         )
-    except InfeasibleCellError:
-        raise
     except InputError as exc:
         raise InfeasibleCellError(exc.message, exc.path) from None
     truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
@@ -461,11 +459,11 @@ def run_suite(
             rows.extend(cached["rows"])
             curves.update(cached["curves"])
             continue
+        label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
         if finished_only:
-            unfinished.append(f"{spec.name}/{attack.kind}/{rate}/{seed}")
+            unfinished.append(label)
             continue
         t_cell = time.perf_counter()
-        label = f"{spec.name}/{attack.kind}/{rate}/{seed}"
         try:
             cell_rows, cell_curves = run_poison_cell(
                 train,

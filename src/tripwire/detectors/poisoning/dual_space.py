@@ -106,10 +106,8 @@ def leave_cluster_out_disagreement(
     other items of a clean 0 are other digits (measured: a clean cluster of 5,923 MNIST
     0s at disagreement 0.95), and of a tight cluster of 1s, the 7s and 4s beyond it.
     """
-    n = len(space)
-    _, nbr = space.neighbours(SHARED_NEIGHBOURS)
-    near = nbr[:, 1:] if nbr.shape[1] > 1 else nbr[:, :0]
-    outside = (clusters[near] != clusters[:, None]) & (near != np.arange(n)[:, None])
+    _, near = space.neighbours(SHARED_NEIGHBOURS)
+    outside = clusters[near] != clusters[:, None]  # the item itself is in its own cluster
     # The first k outside-cluster neighbours of each row, nearest first.
     first = outside & (np.cumsum(outside, axis=1) <= k)
     differs = labels[near] != labels[:, None]
