@@ -6,7 +6,8 @@ count), and prints, per dataset, one markdown row per cell: the ensemble's preci
 recall, F1, AUROC and flag rate, the attack success rate before and after removing its
 flags and retraining (1% cells; the rate alone elsewhere), the better ART defence's F1
 and the ratio to it, for label flips the error ratio ``(1 - F1 ours) / (1 - F1
-cleanlab)`` on the same probabilities, and the whole scan's seconds (every detector).
+cleanlab)`` on the same probabilities, and the seconds of tripwire's detectors together
+(the out-of-sample probability step not included).
 Then issue #4's bars, cell by cell: which hold, which do not.
 
     PYTHONPATH=src python benchmarks/suite_table.py --cache-dir runs/std-cache
