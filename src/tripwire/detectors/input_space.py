@@ -129,12 +129,17 @@ class InputSpace:
 
 
 def without_self(
-    dist: npt.NDArray[Any], idx: npt.NDArray[np.int64], start: int, k: int
+    dist: npt.NDArray[Any],
+    idx: npt.NDArray[np.int64],
+    start: int | npt.NDArray[np.int64],
+    k: int,
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64]]:
-    """From ``k + 1`` neighbours of items ``start, start + 1, ...`` (self included, as a
-    search of the items among themselves returns them), the ``k`` nearest others."""
+    """From ``k + 1`` neighbours of items ``start, start + 1, ...`` (or of the items at
+    the positions ``start`` lists), the ``k`` nearest others: each row drops its item,
+    or its farthest neighbour where the item is not in its list."""
     m = idx.shape[0]
-    keep = idx[:, : k + 1] != np.arange(start, start + m)[:, None]
+    items = np.arange(start, start + m) if isinstance(start, int) else np.asarray(start)
+    keep = idx[:, : k + 1] != items[:, None]
     # An exact duplicate can push an item out of its own list: drop the farthest.
     keep[keep.all(axis=1), -1] = False
     return dist[:, : k + 1][keep].reshape(m, k), idx[:, : k + 1][keep].reshape(m, k)
@@ -211,11 +216,8 @@ def neighbours_among(
         pool = np.flatnonzero(members)
         emb = space.embedding()
         index = NearestNeighbors(n_neighbors=k + 1).fit(emb[pool])
-        _, found = index.kneighbors(emb[q[short]], n_neighbors=k + 1)
-        found = pool[found]
-        keep = found != q[short][:, None]
-        keep[keep.all(axis=1), -1] = False  # the item is not a member: drop the farthest
-        out[short] = found[keep].reshape(len(short), k)
+        dist, found = index.kneighbors(emb[q[short]], n_neighbors=k + 1)
+        _, out[short] = without_self(dist, pool[found], q[short], k)
     return out
 
 

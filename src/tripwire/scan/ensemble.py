@@ -220,7 +220,7 @@ def _class_share_gate(
         count = int((flags & mine).sum())
         if count < MIN_CLASS_SHARE * int(mine.sum()):
             kept &= ~mine
-            small[str(c.item() if hasattr(c, "item") else c)] = count
+            small[str(c)] = count
     return kept, small
 
 
