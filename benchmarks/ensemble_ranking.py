@@ -18,7 +18,9 @@ verdict's flags, precision and recall; also without the input-space confirmation
 feature-cluster flags (``unconfirmed_*``), and without the class-share gate of
 feature-cluster flags (``ungated_*``, the rule before session 11). The detectors'
 outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
-table can be recomputed without retraining.
+table can be recomputed without retraining; ``--refresh a,b`` runs the named detectors
+again on cached cells (after a change to them), and detectors new since a cell was
+cached are added to it.
 
     PYTHONPATH=src python benchmarks/ensemble_ranking.py --cache-dir /tmp/ens-cache \
         --out runs/ensemble_ranking.jsonl
@@ -59,16 +61,13 @@ def _cell_data(kind: str, rate: float, params: dict[str, Any], seed: int) -> Any
     return poison_dataset(train, kind, rate=rate, target=target, seed=seed, **params)
 
 
-def detector_outputs(
+def _cell_inputs(
     arch: str, kind: str, rate: float, params: dict[str, Any], seed: int, cache: Path
-) -> Path:
-    """Run every data detector on one cell; returns the npz holding their outputs."""
-    f = cache / f"{arch}_{kind}_{rate}_{seed}.npz"
-    if f.exists():
-        return f
+) -> Any:
+    """What the bench runner hands the detectors for one cell (the model is cached)."""
     from tripwire.bench.runner import load_suite_data, train_cached
     from tripwire.bench.suites import DataSpec
-    from tripwire.detectors import DetectorInput, Need, available
+    from tripwire.detectors import DetectorInput
     from tripwire.detectors.input_space import InputSpace
     from tripwire.models.loading import model_from_module
     from tripwire.scan.data import scan_probabilities
@@ -76,12 +75,11 @@ def detector_outputs(
     spec = DataSpec(name="mnist-5k", spec="bundled:mnist", seeds=(seed,), epochs=5, arch=arch)
     _, test = load_suite_data(spec, None)
     ds = _cell_data(kind, rate, params, seed)
-    truth = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
     model = train_cached(ds, test, spec, seed, cache / "models")
     feats = model.features(ds.model_input())
     space = InputSpace(ds.model_input(), random_state=seed)
     probs, _ = scan_probabilities(ds, feats, seed, space=space)
-    inputs = DetectorInput(
+    return ds, DetectorInput(
         features=feats,
         labels=ds.y,
         probs=probs,
@@ -89,10 +87,44 @@ def detector_outputs(
         model=model_from_module(model.module, "bench model"),
         input_space=space,
     )
+
+
+def detector_outputs(
+    arch: str,
+    kind: str,
+    rate: float,
+    params: dict[str, Any],
+    seed: int,
+    cache: Path,
+    refresh: frozenset[str] = frozenset(),
+) -> Path:
+    """Run every data detector on one cell; returns the npz holding their outputs.
+
+    A cached cell is reused; the detectors named in ``refresh`` (changed since it was
+    cached) are run again on it, and detectors new since then are added.
+    """
+    from tripwire.detectors import Need, available
+
+    f = cache / f"{arch}_{kind}_{rate}_{seed}.npz"
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
-    arrays: dict[str, Any] = {"truth": truth, "y": ds.y}
-    thresholds = {}
+    names = [cls.name for cls in available(satisfiable_with=have)]
+    arrays: dict[str, Any] = {}
+    thresholds: dict[str, float] = {}
+    if f.exists():
+        z = np.load(f, allow_pickle=False)
+        thresholds = json.loads(str(z["meta"]))
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+        todo = [n for n in names if n in refresh or n not in thresholds]
+        if not todo:
+            return f
+    else:
+        todo = names
+    ds, inputs = _cell_inputs(arch, kind, rate, params, seed, cache)
+    arrays["truth"] = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
+    arrays["y"] = ds.y
     for cls in available(satisfiable_with=have):
+        if cls.name not in todo:
+            continue
         r = cls().detect(inputs)
         arrays[f"s__{cls.name}"] = np.asarray(r.scores, float)
         arrays[f"f__{cls.name}"] = np.asarray(r.flags, bool)
@@ -172,8 +204,12 @@ def main() -> None:
     ap.add_argument(
         "--cells", help="only these cells, as KIND:RATE[,KIND:RATE...] (default: all of CELLS)"
     )
+    ap.add_argument(
+        "--refresh", default="", help="detectors to run again on cached cells (changed since)"
+    )
     args = ap.parse_args()
     chosen = None if not args.cells else {tuple(c.split(":")) for c in args.cells.split(",")}
+    refresh = frozenset(d for d in args.refresh.split(",") if d)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for arch in args.archs.split(","):
@@ -182,7 +218,7 @@ def main() -> None:
                 continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 t0 = time.perf_counter()
-                f = detector_outputs(arch, kind, rate, params, seed, args.cache_dir)
+                f = detector_outputs(arch, kind, rate, params, seed, args.cache_dir, refresh)
                 ds = _cell_data(kind, rate, params, seed)
                 row = {
                     "arch": arch,

@@ -148,7 +148,9 @@ class Calibration:
     method
         ``fpr``: the ``1 - target_fpr`` quantile of scores on clean reference data;
         ``robust-z``: median + ``z`` * 1.4826 * MAD of the scored items themselves;
-        ``fixed``: a threshold the user gave.
+        ``fixed``: a threshold the user gave;
+        ``class-test``: flags only in classes that pass the detector's own class-level
+        test (its ``details`` say which), at a fixed cut on scores built so.
     threshold
         Scores strictly above it are flagged.
     target_fpr
@@ -157,7 +159,7 @@ class Calibration:
         How many scores the threshold was estimated from.
     """
 
-    method: Literal["fpr", "robust-z", "fixed"]
+    method: Literal["fpr", "robust-z", "fixed", "class-test"]
     threshold: float
     target_fpr: float | None = None
     n_reference: int = 0

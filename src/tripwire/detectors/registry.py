@@ -29,6 +29,7 @@ BUILTIN_MODULES = (
     "tripwire.detectors.poisoning.dual_space",
     "tripwire.detectors.poisoning.duplicates",
     "tripwire.detectors.poisoning.perturbation",
+    "tripwire.detectors.poisoning.input_pattern",
 )
 
 

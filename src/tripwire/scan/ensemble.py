@@ -15,6 +15,7 @@ family                    members                                     quorum
 ``dual-space``            dual-space                                  1
 ``duplicates``            duplicate-labels                            1
 ``behaviour``             perturbation-consistency                    1
+``input-pattern``         input-pattern                               1
 ``outliers``              spectre, feature-outlier                    rank
 ========================  ==========================================  ======
 
@@ -46,10 +47,13 @@ family                    members                                     quorum
   precision rose from 0.59 to 0.88 and recall fell from 0.60 to 0.53 (session 11,
   docs/benchmarks.md). A dirty-label backdoor at 1% of a balanced 10-class set makes
   9% of its target class; one below 5% of its class is left to the other families;
-- ``dual-space``, ``duplicate-labels`` and ``perturbation-consistency`` flag only after
-  a class-level test, a fact or their own confirmation (a cluster whose inputs look
-  like other classes; a copy under another label; a label that survives
-  superimposition, confirmed by input-space neighbours);
+- ``dual-space``, ``duplicate-labels``, ``perturbation-consistency`` and
+  ``input-pattern`` flag only after a class-level test, a fact or their own
+  confirmation (a cluster whose inputs look like other classes; a copy under another
+  label; a label that survives superimposition, confirmed by input-space neighbours; a
+  share of one class, and of no other, carrying one added pattern). ``input-pattern``
+  is the family that sees clean-label poisons (SIG, label-consistent): they keep
+  their true labels and look like their class, so no other family's evidence applies;
 - ``outliers`` only rank (they raise the combined score) unless they are all that ran;
 - a detector the table does not know (a plug-in) is a family of its own, quorum 1;
 - where fewer members of a family ran than its quorum (``--detectors`` chose them),
@@ -94,6 +98,8 @@ FAMILIES: dict[str, tuple[int, frozenset[str]]] = {
     "duplicates": (1, frozenset({"duplicate-labels"})),
     # Its own confirmation (input-space neighbours) gates its flags.
     "behaviour": (1, frozenset({"perturbation-consistency"})),
+    # Clean-label poisons: a class-level test on the inputs' high-pass residuals.
+    "input-pattern": (1, frozenset({"input-pattern"})),
     "outliers": (0, frozenset({"spectre", "feature-outlier"})),
 }
 

@@ -1,0 +1,151 @@
+"""Input-pattern: a fixed pattern added to a share of one class is found from the inputs.
+
+Generated cases plant a known pattern (or a look-alike that must not be flagged) into
+smooth random images; the bundled MNIST cases use tripwire's own clean-label attacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tripwire.attacks import poison_dataset
+from tripwire.detectors import DetectorInput
+from tripwire.detectors.poisoning.input_pattern import (
+    InputPatternDetector,
+    best_split,
+    highpass_residuals,
+)
+from tripwire.errors import InputError
+from tripwire.io import load_dataset, make_dataset
+
+SIDE = 16
+PER_CLASS = 150
+
+
+def _images(n_classes: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Blurred noise images: each class a smooth template plus per-image texture."""
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0.2, 0.8, size=(n_classes, 1, SIDE, SIDE))
+    y = np.repeat(np.arange(n_classes), PER_CLASS)
+    x = templates[y] + rng.normal(scale=0.08, size=(len(y), 1, SIDE, SIDE))
+    return np.clip(x, 0.0, 1.0).astype(np.float32), y
+
+
+def _stripes(amplitude: float) -> np.ndarray:
+    cols = np.arange(SIDE)
+    row = amplitude * np.sin(2 * np.pi * cols * 4 / SIDE)
+    return np.broadcast_to(row, (1, 1, SIDE, SIDE)).astype(np.float32)
+
+
+def _detect(x: np.ndarray, y: np.ndarray, **params: object):
+    ds = make_dataset(x, y, path="generated")
+    return InputPatternDetector(**params).detect(DetectorInput(labels=y, data=ds))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_finds_a_pattern_added_to_part_of_one_class(share: float) -> None:
+    x, y = _images()
+    rng = np.random.default_rng(1)
+    carriers = np.zeros(len(y), bool)
+    carriers[rng.choice(np.flatnonzero(y == 2), int(share * PER_CLASS), replace=False)] = True
+    x[carriers] = np.clip(x[carriers] + _stripes(0.15), 0, 1)
+    res = _detect(x, y)
+    assert res.flags[carriers].mean() >= 0.95
+    assert (res.flags & ~carriers).sum() <= 2
+    assert res.evidence["target_classes"] == [2]
+    assert res.calibration.method == "class-test"
+    # Carriers outrank every clean item.
+    assert res.scores[carriers].min() > res.scores[~carriers].max()
+
+
+def test_clean_classes_are_not_flagged() -> None:
+    x, y = _images(seed=3)
+    res = _detect(x, y)
+    assert not res.flags.any()
+    assert all(not c["confirmed"] for c in res.evidence["classes"])
+    assert np.all(res.scores < res.threshold)
+
+
+def test_a_pattern_in_every_class_belongs_to_the_source_not_to_a_poison() -> None:
+    x, y = _images(seed=4)
+    rng = np.random.default_rng(2)
+    carriers = rng.random(len(y)) < 0.15  # the same artefact across all classes
+    x[carriers] = np.clip(x[carriers] + _stripes(0.15), 0, 1)
+    res = _detect(x, y)
+    assert not res.flags.any()
+    ratios = [c["other_class_ratio"] for c in res.evidence["classes"]]
+    assert max(r for r in ratios if r is not None) > 0.5
+
+
+def test_a_group_of_near_copies_is_not_a_pattern() -> None:
+    x, y = _images(seed=5)
+    rng = np.random.default_rng(3)
+    copies = np.flatnonzero(y == 1)[:20]
+    # One frame repeated with tiny noise: tight in every direction, unlike carriers.
+    x[copies] = np.clip(
+        x[copies[0]] + _stripes(0.15) + rng.normal(scale=0.005, size=x[copies].shape), 0, 1
+    )
+    res = _detect(x, y)
+    assert not res.flags[copies].any()
+
+
+def test_other_classes_images_under_the_label_are_left_to_the_label_checks() -> None:
+    # Dirty-label: images of class 1 with the pattern, relabelled 0. They split class 0
+    # as cleanly as clean-label carriers would, but as inputs they look like 1s.
+    x, y = _images(seed=6)
+    rng = np.random.default_rng(4)
+    moved = rng.choice(np.flatnonzero(y == 1), 40, replace=False)
+    x[moved] = np.clip(x[moved] + _stripes(0.15), 0, 1)
+    y = y.copy()
+    y[moved] = 0
+    res = _detect(x, y)
+    assert not res.flags.any()
+    row = next(c for c in res.evidence["classes"] if c["class"] == 0)
+    assert row["looks_other"] is not None and row["looks_other"] > 0.5
+
+
+def test_best_split_separates_two_modes_and_not_one() -> None:
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=2000)
+    two = np.concatenate([rng.normal(size=1800), rng.normal(loc=8.0, size=200)])
+    sep_one, _ = best_split(one, 20)
+    sep_two, cut = best_split(two, 20)
+    assert sep_one < 3.5
+    assert sep_two > 6.0
+    assert 1.0 < cut < 7.0
+    assert best_split(one[:10], 20) == (0.0, float("inf"))
+
+
+def test_residuals_drop_smooth_content() -> None:
+    flat = np.full((2, 1, 8, 8), 0.5, dtype=np.float32)
+    assert np.allclose(highpass_residuals(flat), 0.0)
+    assert highpass_residuals(flat).shape == (2, 64)
+
+
+def test_rows_and_bad_parameters_are_refused() -> None:
+    rows = make_dataset(np.random.default_rng(0).random((60, 5)), np.repeat([0, 1], 30))
+    with pytest.raises(InputError, match="images"):
+        InputPatternDetector().detect(DetectorInput(labels=rows.y, data=rows))
+    x, y = _images()
+    ds = make_dataset(x, y, path="generated")
+    for bad in ({"min_share": 0.6}, {"diversity_range": (1.2, 2.0)}, {"max_other": 0.0}):
+        with pytest.raises(InputError):
+            InputPatternDetector(**bad).detect(DetectorInput(labels=y, data=ds))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kind", "rate"), [("sig", 0.05), ("label-consistent", 0.01)])
+def test_finds_clean_label_poisons_in_bundled_mnist(kind: str, rate: float) -> None:
+    ds = poison_dataset(load_dataset("bundled:mnist"), kind, rate=rate, target=3, seed=0)
+    truth = np.asarray(ds.poisoned)
+    res = InputPatternDetector().detect(DetectorInput(labels=ds.y, data=ds))
+    tp = int((res.flags & truth).sum())
+    assert tp / truth.sum() >= 0.95
+    assert tp / res.flags.sum() >= 0.95
+    assert res.evidence["target_classes"] == [3]
+
+
+def test_clean_bundled_mnist_has_no_flags() -> None:
+    ds = load_dataset("bundled:mnist")
+    res = InputPatternDetector().detect(DetectorInput(labels=ds.y, data=ds))
+    assert not res.flags.any()
