@@ -202,9 +202,8 @@ class ClassPattern:
     z: npt.NDArray[np.float64]
     carriers: npt.NDArray[np.bool_]
     #: The direction (unit vector in residual space), signed towards the carriers, and
-    #: the robust location and scale of the rest along it; ``cut_z`` is the split.
+    #: the robust scale of the rest along it; ``cut_z`` is the split, in ``z`` units.
     vector: npt.NDArray[np.float64] | None = None
-    location: float = 0.0
     scale: float = 1.0
     cut_z: float = float("inf")
     #: How much of the pattern other classes carry (set by the cross-class test,
@@ -296,7 +295,6 @@ def class_pattern(
         z=np.asarray(zs, dtype=np.float64),
         carriers=carriers,
         vector=np.asarray(u * sign, dtype=np.float64),
-        location=med,
         scale=scale,
         cut_z=float(zs[carriers].min()),
     )
