@@ -210,7 +210,7 @@ class ClassPattern:
     #: :func:`other_class_ratio`).
     other_class_ratio: float | None = None
     #: Share of the split's smaller side that looks like another class as inputs (set
-    #: by the dirty-label test, :func:`_looks_other_share`).
+    #: by the dirty-label test, :func:`_looks_other_share`; None where it did not run).
     looks_other: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -375,14 +375,15 @@ def _looks_other_share(
     idx: npt.NDArray[np.intp],
     carriers: npt.NDArray[np.bool_],
     n: int,
-) -> float:
+) -> float | None:
     """Share of the smaller side of a class's split (``idx``: the class's positions
     among ``n``) that looks like another class among the items outside that side
-    (:func:`~tripwire.detectors.input_space.other_class_confirmation`); 0 where the
-    inputs predict no labels. The smaller side, because leaving the larger one out
-    leaves too little of the class for its items to find their own label."""
+    (:func:`~tripwire.detectors.input_space.other_class_confirmation`); None where the
+    inputs do not predict their labels, so that the test cannot run. The smaller side,
+    because leaving the larger one out leaves too little of the class for its items to
+    find their own label."""
     if confirm is None:
-        return 0.0
+        return None
     side = carriers if carriers.sum() <= (~carriers).sum() else ~carriers
     mask = np.zeros(n, dtype=bool)
     mask[idx[side]] = True
@@ -519,6 +520,7 @@ class InputPatternDetector(BaseDetector):
         self.classes_: list[ClassPattern] = []
         by_class = class_indices(y)
         looks_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None
+        asked = False  # the confirmation is built once, and may be None
         for label, idx in by_class.items():
             if idx.size < 2 * self.min_count:
                 continue  # too small to hold a carrier group and a rest
@@ -547,10 +549,15 @@ class InputPatternDetector(BaseDetector):
                 # set (other classes' images under this label, e.g. blended poisons,
                 # whose lower contrast can even give the clean side more residual
                 # energy): the families that test labels own it.
-                if looks_other is None:
+                if not asked:
                     looks_other = other_class_confirmation(inputs.space(self.random_state), y)
+                    asked = True
                 found.looks_other = _looks_other_share(looks_other, idx, found.carriers, len(y))
-                found.confirmed = found.looks_other <= LOOKS_OTHER_SHARE
+                # Where pooled pixels do not predict labels (CIFAR-10) the test cannot
+                # run and the split stands on the other tests (the report says None).
+                found.confirmed = found.looks_other is None or (
+                    found.looks_other <= LOOKS_OTHER_SHARE
+                )
 
             self.classes_.append(found)
             s = found.z / (1.0 + np.abs(found.z))
