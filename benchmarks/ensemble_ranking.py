@@ -107,7 +107,8 @@ def detector_outputs(
 
     f = cache / f"{arch}_{kind}_{rate}_{seed}.npz"
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
-    names = [cls.name for cls in available(satisfiable_with=have)]
+    detectors = available(satisfiable_with=have)
+    names = [cls.name for cls in detectors]
     arrays: dict[str, Any] = {}
     thresholds: dict[str, float] = {}
     if f.exists():
@@ -122,7 +123,7 @@ def detector_outputs(
     ds, inputs = _cell_inputs(arch, kind, rate, params, seed, cache)
     arrays["truth"] = ds.poisoned if ds.poisoned is not None else np.zeros(len(ds), bool)
     arrays["y"] = ds.y
-    for cls in available(satisfiable_with=have):
+    for cls in detectors:
         if cls.name not in todo:
             continue
         r = cls().detect(inputs)

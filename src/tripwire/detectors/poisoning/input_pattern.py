@@ -65,9 +65,12 @@ from tripwire.detectors.base import (
     Threat,
     fitted_scores,
 )
-from tripwire.detectors.calibration import MAD_TO_SD
 from tripwire.detectors.input_space import LOOKS_OTHER_SHARE, other_class_confirmation
-from tripwire.detectors.poisoning.spectral import class_indices, integer_labels
+from tripwire.detectors.poisoning.spectral import (
+    class_indices,
+    integer_labels,
+    robust_location_scale,
+)
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -263,7 +266,7 @@ def class_pattern(
         (r if fit is None else r[fit]),
         n_directions=n_directions,
         n_pixels=n_pixels,
-        need=max(min_count, int(np.ceil(min_share * (n if fit is None else fit.size)))),
+        need=_group_floor(n if fit is None else fit.size, min_share, min_count),
         diversity_range=diversity_range,
         rng=rng,
     )
@@ -272,16 +275,13 @@ def class_pattern(
     sep, origin, u = found
     # Every item of the class along the direction the search found.
     proj = z @ u
-    _, cut = best_split(proj, max(min_count, int(np.ceil(min_share * n))))
+    _, cut = best_split(proj, _group_floor(n, min_share, min_count))
     high = proj > cut
     energy = (r * r).sum(axis=1)
     carriers = _carrier_side(high, energy)
     div = _diversity(z, (z * z).sum(axis=1), proj, carriers)
     sign = 1.0 if proj[carriers].mean() >= proj[~carriers].mean() else -1.0
-    rest = proj[~carriers] * sign
-    med = float(np.median(rest))
-    mad = float(np.median(np.abs(rest - med))) * MAD_TO_SD
-    scale = mad if mad > 0 else 1.0
+    med, scale = robust_location_scale(proj[~carriers] * sign)
     zs = (proj * sign - med) / scale
     confirmed = bool(sep >= min_separation and diversity_range[0] <= div <= diversity_range[1])
     return ClassPattern(
@@ -298,6 +298,11 @@ def class_pattern(
         scale=scale,
         cut_z=float(zs[carriers].min()),
     )
+
+
+def _group_floor(n: int, min_share: float, min_count: int) -> int:
+    """Fewest items a side of a split may hold among ``n``."""
+    return max(min_count, int(np.ceil(min_share * n)))
 
 
 def _carrier_side(
