@@ -142,3 +142,71 @@ def test_feature_cluster_flags_stand_only_as_a_share_of_their_class() -> None:
     assert combine(results, n).flags[few].all()
     with pytest.raises(InputError):
         combine(results, n, labels=labels[:-1])
+
+
+def test_a_lone_members_group_stands_where_it_mostly_looks_like_another_class() -> None:
+    """Activation clustering finds a warped set that spectral signatures miss: where most
+    of that group looks like other classes as inputs, its confirmed items stand without
+    the quorum; a lone group that mostly looks like its own class does not."""
+    from tripwire.scan.ensemble import LONE_CONFIRMED_SHARE
+
+    n = 400
+    labels = np.repeat([0, 1], n // 2)
+    warped = list(range(0, 40))  # 20% of class 0, found by one member only
+    submode = list(range(200, 240))  # 20% of class 1, found by one member only
+    looks_other = set(warped[:36]) | set(submode[:10])  # 90% and 25% of the groups
+    assert 10 / 40 < LONE_CONFIRMED_SHARE <= 36 / 40
+    results = {
+        "activation-clustering": _result("activation-clustering", warped + submode, n),
+        "spectral-signature": _result("spectral-signature", [0, 1], n),
+    }
+    asked: list[list[int]] = []
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        asked.append(np.flatnonzero(candidates).tolist())
+        out = np.zeros(n, dtype=bool)
+        out[sorted(looks_other)] = True
+        return out & candidates
+
+    res = combine(results, n, confirm_other=confirm, labels=labels)
+    # The quorum is judged with every member's candidates left out together (the
+    # union); a lone member's groups with its own flags left out.
+    assert asked == [warped + submode, warped + submode]
+    assert np.flatnonzero(res.flags).tolist() == warped[:36]
+    fam = res.families["feature-clusters"]
+    assert fam["lone_confirmed"] == {"activation-clustering:0": 34}  # 0 and 1 had quorum
+    assert res.scores[warped[:36]].min() >= 1.0 > res.scores[submode].max()
+    # Without labels there are no class groups: only the quorum's confirmed flags stand.
+    assert np.flatnonzero(combine(results, n, confirm_other=confirm).flags).tolist() == [0, 1]
+
+
+def test_lone_groups_in_many_classes_are_left_to_the_labels_family() -> None:
+    """Label noise spread over the set makes confirmed lone groups in many classes; a
+    backdoor's go to its target. Groups in more than MAX_LONE_CLASS_SHARE of the classes
+    are held back (and reported)."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASS_SHARE
+
+    n = 500
+    labels = np.repeat(np.arange(5), 100)
+    groups = [list(range(c * 100, c * 100 + 20)) for c in range(3)]  # 20% of 3 classes
+    assert len(groups) > max(1, int(MAX_LONE_CLASS_SHARE * 5))
+    flagged = [i for g in groups for i in g]
+    results = {
+        "activation-clustering": _result("activation-clustering", flagged, n),
+        "spectral-signature": _result("spectral-signature", [], n),
+    }
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        return np.asarray(candidates, dtype=bool)  # every candidate looks like another class
+
+    res = combine(results, n, confirm_other=confirm, labels=labels)
+    assert not res.flags.any()
+    fam = res.families["feature-clusters"]
+    assert fam["lone_held_back"] == [f"activation-clustering:{c}" for c in range(3)]
+    # The same group in one class only stands.
+    one = {
+        "activation-clustering": _result("activation-clustering", groups[1], n),
+        "spectral-signature": _result("spectral-signature", [], n),
+    }
+    res = combine(one, n, confirm_other=confirm, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == groups[1]
