@@ -1,0 +1,90 @@
+"""The ensemble's verdict on the cells stored by ``std_cell.py`` (full MNIST, seed 0).
+
+With ``--rule FILE`` the ``combine`` of another version of ``tripwire/scan/ensemble.py``
+is used instead of the installed one (the rule before a change):
+
+    PYTHONPATH=src python benchmarks/probes/combine.py
+    git show 9dae490:src/tripwire/scan/ensemble.py > /tmp/ensemble_9dae490.py
+    PYTHONPATH=src python benchmarks/probes/combine.py --rule /tmp/ensemble_9dae490.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripwire.bench.runner import attacked, load_suite_data
+from tripwire.bench.suites import get_suite
+from tripwire.detectors import Calibration, DetectorResult, Threat
+from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+
+DATA_DIR = "../shared/datasets"
+
+
+def load_rule(path: Path | None) -> Any:
+    if path is None:
+        from tripwire.scan.ensemble import combine
+
+        return combine
+    spec = importlib.util.spec_from_file_location("ensemble_rule", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ensemble_rule"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module.combine
+
+
+def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], Any]:
+    """The cell's dataset, its detectors' results and the input-space confirmation."""
+    _, kind, rate, _ = path.stem.split("_")
+    suite = get_suite("standard")
+    train, _ = load_suite_data(suite.data[0], DATA_DIR)
+    cell = next(a for a in suite.attacks if a.kind == kind)
+    ds, _, _ = attacked(train, cell, float(rate), seed)
+    z = np.load(path, allow_pickle=False)
+    results = {
+        d: DetectorResult(
+            detector=d,
+            threat=Threat.BACKDOOR,
+            scores=z[f"s__{d}"],
+            threshold=t,
+            flags=z[f"f__{d}"],
+            calibration=Calibration(method="fixed", threshold=t),
+        )
+        for d, t in json.loads(str(z["meta"])).items()
+    }
+    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
+    return ds, results, confirm
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rule", type=Path, help="another ensemble.py whose combine() to use")
+    args = ap.parse_args()
+    combine = load_rule(args.rule)
+    for path in sorted(Path("runs/probe").glob("mnist_*_0.npz")):
+        ds, results, confirm = stored(path)
+        truth = np.asarray(ds.poisoned) if ds.poisoned is not None else np.zeros(len(ds), bool)
+        e = combine(results, len(ds), confirm_other=confirm, labels=ds.y)
+        tp = int((e.flags & truth).sum())
+        row = {
+            "cell": path.stem,
+            "flagged": int(e.flags.sum()),
+            "precision": round(tp / max(int(e.flags.sum()), 1), 3),
+            "recall": round(tp / max(int(truth.sum()), 1), 3),
+            "feature-clusters": {
+                k: v for k, v in e.families["feature-clusters"].items() if k != "members"
+            },
+        }
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Every data detector on one standard-suite cell, outputs stored for the ensemble.
+
+The bench runner's cell code cut apart: the suite's cached model for the cell (trained
+by ``tripwire bench --suite standard --cache-dir runs/std-cache``), its features, the
+scan's probabilities, then each data detector; scores, flags and thresholds go to
+``runs/probe/<data>_<attack>_<rate>_<seed>.npz`` (no pickles), so that
+``combine.py`` can recompute the ensemble without re-running the detectors.
+
+    PYTHONPATH=src python benchmarks/probes/std_cell.py mnist wanet 0.05 0 [DETECTORS]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tripwire.bench.runner import attacked, load_suite_data, train_cached
+from tripwire.bench.suites import get_suite
+from tripwire.detectors import DetectorInput, Need, available
+from tripwire.detectors.input_space import InputSpace
+from tripwire.models.loading import model_from_module
+from tripwire.scan.data import scan_probabilities
+
+DATA_DIR = "../shared/datasets"
+
+
+def main() -> None:
+    name, kind, rate, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+    only = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else None
+    suite = get_suite("standard")
+    spec = next(d for d in suite.data if d.name == name)
+    spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
+    cell = next(a for a in suite.attacks if a.kind == kind)
+    train, test = load_suite_data(spec, DATA_DIR)
+    ds, truth, _ = attacked(train, cell, rate, seed)
+    model = train_cached(ds, test, spec, seed, Path("runs/std-cache"))
+    feats = model.features(ds.model_input())
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, _ = scan_probabilities(ds, feats, seed, space=space)
+    inputs = DetectorInput(
+        features=feats,
+        labels=ds.y,
+        probs=probs,
+        data=ds,
+        model=model_from_module(model.module, "suite model"),
+        input_space=space,
+    )
+    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
+    arrays: dict[str, np.ndarray] = {"truth": truth, "y": ds.y}
+    thresholds: dict[str, float] = {}
+    for cls in available(satisfiable_with=have):
+        if only is not None and cls.name not in only:
+            continue
+        t0 = time.perf_counter()
+        r = cls().detect(inputs)
+        arrays[f"s__{cls.name}"] = np.asarray(r.scores, float)
+        arrays[f"f__{cls.name}"] = np.asarray(r.flags, bool)
+        thresholds[cls.name] = float(r.threshold)
+        hits = int((r.flags & truth).sum())
+        print(cls.name, f"{time.perf_counter() - t0:.1f} s", int(r.flags.sum()), hits, flush=True)
+    out = Path("runs/probe") / f"{name}_{kind}_{rate}_{seed}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, meta=np.array(json.dumps(thresholds)), **arrays)
+
+
+if __name__ == "__main__":
+    main()
