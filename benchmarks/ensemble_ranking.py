@@ -135,22 +135,12 @@ def detector_outputs(
     return f
 
 
-def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
-    """AUROC / AP of both combined scores and of the best single detector."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
+def stored_results(z: Any) -> dict[str, Any]:
+    """The detector results held in a cell's npz (``s__``/``f__`` arrays, thresholds in
+    ``meta``), as :class:`~tripwire.detectors.DetectorResult` for the ensemble."""
     from tripwire.detectors import Calibration, DetectorResult, Threat
-    from tripwire.detectors.input_space import InputSpace, other_class_confirmation
-    from tripwire.scan.ensemble import combine, common_scale
 
-    z = np.load(path, allow_pickle=False)
-    thresholds = json.loads(str(z["meta"]))
-    truth = z["truth"]
-    if not np.array_equal(z["y"], ds.y):
-        raise ValueError(f"{path} holds another dataset than this cell's")
-    # What scan-data hands the ensemble about the inputs.
-    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
-    results = {
+    return {
         d: DetectorResult(
             detector=d,
             threat=Threat.BACKDOOR,
@@ -159,8 +149,24 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
             flags=z[f"f__{d}"],
             calibration=Calibration(method="fixed", threshold=t),
         )
-        for d, t in thresholds.items()
+        for d, t in json.loads(str(z["meta"])).items()
     }
+
+
+def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
+    """AUROC / AP of both combined scores and of the best single detector."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+    from tripwire.scan.ensemble import combine, common_scale
+
+    z = np.load(path, allow_pickle=False)
+    truth = z["truth"]
+    if not np.array_equal(z["y"], ds.y):
+        raise ValueError(f"{path} holds another dataset than this cell's")
+    # What scan-data hands the ensemble about the inputs.
+    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
+    results = stored_results(z)
     family = combine(results, len(truth), confirm_other=confirm, labels=ds.y)
     plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
     # The same verdict without the input-space confirmation of feature-cluster flags.

@@ -21,8 +21,11 @@ import numpy as np
 
 from tripwire.bench.runner import attacked, load_suite_data
 from tripwire.bench.suites import get_suite
-from tripwire.detectors import Calibration, DetectorResult, Threat
+from tripwire.detectors import DetectorResult
 from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from ensemble_ranking import stored_results
 
 DATA_DIR = "../shared/datasets"
 
@@ -48,18 +51,7 @@ def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], A
     train, _ = load_suite_data(suite.data[0], DATA_DIR)
     cell = next(a for a in suite.attacks if a.kind == kind)
     ds, _, _ = attacked(train, cell, float(rate), seed)
-    z = np.load(path, allow_pickle=False)
-    results = {
-        d: DetectorResult(
-            detector=d,
-            threat=Threat.BACKDOOR,
-            scores=z[f"s__{d}"],
-            threshold=t,
-            flags=z[f"f__{d}"],
-            calibration=Calibration(method="fixed", threshold=t),
-        )
-        for d, t in json.loads(str(z["meta"])).items()
-    }
+    results = stored_results(np.load(path, allow_pickle=False))
     confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
     return ds, results, confirm
 
