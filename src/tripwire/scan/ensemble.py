@@ -256,7 +256,7 @@ def _confirmed_flags(
     lone: dict[str, int] = {}
     held: list[str] = []
     if labels is not None:
-        groups: dict[str, npt.NDArray[np.bool_]] = {}
+        groups: dict[tuple[str, Any], npt.NDArray[np.bool_]] = {}
         for member, mine in flags.items():
             alone = mine & ~at_quorum
             if not alone.any():
@@ -266,18 +266,18 @@ def _confirmed_flags(
                 group = mine & (labels == c)
                 ok = group & own
                 if int(ok.sum()) >= LONE_CONFIRMED_SHARE * int(group.sum()):
-                    groups[f"{member}:{c}"] = ok
+                    groups[(member, c)] = ok
         # A backdoor sends its poisons to its target: lone groups in many classes at
         # once are label noise spread over the set, which the labels family judges.
-        classes = {key.rsplit(":", 1)[1] for key in groups}
+        classes = {c for _, c in groups}
         if len(classes) <= max(1, int(MAX_LONE_CLASS_SHARE * np.unique(labels).size)):
-            for key, ok in groups.items():
+            for (member, c), ok in groups.items():
                 added = ok & ~out
                 if added.any():
-                    lone[key] = int(added.sum())
+                    lone[f"{member}:{c}"] = int(added.sum())
                 out |= ok
         else:
-            held = sorted(groups)
+            held = sorted(f"{member}:{c}" for member, c in groups)
     entry: dict[str, Any] = {
         "unconfirmed": int((at_quorum & ~confirmed).sum()),
         "confirmed_by": "input-space neighbours (unflagged items) mostly of another label",
