@@ -67,19 +67,25 @@ def _cell_inputs(
     """What the bench runner hands the detectors for one cell (the model is cached)."""
     from tripwire.bench.runner import load_suite_data, train_cached
     from tripwire.bench.suites import DataSpec
+
+    spec = DataSpec(name="mnist-5k", spec="bundled:mnist", seeds=(seed,), epochs=5, arch=arch)
+    _, test = load_suite_data(spec, None)
+    ds = _cell_data(kind, rate, params, seed)
+    return ds, detector_input(ds, train_cached(ds, test, spec, seed, cache / "models"), seed)
+
+
+def detector_input(ds: Any, model: Any, seed: int) -> Any:
+    """The bench runner's detector input for a trained model: its features, the scan's
+    two-view probabilities, the input-space graph and the model itself."""
     from tripwire.detectors import DetectorInput
     from tripwire.detectors.input_space import InputSpace
     from tripwire.models.loading import model_from_module
     from tripwire.scan.data import scan_probabilities
 
-    spec = DataSpec(name="mnist-5k", spec="bundled:mnist", seeds=(seed,), epochs=5, arch=arch)
-    _, test = load_suite_data(spec, None)
-    ds = _cell_data(kind, rate, params, seed)
-    model = train_cached(ds, test, spec, seed, cache / "models")
     feats = model.features(ds.model_input())
     space = InputSpace(ds.model_input(), random_state=seed)
     probs, _ = scan_probabilities(ds, feats, seed, space=space)
-    return ds, DetectorInput(
+    return DetectorInput(
         features=feats,
         labels=ds.y,
         probs=probs,

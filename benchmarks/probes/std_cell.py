@@ -21,10 +21,10 @@ import numpy as np
 
 from tripwire.bench.runner import attacked, load_suite_data, train_cached
 from tripwire.bench.suites import get_suite
-from tripwire.detectors import DetectorInput, Need, available
-from tripwire.detectors.input_space import InputSpace
-from tripwire.models.loading import model_from_module
-from tripwire.scan.data import scan_probabilities
+from tripwire.detectors import Need, available
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from ensemble_ranking import detector_input
 
 DATA_DIR = "../shared/datasets"
 
@@ -38,18 +38,7 @@ def main() -> None:
     cell = next(a for a in suite.attacks if a.kind == kind)
     train, test = load_suite_data(spec, DATA_DIR)
     ds, truth, _ = attacked(train, cell, rate, seed)
-    model = train_cached(ds, test, spec, seed, Path("runs/std-cache"))
-    feats = model.features(ds.model_input())
-    space = InputSpace(ds.model_input(), random_state=seed)
-    probs, _ = scan_probabilities(ds, feats, seed, space=space)
-    inputs = DetectorInput(
-        features=feats,
-        labels=ds.y,
-        probs=probs,
-        data=ds,
-        model=model_from_module(model.module, "suite model"),
-        input_space=space,
-    )
+    inputs = detector_input(ds, train_cached(ds, test, spec, seed, Path("runs/std-cache")), seed)
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
     arrays: dict[str, np.ndarray] = {"truth": truth, "y": ds.y}
     thresholds: dict[str, float] = {}
