@@ -30,11 +30,11 @@ def main() -> None:
     args = ap.parse_args()
     suite = get_suite(args.suite)
     spec = next(s for s in suite.data if s.name == args.data)
-    attack = next(a for a in suite.attacks if a.kind == args.attack)
+    attack = next(a for a in suite.attacks_for(spec) if a.kind == args.attack)
     t0 = time.perf_counter()
     train, test = load_suite_data(spec, args.data_dir)
     rows, _ = run_poison_cell(
-        train, test, spec, attack, args.rate, 0, cache_dir=args.cache_dir, retrain=False, log=print
+        train, test, spec, attack, args.rate, 0, cache_dir=args.cache_dir, log=print
     )
     print("| detector | AUROC | F1 | seconds | x forward pass |")
     print("|---|---|---|---|---|")

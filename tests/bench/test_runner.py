@@ -91,6 +91,8 @@ def test_tiny_suite(tmp_path: Path) -> None:
 def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--data-dir"):
         run_suite(get_suite("standard"), out_dir=tmp_path, cache_dir=tmp_path)
+    with pytest.raises(InputError, match="--data-dir"):
+        run_suite(get_suite("full"), out_dir=tmp_path, cache_dir=tmp_path)
     with pytest.raises(InputError, match="unknown suite"):
         get_suite("huge")
 
@@ -157,3 +159,43 @@ def test_a_cell_the_data_cannot_hold_is_skipped_and_reported(tmp_path: Path) -> 
     write_outputs("infeasible", result, tmp_path / "out", wall_s=1.0)
     summary = json.loads((tmp_path / "out" / "report.json").read_text())["summary"]
     assert summary["skipped_cells"] == 1
+
+
+def test_standard_is_a_cross_section_of_the_full_grid(tmp_path: Path) -> None:
+    """The standard suite runs each attack at one rate per dataset (sized for about three
+    hours); every one of its cells is a cell of the full grid, and the two share a
+    finished cell exactly where it is made the same way (retraining included)."""
+    from tripwire.bench.runner import cell_file, suite_grid
+
+    standard, full = get_suite("standard"), get_suite("full")
+    std_cells = list(suite_grid(standard, log=lambda _: None))
+    full_cells = list(suite_grid(full, log=lambda _: None))
+    assert len(std_cells) == 40 and len(full_cells) == 110
+
+    def named(cells: list) -> set[tuple[str, str, float, int]]:
+        return {(s.name, a.kind, r, seed) for s, a, r, seed in cells}
+
+    assert named(std_cells) < named(full_cells)
+    # Three seeds of every MNIST cell: mean and spread over seeds.
+    mnist = [(a.kind, r) for s, a, r, seed in std_cells if s.name == "mnist"]
+    assert len(mnist) == 24 and all(mnist.count(c) == 3 for c in mnist)
+    by_name = {(s.name, a.kind, r, seed): (s, a) for s, a, r, seed in full_cells}
+    shared = {}
+    for spec, attack, rate, seed in std_cells:
+        fspec, fattack = by_name[(spec.name, attack.kind, rate, seed)]
+        shared[(spec.name, attack.kind, rate, seed)] = cell_file(
+            standard, spec, attack, rate, seed, tmp_path
+        ) == cell_file(full, fspec, fattack, rate, seed, tmp_path)
+    # MNIST backdoors at 1% retrain in both suites; GTSRB's retrain in the full grid only.
+    assert shared[("mnist", "badnets", 0.01, 0)]
+    assert shared[("cifar10-10k", "blend", 0.05, 0)]
+    assert shared[("gtsrb", "clean", 0.0, 0)] and shared[("gtsrb", "label-flip", 0.05, 0)]
+    assert not shared[("gtsrb", "badnets", 0.01, 0)]
+    # A cell's file changes with how its model is trained.
+    spec, attack, rate, seed = std_cells[0]
+    from dataclasses import replace
+
+    longer = replace(spec, epochs=spec.epochs + 1)
+    assert cell_file(standard, longer, attack, rate, seed, tmp_path) != cell_file(
+        standard, spec, attack, rate, seed, tmp_path
+    )

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -84,16 +84,21 @@ def suite_grid(suite: Suite, log: Log = print) -> Iterator[tuple[DataSpec, Attac
     stopped part-way (it resumes) already holds one complete table over all datasets.
     """
     registered = set(_attack_kinds())
-    for attack in suite.attacks:
-        if attack.kind != "clean" and attack.kind not in registered:
-            log(f"skipping attack '{attack.kind}': not available in this version")
+    missing = {
+        a.kind
+        for spec in suite.data
+        for a in suite.attacks_for(spec)
+        if a.kind != "clean" and a.kind not in registered
+    }
+    for kind in sorted(missing):
+        log(f"skipping attack '{kind}': not available in this version")
     rounds = max(len(spec.seeds) for spec in suite.data)
     for r in range(rounds):
         for spec in suite.data:
             if r >= len(spec.seeds):
                 continue
-            for attack in suite.attacks:
-                if attack.kind != "clean" and attack.kind not in registered:
+            for attack in suite.attacks_for(spec):
+                if attack.kind in missing:
                     continue
                 for rate in attack.rates:
                     yield spec, attack, rate, spec.seeds[r]
@@ -115,23 +120,46 @@ def suite_cells(
 def cell_file(
     suite: Suite, spec: DataSpec, attack: AttackCell, rate: float, seed: int, cache_dir: Path
 ) -> Path:
-    """Where a finished cell's rows are cached: keyed by the cell, the detectors that
-    exist, the ensemble's families and the version (a finished cell is reused only by
-    the same code's suite)."""
+    """Where a finished cell's rows are cached: keyed by the cell, how its data and
+    model are made, whether it retrains, the detectors that exist, the ensemble's
+    families and the version. Suites that hold the same cell share it (the standard
+    suite's cells are the full suite's too); the key does not hold the code itself, so
+    a run after a change of detection starts from an empty ``cells`` folder."""
+    data = {k: v for k, v in asdict(spec).items() if k not in ("seeds", "attacks")}
     key = _key(
         {
-            "suite": suite.name,
-            "data": spec.name,
+            "data": data,
             "attack": attack.kind,
+            "target": attack.target,
+            "source": attack.source,
             "rate": rate,
             "seed": seed,
             "params": attack.params,
+            "retrain": _retrain_settings(suite, spec, attack, rate, seed),
             "detectors": [c.name for c in available()],
             "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
             "v": __version__,
         }
     )
     return cache_dir / "cells" / f"{key}.json"
+
+
+def _retrain_settings(
+    suite: Suite, spec: DataSpec, attack: AttackCell, rate: float, seed: int
+) -> list[str] | None:
+    """The rows (detector names) a cell retrains for, ``["*"]`` for every row, or None
+    where it does not retrain. Only backdoor cells (an attack with a trigger) retrain,
+    and only where a row flagged something."""
+    if (
+        not suite.retrain
+        or attack.kind == "clean"
+        or get_kind(attack.kind).trigger is None
+        or seed != spec.seeds[0]
+        or (suite.retrain_rates is not None and rate not in suite.retrain_rates)
+        or (suite.retrain_data is not None and spec.name not in suite.retrain_data)
+    ):
+        return None
+    return ["*"] if suite.retrain_detectors is None else sorted(suite.retrain_detectors)
 
 
 def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
@@ -331,12 +359,14 @@ def run_poison_cell(
     seed: int,
     *,
     cache_dir: Path,
-    retrain: bool,
     log: Log,
-    retrain_rates: tuple[float, ...] | None = None,
-    retrain_detectors: tuple[str, ...] | None = None,
+    retrain_rows: list[str] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run one cell; returns its rows (one per detector) and curve data for the report."""
+    """Run one cell; returns its rows (one per detector) and curve data for the report.
+
+    ``retrain_rows``: the rows whose flags are removed before retraining (``["*"]``:
+    every row; None: no retraining), as :func:`_retrain_settings` gives them.
+    """
     t_start = time.perf_counter()
     ds, truth, record = attacked(train, attack, rate, seed)
     has_trigger = record is not None and get_kind(attack.kind).trigger is not None
@@ -400,12 +430,10 @@ def run_poison_cell(
             "clean_accuracy_after": None,
         }
         if (
-            retrain
+            retrain_rows is not None
             and has_trigger
             and record is not None
-            and seed == spec.seeds[0]
-            and (retrain_rates is None or rate in retrain_rates)
-            and (retrain_detectors is None or name in retrain_detectors)
+            and ("*" in retrain_rows or name in retrain_rows)
             and flags.any()
         ):
             kept = ds.subset(np.flatnonzero(~flags))
@@ -473,10 +501,8 @@ def run_suite(
                 rate,
                 seed,
                 cache_dir=cache_dir,
-                retrain=suite.retrain,
                 log=log,
-                retrain_rates=suite.retrain_rates,
-                retrain_detectors=suite.retrain_detectors,
+                retrain_rows=_retrain_settings(suite, spec, attack, rate, seed),
             )
         except InfeasibleCellError as exc:
             log(f"cell {i}/{total} skipped ({label}): {exc}")
