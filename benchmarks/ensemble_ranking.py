@@ -75,24 +75,11 @@ def _cell_inputs(
 
 
 def detector_input(ds: Any, model: Any, seed: int) -> Any:
-    """The bench runner's detector input for a trained model: its features, the scan's
-    two-view probabilities, the input-space graph and the model itself."""
-    from tripwire.detectors import DetectorInput
-    from tripwire.detectors.input_space import InputSpace
-    from tripwire.models.loading import model_from_module
-    from tripwire.scan.data import scan_probabilities
+    """The bench runner's detector input for a trained model
+    (:func:`tripwire.bench.runner.detector_input`, without its timing)."""
+    from tripwire.bench.runner import detector_input as runner_input
 
-    feats = model.features(ds.model_input())
-    space = InputSpace(ds.model_input(), random_state=seed)
-    probs, _ = scan_probabilities(ds, feats, seed, space=space)
-    return DetectorInput(
-        features=feats,
-        labels=ds.y,
-        probs=probs,
-        data=ds,
-        model=model_from_module(model.module, "bench model"),
-        input_space=space,
-    )
+    return runner_input(ds, model, seed)[0]
 
 
 def detector_outputs(

@@ -350,6 +350,26 @@ def attacked(
     return ds, truth, ds.attack
 
 
+def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInput, float]:
+    """What scan-data gives the detectors for a trained model, and the seconds of the
+    one forward pass over ``ds`` (each detector's cost is reported against it).
+
+    The model's features, the scan's cross-validated two-view probabilities (cleanlab
+    gets the same), the shared input-space graph, and the model itself for the
+    behavioural detectors.
+    """
+    t0 = time.perf_counter()
+    feats = model.features(ds.model_input())
+    forward_s = time.perf_counter() - t0
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, _ = scan_probabilities(ds, feats, seed, space=space)
+    net = None if model.module is None else model_from_module(model.module, "suite model")
+    inputs = DetectorInput(
+        features=feats, labels=ds.y, probs=probs, data=ds, model=net, input_space=space
+    )
+    return inputs, forward_s
+
+
 def run_poison_cell(
     train: Dataset,
     test: Dataset,
@@ -376,19 +396,12 @@ def run_poison_cell(
         if has_trigger and record is not None
         else None
     )
-    t0 = time.perf_counter()
-    feats = model.features(ds.model_input())
-    forward_s = time.perf_counter() - t0
-    # What scan-data computes; cleanlab gets the same probabilities below.
-    space = InputSpace(ds.model_input(), random_state=seed)
-    probs, _ = scan_probabilities(ds, feats, seed, space=space)
-    # The trained model itself, for behavioural detectors (what scan-data gives them).
-    net = None if model.module is None else model_from_module(model.module, "suite model")
-    inputs = DetectorInput(
-        features=feats, labels=ds.y, probs=probs, data=ds, model=net, input_space=space
-    )
+    inputs, forward_s = detector_input(ds, model, seed)
+    feats, probs, space = inputs.features, inputs.probs, inputs.input_space
+    if feats is None or probs is None or space is None:  # detector_input makes all three
+        raise RuntimeError("incomplete detector input")
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
-    if net is not None:
+    if inputs.model is not None:
         have = have | {Need.MODEL}
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     ours: dict[str, DetectorResult] = {}
