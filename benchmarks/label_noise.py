@@ -32,13 +32,16 @@ from typing import Any
 
 import numpy as np
 
-CELLS = [
-    ("clean", 0.0),
-    ("label-flip", 0.05),
-    ("label-flip", 0.1),
-    ("label-flip", 0.2),
-    ("pair-flip", 0.1),
-    ("pair-flip", 0.2),
+CELLS: list[tuple[str, float, dict[str, Any]]] = [
+    ("clean", 0.0, {}),
+    ("label-flip", 0.05, {}),
+    ("label-flip", 0.1, {}),
+    ("label-flip", 0.2, {}),
+    ("pair-flip", 0.1, {}),
+    ("pair-flip", 0.2, {}),
+    # Flips concentrated in one class: 180 of the ~400 ones (45%) labelled 7, where
+    # cleanlab's assumptions break (issue #4's bar: AUROC >= 0.95, recall >= 0.9).
+    ("pair-flip", 0.045, {"source": 1, "target": 7}),
 ]
 
 
@@ -61,7 +64,9 @@ def _metrics(flags: np.ndarray, truth: np.ndarray, score: np.ndarray | None) -> 
     return out
 
 
-def run_cell(kind: str, rate: float, seed: int, arch: str, epochs: int) -> dict[str, Any]:
+def run_cell(
+    kind: str, rate: float, seed: int, arch: str, epochs: int, params: dict[str, Any]
+) -> dict[str, Any]:
     import torch
     from cleanlab.filter import find_label_issues
 
@@ -73,7 +78,7 @@ def run_cell(kind: str, rate: float, seed: int, arch: str, epochs: int) -> dict[
 
     train = load_dataset("bundled:mnist", split="train")
     test = load_dataset("bundled:mnist", split="test")
-    ds = train if kind == "clean" else poison_dataset(train, kind, rate=rate, seed=seed)
+    ds = train if kind == "clean" else poison_dataset(train, kind, rate=rate, seed=seed, **params)
     truth = np.zeros(len(ds), bool) if ds.poisoned is None else ds.poisoned
     t0 = time.perf_counter()
     res = train_model(
@@ -97,7 +102,7 @@ def run_cell(kind: str, rate: float, seed: int, arch: str, epochs: int) -> dict[
     labels = scan_data(ds, feats, detectors=["confident-learning", "knn-label"], seed=seed)
     out = {
         "arch": arch,
-        "attack": kind,
+        "attack": kind + (f"({params['source']}->{params['target']})" if params else ""),
         "rate": rate,
         "seed": seed,
         "clean_accuracy": round(res.accuracy, 4),
@@ -138,11 +143,12 @@ def main() -> None:
             r = json.loads(line)
             done.add((r["arch"], r["attack"], r["rate"], r["seed"]))
     for arch in args.archs.split(","):
-        for kind, rate in CELLS:
+        for kind, rate, params in CELLS:
             for seed in (int(s) for s in args.seeds.split(",")):
-                if (arch, kind, rate, seed) in done:
+                name = kind + (f"({params['source']}->{params['target']})" if params else "")
+                if (arch, name, rate, seed) in done:
                     continue
-                row = run_cell(kind, rate, seed, arch, args.epochs)
+                row = run_cell(kind, rate, seed, arch, args.epochs, params)
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 brief = {k: (v.get("f1"), v["flag_rate"]) for k, v in row["rows"].items()}

@@ -210,3 +210,43 @@ def test_lone_groups_in_many_classes_are_left_to_the_labels_family() -> None:
     }
     res = combine(one, n, confirm_other=confirm, labels=labels)
     assert np.flatnonzero(res.flags).tolist() == groups[1]
+
+
+def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
+    """A lone group made mostly of items the labels family flagged is label noise: the
+    labels family's verdict stands for it, and the pair's lone flags (which also take
+    clean items next to the flips) are not added. A backdoor's group, which the label
+    checks pass, stands."""
+    from tripwire.scan.ensemble import LONE_LABEL_NOISE_SHARE
+
+    n = 500
+    labels = np.repeat(np.arange(5), 100)
+    group = list(range(100, 130))  # 30% of class 1, found by one member only
+    flips = group[:24]  # 80% of it flagged by both label checks
+    assert len(flips) >= LONE_LABEL_NOISE_SHARE * len(group)
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        return np.asarray(candidates, dtype=bool)
+
+    def results(label_flagged: list[int]) -> dict[str, DetectorResult]:
+        return {
+            "activation-clustering": _result("activation-clustering", group, n),
+            "spectral-signature": _result("spectral-signature", [], n),
+            "confident-learning": _result("confident-learning", label_flagged, n),
+            "knn-label": _result("knn-label", label_flagged, n),
+        }
+
+    res = combine(results(flips), n, confirm_other=confirm, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == flips  # the labels family's, not the group
+    fam = res.families["feature-clusters"]
+    assert fam["flagged"] == 0 and fam["lone_label_noise"] == ["activation-clustering:1"]
+    # The label checks passed the group (a backdoor's consistent label): it stands.
+    res = combine(results([]), n, confirm_other=confirm, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == group
+    # One label check alone is not the labels family's verdict.
+    one = results(flips)
+    one["knn-label"] = _result("knn-label", [], n)
+    assert (
+        np.flatnonzero(combine(one, n, confirm_other=confirm, labels=labels).flags).tolist()
+        == group
+    )

@@ -51,7 +51,10 @@ family                    members                                     quorum
   family now flags 2,977 at precision 0.99. On bundled MNIST (``cnn-small``, 2 seeds)
   the lone groups of clean classes (a third of a class) reach 0.34-0.48; those of 20%
   label flips reach 0.83-1.0 but in 5-9 classes at once, where they are held back for
-  the labels family (taken, they cost 0.07 of precision);
+  the labels family (taken, they cost 0.07 of precision). A lone group that the labels
+  family flagged for the most part (:data:`LONE_LABEL_NOISE_SHARE`) is label noise and
+  left to that family too: a backdoor's poisons carry their target's label
+  consistently and pass the label checks;
 - ``feature-clusters`` flags in a class also stand only as a **sub-population**: at
   least :data:`MIN_CLASS_SHARE` (5%) of the class, where ``labels`` are given
   (``scan-data`` gives them). The confirmed sub-modes of clean classes held at most
@@ -165,6 +168,13 @@ MIN_CLASS_SHARE = 0.05
 LONE_CONFIRMED_SHARE = 0.8
 #: ... in at most this share of the classes (at least one): a backdoor's target.
 MAX_LONE_CLASS_SHARE = 0.2
+#: ... and where the labels family flagged less than this share of them: a backdoor's
+#: poisons carry their target's label consistently and the label checks pass them
+#: (0.0 of the lone groups of BadNets 1% and WaNet 5% on full MNIST), while a group of
+#: label flips is label noise the labels family has already judged (0.74-1.0 of the
+#: lone groups of 5-20% flips on bundled MNIST, where the clean items the pair's group
+#: also took cost precision; docs/benchmarks.md, session 14).
+LONE_LABEL_NOISE_SHARE = 0.5
 
 
 def combine(
@@ -198,6 +208,7 @@ def combine(
         grouped.setdefault(fam, []).append(name)
         quorums[fam] = quorum
     ranking_only = {f for f, q in quorums.items() if q == 0}
+    label_issues = _family_flags(results, grouped.get("labels", []), quorums.get("labels", 1))
     flags = np.zeros(n, dtype=bool)
     fam_scores: list[npt.NDArray[np.float64]] = []
     report: dict[str, dict[str, Any]] = {}
@@ -209,7 +220,9 @@ def combine(
         fam_flags = fam_votes >= quorum if quorum else np.zeros(n, dtype=bool)
         entry: dict[str, Any] = {}
         if fam in INPUT_CONFIRMED and confirm_other is not None and len(members) > 1:
-            fam_flags, entry = _confirmed_flags(results, members, fam_flags, confirm_other, y)
+            fam_flags, entry = _confirmed_flags(
+                results, members, fam_flags, confirm_other, y, label_issues
+            )
         if fam in CLASS_SHARE_GATED and y is not None and len(members) > 1:
             fam_flags, small = _class_share_gate(fam_flags, y)
             if small:
@@ -229,12 +242,24 @@ def combine(
     )
 
 
+def _family_flags(
+    results: dict[str, DetectorResult], members: list[str], quorum: int
+) -> npt.NDArray[np.bool_] | None:
+    """The items that at least ``quorum`` of ``members`` flagged (as many as ran, if
+    fewer did); None when none of them ran."""
+    if not members:
+        return None
+    votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
+    return np.asarray(votes >= max(1, min(quorum, len(members))), dtype=bool)
+
+
 def _confirmed_flags(
     results: dict[str, DetectorResult],
     members: list[str],
     at_quorum: npt.NDArray[np.bool_],
     confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]],
     labels: npt.NDArray[Any] | None,
+    label_issues: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[npt.NDArray[np.bool_], dict[str, Any]]:
     """The flags of an :data:`INPUT_CONFIRMED` family that look like another class as
     inputs, and the report's entry on them.
@@ -247,7 +272,9 @@ def _confirmed_flags(
     flags left out: a group of other classes' images under one label, which the other
     member's statistic missed. Its own flags only, because leaving out a large clean
     group found by the other member (a third of a class of 7s) takes the class's own
-    look-alikes out of the reference and lets a clean sub-mode pass.
+    look-alikes out of the reference and lets a clean sub-mode pass. A lone group of
+    which the labels family (``label_issues``) flagged at least
+    :data:`LONE_LABEL_NOISE_SHARE` is label noise, left to that family.
     """
     flags = {m: np.asarray(results[m].flags, dtype=bool) for m in members}
     candidates = np.logical_or.reduce(list(flags.values()))
@@ -255,6 +282,7 @@ def _confirmed_flags(
     out = at_quorum & confirmed
     lone: dict[str, int] = {}
     held: list[str] = []
+    noise: list[str] = []
     if labels is not None:
         groups: dict[tuple[str, Any], npt.NDArray[np.bool_]] = {}
         for member, mine in flags.items():
@@ -265,8 +293,14 @@ def _confirmed_flags(
             for c in np.unique(labels[alone]):
                 group = mine & (labels == c)
                 ok = group & own
-                if int(ok.sum()) >= LONE_CONFIRMED_SHARE * int(group.sum()):
-                    groups[(member, c)] = ok
+                if int(ok.sum()) < LONE_CONFIRMED_SHARE * int(group.sum()):
+                    continue
+                if label_issues is not None and int(
+                    (ok & label_issues).sum()
+                ) >= LONE_LABEL_NOISE_SHARE * int(ok.sum()):
+                    noise.append(f"{member}:{c}")
+                    continue
+                groups[(member, c)] = ok
         # A backdoor sends its poisons to its target: lone groups in many classes at
         # once are label noise spread over the set, which the labels family judges.
         classes = {c for _, c in groups}
@@ -287,6 +321,8 @@ def _confirmed_flags(
         entry["lone_confirmed_share"] = LONE_CONFIRMED_SHARE
     if held:
         entry["lone_held_back"] = held
+    if noise:
+        entry["lone_label_noise"] = sorted(noise)
     return out, entry
 
 

@@ -7,9 +7,11 @@ Two detectors of flipped or wrong labels, random or adversarial:
   which class an item *confidently* belongs to; the items confidently in a class other
   than their label fill the off-diagonal cells of the *confident joint*, which,
   calibrated to the label counts, says how many items of each label are likely of each
-  other class; that many, by margin, are the label issues (*pruning by noise rate*;
-  Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty in Dataset
-  Labels", JAIR 2021).
+  other class (Northcutt, Jiang and Chuang, "Confident Learning: Estimating Uncertainty
+  in Dataset Labels", JAIR 2021). That many items are the label issues: those most
+  likely mislabelled under the noise the same joint describes (Bayes' rule with the
+  joint's transition probabilities), where Northcutt et al. take each cell's count by
+  margin (*pruning by noise rate*, as cleanlab does).
 - ``knn-label`` reads features: an item whose nearest neighbours carry other labels is
   suspect (a k-nearest-neighbour label-disagreement filter, in the spirit of Wilson's
   edited nearest neighbours and of Paudice et al., "Label Sanitization against Label
@@ -103,53 +105,86 @@ def confident_joint(
     return joint
 
 
+def calibrated_joint(
+    probs: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    thresholds: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The confident joint with each row rescaled to the number of items with that label:
+    ``Q[i, j]`` estimates how many items labelled ``i`` are of class ``j``.
+
+    The raw joint undercounts (an item whose probability reaches no threshold is in no
+    cell); the calibrated one does not (Northcutt et al., section 2.2).
+    """
+    n_cls = probs.shape[1]
+    joint = confident_joint(labels, confident_classes(probs, thresholds), n_cls)
+    labelled = np.bincount(labels, minlength=n_cls).astype(np.float64)
+    rows = joint.sum(axis=1, keepdims=True).astype(np.float64)
+    return np.where(rows > 0, joint / np.where(rows > 0, rows, 1.0), 0.0) * labelled[:, None]
+
+
+def label_error_posterior(
+    probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], joint: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``P(true class != given label | x, given)`` under the noise that ``joint`` (a
+    calibrated joint of given x true counts) estimates, in [0, 1].
+
+    With ``T[i, j] = P(given i | true j)`` (``joint``'s columns normalised) and the
+    out-of-sample probabilities standing in for ``P(true j | x)``, Bayes' rule gives
+    ``P(true = y | x, given y) = p_y T[y, y] / sum_j p_j T[y, j]``. Where the noise is
+    diffuse (random flips) ``T`` is near the identity and this orders items by their
+    own probability ``p_y``; where it is structured (flips from one class to one
+    other) ``T[y, j]`` is large for the few source classes, and the items that look
+    like a source of their label come first: the clean items of the source class, whose
+    ``p_y`` is as low (the proxy learnt the flips too), do not.
+    """
+    cols = joint.sum(axis=0, keepdims=True)
+    transition = np.where(cols > 0, joint / np.where(cols > 0, cols, 1.0), 0.0)
+    rows = np.arange(labels.size)
+    weighted = probs * transition[labels, :]
+    total = weighted.sum(axis=1)
+    own = weighted[rows, labels]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = np.where(total > 0, 1.0 - own / np.where(total > 0, total, 1.0), 0.0)
+    return np.asarray(np.clip(err, 0.0, 1.0), dtype=np.float64)
+
+
 def noise_rate_issues(
     probs: npt.NDArray[np.float64],
     labels: npt.NDArray[np.int64],
     thresholds: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-    """The label issues by *pruning by noise rate* (Northcutt et al., section 3.2), and
-    the number pruned per (given, likely) cell.
+    """The label issues and the number estimated per (given, likely) cell.
 
-    The confident joint is calibrated (each row rescaled to the number of items with
-    that label), its off-diagonal cells rounded give how many items labelled ``i`` are
-    likely of class ``j``, and that many items labelled ``i`` with the largest
-    ``p_j - p_i`` are the issues. The off-diagonal items of the raw joint undercount
-    (an item whose probability reaches no threshold is in no cell); the calibrated count
-    does not, and the ranking inside each cell decides which items.
+    The calibrated confident joint's off-diagonal cells, rounded, say how many items
+    labelled ``i`` are likely of class ``j`` (Northcutt et al.'s count). That many items
+    in all are the issues, those most likely mislabelled by
+    :func:`label_error_posterior` under the noise the same joint describes, at most all
+    but one of each label. Northcutt et al. (and cleanlab's ``find_label_issues``)
+    instead take each cell's count by margin inside the cell; with diffuse noise most
+    cells hold an item or two, whose rounding errors add up: on 5% random flips of
+    bundled MNIST that rule made 1.5-2x the errors of this one, on 20% pair flips the
+    same or more (docs/benchmarks.md, session 14).
     """
-    n_cls = probs.shape[1]
-    confident = confident_classes(probs, thresholds)
-    joint = confident_joint(labels, confident, n_cls).astype(np.float64)
-    labelled = np.bincount(labels, minlength=n_cls).astype(np.float64)
-    rows = joint.sum(axis=1, keepdims=True)
-    calibrated = np.where(rows > 0, joint / np.where(rows > 0, rows, 1.0), 0.0) * labelled[:, None]
-    prune = np.rint(calibrated).astype(np.int64)
+    joint = calibrated_joint(probs, labels, thresholds)
+    prune = np.rint(joint).astype(np.int64)
     np.fill_diagonal(prune, 0)
     issues = np.zeros(labels.size, dtype=bool)
-    for i in np.flatnonzero(prune.sum(axis=1) > 0):
-        members = np.flatnonzero(labels == i)
-        # At least one item keeps each label: a class is never pruned away.
-        budget = max(members.size - 1, 0)
-        for j in np.argsort(-prune[i]):
-            take = min(int(prune[i, j]), budget)
-            if take <= 0:
-                break
-            margin = probs[members, j] - probs[members, i]
-            top = members[np.argsort(-margin, kind="stable")[:take]]
-            issues[top] = True
+    total = int(prune.sum())
+    if total == 0:
+        return issues, prune
+    # At least one item keeps each label: a class is never pruned away.
+    budget = np.maximum(np.bincount(labels, minlength=probs.shape[1]) - 1, 0)
+    err = label_error_posterior(probs, labels, joint)
+    taken = 0
+    for i in np.argsort(-err, kind="stable"):
+        if taken == total:
+            break
+        if budget[labels[i]] > 0:
+            issues[i] = True
+            budget[labels[i]] -= 1
+            taken += 1
     return issues, prune
-
-
-def normalised_margin(
-    probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64]
-) -> npt.NDArray[np.float64]:
-    """``max_{j != y} p_j - p_y`` in [-1, 1]: how much the model prefers another class."""
-    rows = np.arange(labels.size)
-    given = probs[rows, labels]
-    others = probs.copy()
-    others[rows, labels] = -np.inf
-    return np.asarray(others.max(axis=1) - given, dtype=np.float64)
 
 
 def reference_rank(
@@ -180,14 +215,15 @@ class ConfidentLearningDetector(BaseDetector):
     Needs ``probs`` (out-of-sample, e.g. cross-validated, class probabilities) and
     ``labels``. Fitting sets the per-class thresholds ``t_j``.
 
-    Score of item ``i`` with label ``y``: ``2 * [i is a label issue] + rank(margin_i)``,
-    with ``margin_i = max_{j != y} p_ij - p_iy`` and ``rank`` its empirical CDF among the
-    fitted items' margins, in [0, 1] (ties broken at random, seeded by
-    ``random_state``). The issues are those of :func:`noise_rate_issues` (the
-    calibrated confident joint's count per cell, the largest margins in each); they
-    thus rank first (by margin among themselves), then every other item by margin. The
-    ranks are uniform, so the robust-z threshold (about 1.8 on them) flags the issues
-    and no other while they are a minority.
+    Score of item ``i`` with label ``y``: ``2 * [i is a label issue] + rank(e_i)``, with
+    ``e_i`` the probability that its label is wrong under the noise the fitted items'
+    calibrated confident joint describes (:func:`label_error_posterior`) and ``rank``
+    its empirical CDF among the fitted items' ``e``, in [0, 1] (ties broken at random,
+    seeded by ``random_state``). The issues are those of :func:`noise_rate_issues` (as
+    many as the calibrated joint's off-diagonal count, the largest ``e``); they thus
+    rank first, then every other item by ``e``. The ranks are uniform, so the robust-z
+    threshold (about 1.8 on them) flags the issues and no other while they are a
+    minority.
 
     Parameters
     ----------
@@ -210,7 +246,8 @@ class ConfidentLearningDetector(BaseDetector):
         if y.size == 0:
             raise InputError("needs at least one item", self.name)
         self.thresholds_ = per_class_thresholds(p, y)
-        self.sorted_margins_ = np.sort(normalised_margin(p, y))
+        self.joint_ = calibrated_joint(p, y, self.thresholds_)
+        self.sorted_errors_ = np.sort(label_error_posterior(p, y, self.joint_))
         self.n_classes_ = int(p.shape[1])
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
@@ -222,7 +259,8 @@ class ConfidentLearningDetector(BaseDetector):
             )
         issues, _ = noise_rate_issues(p, y, self.thresholds_)
         rng = np.random.default_rng(self.random_state)
-        rank = reference_rank(normalised_margin(p, y), self.sorted_margins_, rng)
+        error = label_error_posterior(p, y, self.joint_)
+        rank = reference_rank(error, self.sorted_errors_, rng)
         return np.asarray(OFF_DIAGONAL_OFFSET * issues + rank, dtype=np.float64)
 
     def _evidence(
