@@ -162,9 +162,9 @@ def noise_rate_issues(
     :func:`label_error_posterior` under the noise the same joint describes, at most all
     but one of each label. Northcutt et al. (and cleanlab's ``find_label_issues``)
     instead take each cell's count by margin inside the cell; with diffuse noise most
-    cells hold an item or two, whose rounding errors add up: on 5% random flips of
-    bundled MNIST that rule made 1.5-2x the errors of this one, on 20% pair flips the
-    same or more (docs/benchmarks.md, session 14).
+    cells hold an item or two, whose rounding errors add up (docs/benchmarks.md,
+    session 14: the label family's errors against cleanlab's on the same
+    probabilities).
     """
     joint = calibrated_joint(probs, labels, thresholds)
     prune = np.rint(joint).astype(np.int64)
@@ -175,15 +175,13 @@ def noise_rate_issues(
         return issues, prune
     # At least one item keeps each label: a class is never pruned away.
     budget = np.maximum(np.bincount(labels, minlength=probs.shape[1]) - 1, 0)
-    err = label_error_posterior(probs, labels, joint)
-    taken = 0
-    for i in np.argsort(-err, kind="stable"):
-        if taken == total:
-            break
-        if budget[labels[i]] > 0:
-            issues[i] = True
-            budget[labels[i]] -= 1
-            taken += 1
+    order = np.argsort(-label_error_posterior(probs, labels, joint), kind="stable")
+    given = labels[order]
+    # Each item's place among the items of its label, in that order.
+    by_label = np.argsort(given, kind="stable")
+    place = np.empty_like(by_label)
+    place[by_label] = np.arange(by_label.size) - np.searchsorted(given[by_label], given[by_label])
+    issues[order[place < budget[given]][:total]] = True
     return issues, prune
 
 
