@@ -208,7 +208,10 @@ def combine(
         grouped.setdefault(fam, []).append(name)
         quorums[fam] = quorum
     ranking_only = {f for f, q in quorums.items() if q == 0}
-    label_issues = _family_flags(results, grouped.get("labels", []), quorums.get("labels", 1))
+    labels_family = grouped.get("labels", [])
+    label_issues = (
+        _family_flags(results, labels_family, quorums["labels"]) if labels_family else None
+    )
     flags = np.zeros(n, dtype=bool)
     fam_scores: list[npt.NDArray[np.float64]] = []
     report: dict[str, dict[str, Any]] = {}
@@ -216,8 +219,9 @@ def combine(
         quorum = min(quorums[fam], len(members))
         if fam in ranking_only and len(ranking_only) == len(grouped):
             quorum = 1  # only ranking detectors ran: the user asked for their flags
-        fam_votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
-        fam_flags = fam_votes >= quorum if quorum else np.zeros(n, dtype=bool)
+        fam_flags = np.zeros(n, dtype=bool)
+        if quorum:
+            fam_flags = _family_flags(results, members, quorum)
         entry: dict[str, Any] = {}
         if fam in INPUT_CONFIRMED and confirm_other is not None and len(members) > 1:
             fam_flags, entry = _confirmed_flags(
@@ -244,11 +248,9 @@ def combine(
 
 def _family_flags(
     results: dict[str, DetectorResult], members: list[str], quorum: int
-) -> npt.NDArray[np.bool_] | None:
-    """The items that at least ``quorum`` of ``members`` flagged (as many as ran, if
-    fewer did); None when none of them ran."""
-    if not members:
-        return None
+) -> npt.NDArray[np.bool_]:
+    """The items that at least ``quorum`` of ``members`` flagged (all of them, where
+    fewer ran)."""
     votes = np.sum([np.asarray(results[m].flags, np.int64) for m in members], axis=0)
     return np.asarray(votes >= max(1, min(quorum, len(members))), dtype=bool)
 
