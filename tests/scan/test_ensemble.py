@@ -250,3 +250,39 @@ def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
         np.flatnonzero(combine(one, n, confirm_other=confirm, labels=labels).flags).tolist()
         == group
     )
+
+
+def test_feature_cluster_flags_in_a_class_of_label_noise_are_left_to_the_labels_family() -> None:
+    """The pair's quorum finds the flips of a class (they look like another class) and
+    the clean look-alikes beside them. Where the labels family flagged most of that
+    group, the class's feature-cluster flags are dropped and only the labels family's
+    verdict stands; in a class whose group the label checks pass (a backdoor's target),
+    the group stands."""
+    n = 500
+    labels = np.repeat(np.arange(5), 100)
+    flips = list(range(0, 30))  # class 0: flips found by both label checks
+    lookalikes = list(range(30, 38))  # class 0: clean, taken by the pair with the flips
+    poisons = list(range(100, 130))  # class 1: a backdoor's poisons, label checks pass
+    pair = flips + lookalikes + poisons
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        return np.asarray(candidates, dtype=bool)
+
+    results = {
+        "activation-clustering": _result("activation-clustering", pair, n),
+        "spectral-signature": _result("spectral-signature", pair, n),
+        "confident-learning": _result("confident-learning", flips, n),
+        "knn-label": _result("knn-label", flips, n),
+    }
+    res = combine(results, n, confirm_other=confirm, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == flips + poisons
+    fam = res.families["feature-clusters"]
+    assert fam["label_noise_classes"] == {"0": 38} and fam["flagged"] == 30
+    # Without the label checks there is no such evidence: the pair's flags stand.
+    alone = {
+        k: v for k, v in results.items() if k in ("activation-clustering", "spectral-signature")
+    }
+    assert (
+        np.flatnonzero(combine(alone, n, confirm_other=confirm, labels=labels).flags).tolist()
+        == pair
+    )

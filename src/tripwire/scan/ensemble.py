@@ -55,6 +55,10 @@ family                    members                                     quorum
   family flagged for the most part (:data:`LONE_LABEL_NOISE_SHARE`) is label noise and
   left to that family too: a backdoor's poisons carry their target's label
   consistently and pass the label checks;
+- for the same reason, ``feature-clusters`` flags in a class of which the labels family
+  flagged at least half are dropped (the report's ``label_noise_classes``): flipped
+  items look like another class as inputs, and so do the clean look-alikes the
+  pair's split took with them; the labels family judges those items one by one;
 - ``feature-clusters`` flags in a class also stand only as a **sub-population**: at
   least :data:`MIN_CLASS_SHARE` (5%) of the class, where ``labels`` are given
   (``scan-data`` gives them). The confirmed sub-modes of clean classes held at most
@@ -168,12 +172,14 @@ MIN_CLASS_SHARE = 0.05
 LONE_CONFIRMED_SHARE = 0.8
 #: ... in at most this share of the classes (at least one): a backdoor's target.
 MAX_LONE_CLASS_SHARE = 0.2
-#: ... and where the labels family flagged less than this share of them: a backdoor's
-#: poisons carry their target's label consistently and the label checks pass them
-#: (0.0 of the lone groups of BadNets 1% and WaNet 5% on full MNIST), while a group of
-#: label flips is label noise the labels family has already judged (0.74-1.0 of the
-#: lone groups of 5-20% flips on bundled MNIST, where the clean items the pair's group
-#: also took cost precision; docs/benchmarks.md, session 14).
+#: ... and where the labels family flagged less than this share of them; the same
+#: share drops all of the family's flags in a class (:func:`_label_noise_gate`). A
+#: backdoor's poisons carry their target's label consistently and the label checks pass
+#: them (0.0 of the lone groups of BadNets 1% and WaNet 5% on full MNIST), while a group
+#: of label flips is label noise the labels family has already judged (0.74-1.0 of the
+#: lone groups of 5-20% flips on bundled MNIST), and the clean look-alikes the pair's
+#: group also took cost precision (full MNIST, 5% flips: precision 0.90 -> 0.98;
+#: docs/benchmarks.md, session 14).
 LONE_LABEL_NOISE_SHARE = 0.5
 
 
@@ -232,6 +238,10 @@ def combine(
             if small:
                 entry["below_class_share"] = small
                 entry["class_share"] = MIN_CLASS_SHARE
+            if label_issues is not None:
+                fam_flags, noisy = _label_noise_gate(fam_flags, y, label_issues)
+                if noisy:
+                    entry["label_noise_classes"] = noisy
         flags |= fam_flags
         fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
         report[fam] = {
@@ -342,6 +352,24 @@ def _class_share_gate(
             kept &= ~mine
             small[str(c)] = count
     return kept, small
+
+
+def _label_noise_gate(
+    flags: npt.NDArray[np.bool_], labels: npt.NDArray[Any], label_issues: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """Drop a class's flags where the labels family flagged at least
+    :data:`LONE_LABEL_NOISE_SHARE` of them: that group is label noise, which the labels
+    family judges item by item (the group also took the class's clean look-alikes).
+    Returns the kept flags and, per class dropped, how many it had."""
+    kept = flags.copy()
+    noisy: dict[str, int] = {}
+    for c in np.unique(labels[flags]):
+        mine = flags & (labels == c)
+        count = int(mine.sum())
+        if int((mine & label_issues).sum()) >= LONE_LABEL_NOISE_SHARE * count:
+            kept &= ~mine
+            noisy[str(c)] = count
+    return kept, noisy
 
 
 def _squash(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
