@@ -307,9 +307,7 @@ def _confirmed_flags(
                 ok = group & own
                 if int(ok.sum()) < LONE_CONFIRMED_SHARE * int(group.sum()):
                     continue
-                if label_issues is not None and int(
-                    (ok & label_issues).sum()
-                ) >= LONE_LABEL_NOISE_SHARE * int(ok.sum()):
+                if label_issues is not None and _mostly_label_noise(ok, label_issues):
                     noise.append(f"{member}:{c}")
                     continue
                 groups[(member, c)] = ok
@@ -338,38 +336,47 @@ def _confirmed_flags(
     return out, entry
 
 
+def _drop_classes(
+    flags: npt.NDArray[np.bool_],
+    labels: npt.NDArray[Any],
+    drop: Callable[[npt.NDArray[np.bool_], npt.NDArray[np.bool_]], bool],
+) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """``flags`` without the classes for which ``drop(class flags, class members)``
+    holds; returns the kept flags and, per class dropped, how many flags it had."""
+    kept = flags.copy()
+    dropped: dict[str, int] = {}
+    for c in np.unique(labels[flags]):
+        members = labels == c
+        mine = flags & members
+        if drop(mine, members):
+            kept &= ~members
+            dropped[str(c)] = int(mine.sum())
+    return kept, dropped
+
+
 def _class_share_gate(
     flags: npt.NDArray[np.bool_], labels: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
     """Keep the flags of the classes where they make at least :data:`MIN_CLASS_SHARE` of
     the class; returns the kept flags and, per class held back, how many it had."""
-    kept = flags.copy()
-    small: dict[str, int] = {}
-    for c in np.unique(labels[flags]):
-        mine = labels == c
-        count = int((flags & mine).sum())
-        if count < MIN_CLASS_SHARE * int(mine.sum()):
-            kept &= ~mine
-            small[str(c)] = count
-    return kept, small
+    return _drop_classes(
+        flags, labels, lambda mine, members: mine.sum() < MIN_CLASS_SHARE * members.sum()
+    )
+
+
+def _mostly_label_noise(group: npt.NDArray[np.bool_], label_issues: npt.NDArray[np.bool_]) -> bool:
+    """Whether the labels family flagged at least :data:`LONE_LABEL_NOISE_SHARE` of
+    ``group``."""
+    return int((group & label_issues).sum()) >= LONE_LABEL_NOISE_SHARE * int(group.sum())
 
 
 def _label_noise_gate(
     flags: npt.NDArray[np.bool_], labels: npt.NDArray[Any], label_issues: npt.NDArray[np.bool_]
 ) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
-    """Drop a class's flags where the labels family flagged at least
-    :data:`LONE_LABEL_NOISE_SHARE` of them: that group is label noise, which the labels
-    family judges item by item (the group also took the class's clean look-alikes).
-    Returns the kept flags and, per class dropped, how many it had."""
-    kept = flags.copy()
-    noisy: dict[str, int] = {}
-    for c in np.unique(labels[flags]):
-        mine = flags & (labels == c)
-        count = int(mine.sum())
-        if int((mine & label_issues).sum()) >= LONE_LABEL_NOISE_SHARE * count:
-            kept &= ~mine
-            noisy[str(c)] = count
-    return kept, noisy
+    """Drop a class's flags where they are mostly label noise (:func:`_mostly_label_noise`),
+    which the labels family judges item by item (the group also took the class's clean
+    look-alikes). Returns the kept flags and, per class dropped, how many it had."""
+    return _drop_classes(flags, labels, lambda mine, _: _mostly_label_noise(mine, label_issues))
 
 
 def _squash(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
