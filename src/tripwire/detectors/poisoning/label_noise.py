@@ -31,7 +31,8 @@ import numpy.typing as npt
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
-from tripwire.detectors.input_space import neighbours_without_self
+from tripwire.detectors.input_space import without_self
+from tripwire.detectors.neighbours import nearest_neighbours
 from tripwire.detectors.poisoning.spectral import features_and_labels, integer_labels
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
@@ -286,6 +287,33 @@ class ConfidentLearningDetector(BaseDetector):
         }
 
 
+def neighbour_disagreement(
+    dist: npt.NDArray[np.float64],
+    neighbour_labels: npt.NDArray[np.int64],
+    labels: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Distance-weighted share of each item's neighbours with another label, and the
+    continuous margin ``d_same / (d_same + d_other)``.
+
+    ``dist`` and ``neighbour_labels`` are ``(N, k)``, nearest first, the item itself
+    not among them; ``labels`` is ``(N,)``. Weights are ``1 / (d + mean d)`` over an
+    item's ``k`` distances: a neighbour at distance 0 weighs ``1 + d / mean d`` times
+    one at distance ``d``, about twice a typical neighbour, so one near duplicate
+    cannot outvote the rest. ``d_same`` (``d_other``) is the distance to the nearest
+    neighbour with the same (another) label, the ``k``-th distance when none of the
+    ``k`` has one.
+    """
+    differs = neighbour_labels != labels[:, None]
+    w = 1.0 / (dist + dist.mean(axis=1, keepdims=True) + 1e-12)
+    share = (w * differs).sum(axis=1) / w.sum(axis=1)
+    far = dist[:, -1]
+    d_same = np.where((~differs).any(axis=1), np.where(~differs, dist, np.inf).min(1), far)
+    d_other = np.where(differs.any(axis=1), np.where(differs, dist, np.inf).min(1), far)
+    total = d_same + d_other
+    margin = np.where(total > 0, d_same / np.where(total > 0, total, 1.0), 0.5)
+    return np.asarray(share, dtype=np.float64), np.asarray(margin, dtype=np.float64)
+
+
 def knn_disagreement(
     query: npt.NDArray[np.float64],
     query_labels: npt.NDArray[np.int64],
@@ -293,38 +321,21 @@ def knn_disagreement(
     index_labels: npt.NDArray[np.int64],
     *,
     k: int,
-    exclude_self: bool,
     batch_size: int = 2048,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Distance-weighted share of each item's ``k`` nearest neighbours with another
-    label, and the continuous margin ``d_same / (d_same + d_other)``.
-
-    Weights are ``1 / (d + mean d)`` over an item's ``k`` distances: a neighbour at
-    distance 0 weighs ``1 + d / mean d`` times one at distance ``d``, about twice a
-    typical neighbour, so one near duplicate cannot outvote the rest. ``d_same``
-    (``d_other``) is the distance to the nearest neighbour with the same (another)
-    label, the ``k``-th distance when none of the ``k`` has one. Queries run in batches
-    of ``batch_size`` (results ``batch_size * (k + 1)``, on top of scikit-learn's own
-    chunked search); no ``N x N`` matrix is formed. With ``exclude_self``, ``query`` is
-    the indexed data and row ``i`` drops item ``i``.
-    """
+    """:func:`neighbour_disagreement` of items outside the index: each ``query`` row's
+    ``k`` nearest indexed items, queried in batches of ``batch_size`` (results
+    ``batch_size * k``, on top of scikit-learn's own chunked search); no ``N x N``
+    matrix is formed."""
     n = len(query)
     share = np.empty(n)
     margin = np.empty(n)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
-        if exclude_self:
-            dist, idx = neighbours_without_self(index, query[start:stop], start, k)
-        else:
-            dist, idx = index.kneighbors(query[start:stop], n_neighbors=k)
-        differs = index_labels[idx] != query_labels[start:stop, None]
-        w = 1.0 / (dist + dist.mean(axis=1, keepdims=True) + 1e-12)
-        share[start:stop] = (w * differs).sum(axis=1) / w.sum(axis=1)
-        far = dist[:, -1]
-        d_same = np.where((~differs).any(axis=1), np.where(~differs, dist, np.inf).min(1), far)
-        d_other = np.where(differs.any(axis=1), np.where(differs, dist, np.inf).min(1), far)
-        total = d_same + d_other
-        margin[start:stop] = np.where(total > 0, d_same / np.where(total > 0, total, 1.0), 0.5)
+        dist, idx = index.kneighbors(query[start:stop], n_neighbors=k)
+        share[start:stop], margin[start:stop] = neighbour_disagreement(
+            dist, index_labels[idx], query_labels[start:stop]
+        )
     return share, margin
 
 
@@ -332,10 +343,11 @@ def knn_disagreement(
 class KnnLabelDetector(BaseDetector):
     """Flag items whose nearest neighbours in feature space carry other labels.
 
-    Needs ``features`` and ``labels``. Fitting indexes the items (a ball tree or brute
-    force, as scikit-learn chooses); scoring the fitted items leaves each item out of
-    its own neighbours, scoring other items (a clean reference) looks them up among the
-    fitted ones.
+    Needs ``features`` and ``labels``. Fitting finds every item's neighbours among the
+    others at once (:func:`~tripwire.detectors.neighbours.nearest_neighbours`: exact,
+    searched by cells) and indexes the items for later lookups; scoring the fitted
+    items reads those neighbours, scoring other items (a clean reference) looks them up
+    among the fitted ones.
 
     The statistic of an item is its distance-weighted share of the ``k`` nearest
     neighbours whose label differs, ``D`` in [0, 1], plus ``tie_weight`` times the
@@ -357,7 +369,10 @@ class KnnLabelDetector(BaseDetector):
         Weight of the continuous margin in the statistic; small, so that it only
         breaks ties between equal shares.
     batch_size
-        Items queried at once (bounds memory).
+        Items queried at once when scoring items other than the fitted ones.
+    random_state
+        Seed of the neighbour search's cells (:func:`~tripwire.detectors.neighbours.
+        nearest_neighbours`); the neighbours found do not depend on it.
     fpr, z
         See :class:`~tripwire.detectors.base.BaseDetector`.
     """
@@ -373,6 +388,7 @@ class KnnLabelDetector(BaseDetector):
         majority: float = 0.5,
         tie_weight: float = 0.1,
         batch_size: int = 2048,
+        random_state: int = 0,
         fpr: float = 0.01,
         z: float = 3.5,
     ) -> None:
@@ -381,6 +397,7 @@ class KnnLabelDetector(BaseDetector):
         self.majority = majority
         self.tie_weight = tie_weight
         self.batch_size = batch_size
+        self.random_state = random_state
 
     def _fit(self, inputs: DetectorInput) -> None:
         if self.k < 1:
@@ -398,23 +415,28 @@ class KnnLabelDetector(BaseDetector):
         self.features_ = x
         self.labels_ = y
         self.index_ = NearestNeighbors(n_neighbors=self.k_ + 1).fit(x)
-        share, stat = self._statistics(x, y, exclude_self=True)
+        # The all-items search by cells (exact, a tenth of the pairs on a network's
+        # features); each item is then left out of its own neighbours.
+        dist, idx = nearest_neighbours(x, self.k_ + 1, random_state=self.random_state)
+        self.neighbour_dist_, self.neighbours_ = without_self(dist, idx, 0, self.k_)
+        share, stat = self._statistics(y)
         self.fit_share_ = share
         self.fit_stat_ = stat
         self.sorted_stat_ = np.sort(stat)
 
     def _statistics(
-        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], *, exclude_self: bool
+        self, y: npt.NDArray[np.int64], x: npt.NDArray[np.float64] | None = None
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        share, margin = knn_disagreement(
-            x,
-            y,
-            self.index_,
-            self.labels_,
-            k=self.k_,
-            exclude_self=exclude_self,
-            batch_size=self.batch_size,
-        )
+        """Share and statistic of the fitted items under labels ``y`` (``x`` None), or
+        of other items ``x`` looked up among the fitted ones."""
+        if x is None:
+            share, margin = neighbour_disagreement(
+                self.neighbour_dist_, self.labels_[self.neighbours_], y
+            )
+        else:
+            share, margin = knn_disagreement(
+                x, y, self.index_, self.labels_, k=self.k_, batch_size=self.batch_size
+            )
         return share, share + self.tie_weight * margin
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
@@ -430,7 +452,7 @@ class KnnLabelDetector(BaseDetector):
             share, stat = self.fit_share_, self.fit_stat_
         else:
             # The fitted items under other labels still leave themselves out.
-            share, stat = self._statistics(x, y, exclude_self=fitted_items)
+            share, stat = self._statistics(y, None if fitted_items else x)
         rank = reference_rank(stat, self.sorted_stat_)
         return np.asarray(2.0 * (share >= self.majority) + rank, dtype=np.float64)
 

@@ -1,0 +1,109 @@
+"""The cell search of all items' nearest neighbours returns the all-pairs answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from tripwire.detectors import neighbours as nb
+from tripwire.detectors.neighbours import nearest_neighbours
+from tripwire.errors import InputError
+
+
+def _clusters(n: int, d: int, seed: int) -> np.ndarray:
+    """Tight clusters, as a trained network's features of ten classes sit."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, d)) * 6.0
+    return centres[rng.integers(0, 10, n)] + rng.normal(size=(n, d))
+
+
+def _same_answer(x: np.ndarray, k: int, **kw: int) -> None:
+    dist, idx = nearest_neighbours(x, k, exact_below=0, **kw)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    assert dist.shape == idx.shape == (len(x), k)
+    np.testing.assert_allclose(dist, ref_d, atol=1e-9)
+    # Same neighbours wherever the k-th distance is not tied with the next one.
+    for row in range(len(x)):
+        if ref_d[row, -1] < np.sort(np.linalg.norm(x - x[row], axis=1))[k] - 1e-9:
+            assert set(idx[row]) == set(ref_i[row])
+    assert (np.diff(dist, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("k", [1, 6, 40])
+def test_cell_search_equals_all_pairs_on_clustered_rows(k: int) -> None:
+    x = _clusters(2500, 12, seed=k)
+    _same_answer(x, k, n_cells=20)
+
+
+def test_few_probes_are_completed_by_the_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One probed cell finds a row's neighbours only inside its own cell; the ones
+    # across the border come from the certificate's pass.
+    pairs: list[int] = []
+    real = nb._search
+
+    def counted(x: np.ndarray, sq: np.ndarray, members: list, rows: np.ndarray, *a: object) -> None:
+        pairs.append(len(rows))
+        real(x, sq, members, rows, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(nb, "_search", counted)
+    x = _clusters(2000, 8, seed=3)
+    _same_answer(x, 10, n_cells=40, n_probe=1)
+    assert pairs[0] == 2000 and 0 < pairs[1] < 2000 * 39
+
+
+def test_exact_copies_are_at_distance_zero_and_ordered_by_position() -> None:
+    x = _clusters(1500, 6, seed=4)
+    x[700] = x[20]
+    x[1400] = x[20]
+    dist, idx = nearest_neighbours(x, 4, exact_below=0, n_cells=10)
+    for row in (20, 700, 1400):
+        assert list(idx[row, :3]) == [20, 700, 1400]
+        assert (dist[row, :3] == 0.0).all()
+
+
+def test_many_copies_leave_cells_empty_or_coinciding() -> None:
+    # 30 distinct rows, each repeated: k-means cannot place 50 distinct centroids.
+    base = _clusters(30, 4, seed=7)
+    x = base[np.random.default_rng(8).integers(0, 30, 1500)]
+    dist, idx = nearest_neighbours(x, 5, exact_below=0, n_cells=50)
+    ref_d, _ = NearestNeighbors(n_neighbors=5).fit(x).kneighbors(x)
+    np.testing.assert_allclose(dist, ref_d, atol=1e-9)
+    assert (x[idx] == x[:, None, :]).all()  # every row's copies are its neighbours
+
+
+def test_rows_the_cells_cannot_prune_fall_back_to_all_pairs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real = nb._brute
+
+    def counted(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(x))
+        return real(x, k)
+
+    monkeypatch.setattr(nb, "_brute", counted)
+    x = np.random.default_rng(5).uniform(size=(1200, 30))  # no clusters to prune by
+    _same_answer(x, 8, n_cells=12)
+    assert calls == [1200]  # the search gave up on the cells
+
+
+def test_small_sets_are_searched_pair_by_pair() -> None:
+    x = _clusters(300, 5, seed=6)
+    dist, idx = nearest_neighbours(x, 300)
+    assert (idx[:, 0] == np.arange(300)).all() and (dist[:, 0] == 0.0).all()
+    assert idx.shape == (300, 300)
+
+
+@pytest.mark.parametrize(
+    ("x", "k", "message"),
+    [
+        (np.zeros(5), 1, "needs \\(N, D\\) rows"),
+        (np.zeros((5, 2)), 0, "k must lie in \\[1, 5\\]"),
+        (np.zeros((5, 2)), 6, "k must lie in \\[1, 5\\]"),
+        (np.full((5, 2), np.nan), 2, "finite"),
+    ],
+)
+def test_bad_input_is_refused(x: np.ndarray, k: int, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        nearest_neighbours(x, k)
