@@ -85,6 +85,12 @@ def whitening(
     return mean, vecs / np.sqrt(np.maximum(vals, floor))
 
 
+def _third_moment(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``mean(p ** 3, axis=0)`` by products: ``** 3`` calls ``pow`` per element, 20x
+    slower, and the ascent evaluates it thousands of times per class."""
+    return np.asarray(np.einsum("ij,ij,ij->j", p, p, p) / len(p), dtype=np.float64)
+
+
 def _ascend_skewness(
     y: npt.NDArray[np.float64], starts: npt.NDArray[np.float64], *, max_iter: int
 ) -> npt.NDArray[np.float64]:
@@ -97,7 +103,7 @@ def _ascend_skewness(
     """
     v = starts.copy()
     p = y @ v
-    f = np.mean(p**3, axis=0)
+    f = _third_moment(p)
     step = np.ones(v.shape[1])
     for _ in range(max_iter):
         live = np.flatnonzero(step >= 1e-3)  # starts still climbing
@@ -109,7 +115,7 @@ def _ascend_skewness(
         cand = vl + step[live] * grad
         cand /= np.linalg.norm(cand, axis=0)
         p_cand = y @ cand
-        f_cand = np.mean(p_cand**3, axis=0)
+        f_cand = _third_moment(p_cand)
         better = f_cand > f[live] + 1e-9 * np.abs(f[live])
         up = live[better]
         v[:, up], p[:, up], f[up] = cand[:, better], p_cand[:, better], f_cand[better]
@@ -136,7 +142,7 @@ def skew_directions(
     ]
     starts = np.stack([c for c in cols if float(np.linalg.norm(c)) > 0.0], axis=1)
     starts /= np.linalg.norm(starts, axis=0)
-    starts *= np.where(np.mean((y @ starts) ** 3, axis=0) < 0.0, -1.0, 1.0)
+    starts *= np.where(_third_moment(y @ starts) < 0.0, -1.0, 1.0)
     return _ascend_skewness(y, starts, max_iter=max_iter)
 
 
