@@ -110,15 +110,20 @@ def _cell_search(
     n_probe = min(n_probe, n_cells)
     home = np.empty(n, dtype=np.int64)
     rows, cells = [], []
+    radius = np.zeros(n_cells)
     for start, d in _to_centroids(x, sq, cent):
         block = np.arange(start, start + len(d))
         home[block] = d.argmin(axis=1)
+        np.maximum.at(radius, home[block], np.sqrt(d[np.arange(len(d)), home[block]]))
         first = np.argpartition(d, n_probe - 1, axis=1)[:, :n_probe]
-        rows.append(np.repeat(block, n_probe))
-        cells.append(first.ravel())
+        other = first != home[block, None]
+        rows.append(np.repeat(block, n_probe)[other.ravel()])
+        cells.append(first[other])
     members = _by_cell(home, n_cells)
     best_d = np.full((n, k), np.inf)
     best_i = np.full((n, k), -1, dtype=np.int64)
+    # Home cells first: every row then has a k-th distance that screens the other cells.
+    _search(x, sq, members, np.arange(n), home, best_d, best_i)
     _search(x, sq, members, np.concatenate(rows), np.concatenate(cells), best_d, best_i)
 
     # The certificate: cells that could still hold a nearer item than the k-th found.
@@ -135,6 +140,8 @@ def _cell_search(
         bound = np.divide(
             d - d[np.arange(len(d)), h][:, None], gap, out=np.full_like(d, -np.inf), where=gap > 0
         )
+        # ... and no member of a cell is nearer than its centroid less its radius.
+        bound = np.maximum(bound, np.sqrt(d) - radius[None, :])
         # Slack for rounding in the squared distances: a borderline cell is searched.
         more = bound <= kth[block, None] * (1 + 1e-6) + 1e-9
         first = np.argpartition(d, n_probe - 1, axis=1)[:, :n_probe]  # searched already
@@ -193,8 +200,14 @@ def _search(
     best_i: npt.NDArray[np.int64],
 ) -> None:
     """Compare row ``rows[j]`` with the members of cell ``cells[j]`` for every ``j``,
-    keeping the ``k`` nearest in ``best_d`` (squared) and ``best_i`` (in place)."""
+    keeping the ``k`` nearest in ``best_d`` (squared) and ``best_i`` (in place).
+
+    A block's rows none of whose new distances beats their current ``k``-th are left
+    as they are: selecting and merging cost more than the products, and after the
+    home cell most blocks hold nothing nearer.
+    """
     k = best_d.shape[1]
+    worst = best_d.max(axis=1)
     order = np.argsort(cells, kind="stable")
     bounds = np.searchsorted(cells[order], np.arange(len(members) + 1))
     for c, mem in enumerate(members):
@@ -208,6 +221,11 @@ def _search(
             d = x[q] @ xm.T
             d *= -2.0
             d += sq[mem][None, :]
+            hit = (d < (worst[q] - sq[q])[:, None]).any(axis=1)
+            if not hit.all():
+                q, d = q[hit], d[hit]
+            if len(q) == 0:
+                continue
             if kk < len(mem):
                 part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
                 d, cand = np.take_along_axis(d, part, axis=1), mem[part]
@@ -219,6 +237,7 @@ def _search(
             keep = np.argpartition(all_d, k - 1, axis=1)[:, :k]
             best_d[q] = np.take_along_axis(all_d, keep, axis=1)
             best_i[q] = np.take_along_axis(all_i, keep, axis=1)
+            worst[q] = best_d[q].max(axis=1)
 
 
 def _exact_order(
