@@ -96,7 +96,11 @@ def mahalanobis_scores(
     if labels.size and not np.all(model["present"][labels]):
         raise InputError("labels include classes the detector was not fitted on", "feature-outlier")
     diff = z - model["class_mean"][labels]
-    d2 = np.einsum("ni,nij,nj->n", diff, model["precision"][labels], diff)
+    # Class by class: gathering a (d, d) precision per item costs N * d * d memory.
+    d2 = np.empty(len(diff))
+    for c in np.unique(labels):
+        rows = labels == c
+        d2[rows] = np.einsum("ni,ni->n", diff[rows] @ model["precision"][c], diff[rows])
     return np.asarray(np.sqrt(np.maximum(d2, 0.0) / model["dim"]), dtype=np.float64)
 
 
