@@ -6,6 +6,9 @@ is used instead of the installed one (the rule before a change):
     PYTHONPATH=src python benchmarks/probes/combine.py
     git show 9dae490:src/tripwire/scan/ensemble.py > /tmp/ensemble_9dae490.py
     PYTHONPATH=src python benchmarks/probes/combine.py --rule /tmp/ensemble_9dae490.py
+
+``--probe-dir`` reads the stored cells from another folder (copies in which one
+detector's outputs were recomputed).
 """
 
 from __future__ import annotations
@@ -59,9 +62,12 @@ def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], A
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rule", type=Path, help="another ensemble.py whose combine() to use")
+    ap.add_argument(
+        "--probe-dir", type=Path, default=Path("runs/probe"), help="where the stored cells are"
+    )
     args = ap.parse_args()
     combine = load_rule(args.rule)
-    for path in sorted(Path("runs/probe").glob("mnist_*_0.npz")):
+    for path in sorted(args.probe_dir.glob("mnist_*_0.npz")):
         ds, results, confirm = stored(path)
         truth = np.asarray(ds.poisoned) if ds.poisoned is not None else np.zeros(len(ds), bool)
         e = combine(results, len(ds), confirm_other=confirm, labels=ds.y)

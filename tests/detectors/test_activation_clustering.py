@@ -143,3 +143,49 @@ def test_small_classes_validation_and_determinism() -> None:
     ):
         with pytest.raises(InputError):
             detect(x, y, **bad)
+
+
+def _bridged_class(seed: int, *, bridge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two classes in 8-D; class 0 holds 2,000 clean items, 150 poisons far out along
+    the first axis in two source-class blobs, and (``bridge``) 250 clean items halfway,
+    the band a warping trigger's poisons pull onto their side of a 2-means split."""
+    rng = np.random.default_rng(seed)
+    d = 8
+    clean0 = rng.normal(size=(2000, d))
+    e1, e2 = np.eye(d)[0], np.eye(d)[1]
+    poisons = np.vstack(
+        [
+            rng.normal(size=(75, d)) * 0.6 + 12 * e1 + 2 * e2,
+            rng.normal(size=(75, d)) * 0.6 + 12 * e1 - 2 * e2,
+        ]
+    )
+    parts = [clean0, poisons]
+    if bridge:
+        parts.append(rng.normal(size=(250, d)) * 0.8 + 5.5 * e1)
+    other = rng.normal(size=(2000, d)) + 30 * e2
+    x = np.vstack([*parts, other])
+    y = np.r_[np.zeros(sum(len(p) for p in parts), int), np.ones(2000, int)]
+    truth = np.zeros(len(x), bool)
+    truth[2000:2150] = True
+    return x, y, truth
+
+
+def test_clean_items_bridging_the_poisons_to_their_class_are_shed() -> None:
+    x, y, truth = _bridged_class(0, bridge=True)
+    res = detect(x, y)
+    target = res.evidence["per_class"][0]
+    assert target["cluster_sizes"][1] >= 350  # the split took the bridge with the poisons
+    assert target["bridges_shed"] >= 1
+    assert target["flagged_cluster_size"] == int(res.flags.sum())
+    assert res.flags[truth].mean() >= 0.95
+    assert res.flags[~truth].sum() <= 5
+
+
+def test_a_poison_cluster_of_two_source_blobs_is_kept_whole() -> None:
+    # Both blobs lie farther from the class than from each other: no bridge.
+    x, y, truth = _bridged_class(1, bridge=False)
+    res = detect(x, y)
+    target = res.evidence["per_class"][0]
+    assert target["bridges_shed"] == 0
+    assert res.flags[truth].all()
+    assert res.flags[~truth].sum() <= 2
