@@ -20,6 +20,7 @@ Reported: precision, recall, F1, flag rate, AUROC of the score, and the error ra
 Nothing is tuned here; cells already in ``--out`` are skipped (resumable).
 
     PYTHONPATH=src python benchmarks/label_noise.py --out runs/label_noise.jsonl
+    PYTHONPATH=src python benchmarks/label_noise.py --cells pair-flip:0.045 --out ...
 """
 
 from __future__ import annotations
@@ -65,7 +66,13 @@ def _metrics(flags: np.ndarray, truth: np.ndarray, score: np.ndarray | None) -> 
 
 
 def run_cell(
-    kind: str, rate: float, seed: int, arch: str, epochs: int, params: dict[str, Any]
+    kind: str,
+    rate: float,
+    seed: int,
+    arch: str,
+    epochs: int,
+    params: dict[str, Any],
+    dump: Path | None = None,
 ) -> dict[str, Any]:
     import torch
     from cleanlab.filter import find_label_issues
@@ -96,6 +103,17 @@ def run_cell(
     p_scan, _ = label_probabilities(
         feats, ds.y, images=x, n_classes=ds.n_classes, random_state=seed
     )
+    if dump is not None:
+        # What the label checks read, for offline study of the rules (no pickles).
+        name = kind + (f"-{params['source']}-{params['target']}" if params else "")
+        dump.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            dump / f"{arch}_{name}_{rate}_{seed}.npz",
+            features=feats.astype(np.float32),
+            probs=p_scan,
+            y=ds.y,
+            truth=truth,
+        )
     t1 = time.perf_counter()
     scan = scan_data(ds, feats, seed=seed)
     scan_s = time.perf_counter() - t1
@@ -134,7 +152,12 @@ def main() -> None:
     ap.add_argument("--archs", default="cnn-small,resnet-mini")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument(
+        "--cells", default="", help="only these cells, e.g. 'pair-flip:0.045,label-flip:0.05'"
+    )
+    ap.add_argument("--dump", type=Path, help="store each cell's features and probabilities")
     args = ap.parse_args()
+    only = {tuple(c.split(":")) for c in args.cells.split(",") if c}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     done = set()
@@ -144,11 +167,13 @@ def main() -> None:
             done.add((r["arch"], r["attack"], r["rate"], r["seed"]))
     for arch in args.archs.split(","):
         for kind, rate, params in CELLS:
+            if only and (kind, f"{rate:g}") not in only:
+                continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = kind + (f"({params['source']}->{params['target']})" if params else "")
                 if (arch, name, rate, seed) in done:
                     continue
-                row = run_cell(kind, rate, seed, arch, args.epochs, params)
+                row = run_cell(kind, rate, seed, arch, args.epochs, params, args.dump)
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 brief = {k: (v.get("f1"), v["flag_rate"]) for k, v in row["rows"].items()}
