@@ -13,9 +13,14 @@ every other cell that could still hold a nearer item. That second pass makes the
 exact, not approximate: an item ``m`` of cell ``c`` is at least as close to centroid
 ``c`` as to the query's home centroid ``h``, so it lies beyond the bisecting hyperplane
 of ``c`` and ``h``, and ``|q - m| >= (|q - c|^2 - |q - h|^2) / (2 |c - h|)``. A cell
-whose bound is at least the query's ``k``-th distance found so far cannot improve it
-and is skipped; all others are searched. On features of a trained network the items
-sit in tight class clusters and about a tenth of all pairs are compared.
+whose bound (or its centroid distance less its radius) is at least the query's
+``k``-th distance found so far cannot improve it and is skipped; all others are
+searched. On features of a trained network the items sit in tight class clusters and
+about a tenth of all pairs are compared (``knn-label`` on full MNIST: 5.5x faster than
+all pairs). Pooled pixels are spread too evenly for the bound to prune (41% of the
+pairs for 11 neighbours on MNIST), so the input-space graph stays an all-pairs search,
+and the search falls back to one by itself where :data:`BRUTE_SHARE` of the pairs
+would be needed.
 
 The answer is what ``NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)`` returns
 (each item normally first, at distance 0), up to the order of equal distances, which
