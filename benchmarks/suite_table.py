@@ -8,7 +8,11 @@ flags and retraining (1% cells; the rate alone elsewhere), the better ART defenc
 and the ratio to it, for label flips the error ratio ``(1 - F1 ours) / (1 - F1
 cleanlab)`` on the same probabilities, and the seconds of tripwire's detectors together
 (the out-of-sample probability step not included).
-Then issue #4's bars, cell by cell: which hold, which do not.
+Then issue #4's bars, cell by cell: which hold, which do not; and the costs against one
+forward pass of the cell's model over its training set (the floor of issue #4's speed
+bars): the feature-space detectors together (bar 0.5x) and the whole scan (bar 10x).
+The cells time themselves as they run: on a shared machine the forward pass and the
+detectors slow down unevenly, so read the cells run alone.
 
     PYTHONPATH=src python benchmarks/suite_table.py --cache-dir runs/std-cache
 """
@@ -26,6 +30,15 @@ CLEANLAB = "cleanlab:find_label_issues"
 DIRTY = {"badnets", "blend", "wanet"}
 CLEAN_LABEL = {"sig", "label-consistent", "feature-collision", "adaptive"}
 FLIPS = {"label-flip", "pair-flip"}
+#: The detectors issue #4's first speed bar counts (at most 0.5x one forward pass).
+FEATURE_SPACE = (
+    "spectral-signature",
+    "activation-clustering",
+    "feature-outlier",
+    "spectre",
+    "knn-label",
+    "dual-space",
+)
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -53,6 +66,8 @@ def cell_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "asr_after": ens.get("asr_after"),
         "clean_accuracy_after": ens.get("clean_accuracy_after"),
         "time_s": ens.get("time_s"),
+        "forward_s": ens.get("forward_s"),
+        "feature_space_s": sum(by[d].get("time_s") or 0.0 for d in FEATURE_SPACE if d in by),
         "best_art_f1": best_art,
         "art_ratio": None,
         "cleanlab_f1": by.get(CLEANLAB, {}).get("f1"),
@@ -172,6 +187,19 @@ def main() -> None:
         print(f"| {bar} | {ok} | {bad} |")
     if failed:
         print("\nNot held:\n" + "\n".join(f"- {f}" for f in failed))
+    print(
+        "\n| dataset | attack | rate | seed | forward s | feature-space s (x forward) "
+        "| whole scan s (x forward) |\n|---|---|---|---|---|---|---|"
+    )
+    for c in cells:
+        fwd = c["forward_s"]
+        if not fwd or c["time_s"] is None:
+            continue
+        print(
+            f"| {c['dataset']} | {c['attack']} | {c['rate']} | {c['seed']} | {fwd:.1f} "
+            f"| {c['feature_space_s']:.1f} ({c['feature_space_s'] / fwd:.2f}x) "
+            f"| {c['time_s']:.1f} ({c['time_s'] / fwd:.1f}x) |"
+        )
     if missing:
         more = f", ... ({len(missing) - 8} more)" if len(missing) > 8 else ""
         print(f"\nNot finished ({len(missing)}): " + ", ".join(missing[:8]) + more)
