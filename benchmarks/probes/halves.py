@@ -13,7 +13,6 @@ The cell's model comes from the standard suite's cache (runs/std-cache).
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,22 +20,16 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from tripwire.bench.runner import attacked, load_suite_data, train_cached
-from tripwire.bench.suites import get_suite
 from tripwire.detectors.input_space import InputSpace, neighbours_among
 
-DATA_DIR = "../shared/datasets"
+sys.path.insert(0, str(Path(__file__).parent))
+from cells import standard_cell
 
 
 def main() -> None:
     name, kind, rate, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-    suite = get_suite("standard")
-    spec = next(d for d in suite.data if d.name == name)
-    spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
-    train, test = load_suite_data(spec, DATA_DIR)
-    cell = next(a for a in suite.attacks if a.kind == kind)
-    ds, truth, _ = attacked(train, cell, rate, seed)
-    feats = train_cached(ds, test, spec, seed, Path("runs/std-cache")).features(ds.model_input())
+    _, ds, truth, model = standard_cell(name, kind, rate, seed)
+    feats = model.features(ds.model_input())
     y = ds.y
     space = InputSpace(ds.model_input(), random_state=seed)
     emb = space.embedding()

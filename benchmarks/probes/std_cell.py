@@ -14,31 +14,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from tripwire.bench.runner import attacked, load_suite_data, train_cached
-from tripwire.bench.suites import get_suite
 from tripwire.detectors import Need, available
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
+from cells import standard_cell
 from ensemble_ranking import detector_input
-
-DATA_DIR = "../shared/datasets"
 
 
 def main() -> None:
     name, kind, rate, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
     only = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else None
-    suite = get_suite("standard")
-    spec = next(d for d in suite.data if d.name == name)
-    spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
-    cell = next(a for a in suite.attacks if a.kind == kind)
-    train, test = load_suite_data(spec, DATA_DIR)
-    ds, truth, _ = attacked(train, cell, rate, seed)
-    inputs = detector_input(ds, train_cached(ds, test, spec, seed, Path("runs/std-cache")), seed)
+    _, ds, truth, model = standard_cell(name, kind, rate, seed)
+    inputs = detector_input(ds, model, seed)
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA, Need.MODEL})
     arrays: dict[str, np.ndarray] = {"truth": truth, "y": ds.y}
     thresholds: dict[str, float] = {}

@@ -1,0 +1,30 @@
+"""One standard-suite cell as the probes load it: data, attack, the suite's cached model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tripwire.bench.runner import attacked, load_suite_data, train_cached
+from tripwire.bench.suites import DataSpec, get_suite
+
+DATA_DIR = "../shared/datasets"
+CACHE = Path("runs/std-cache")
+
+
+def standard_cell(
+    name: str, kind: str, rate: float, seed: int
+) -> tuple[DataSpec, Any, np.ndarray, Any]:
+    """The standard suite's dataset ``name`` attacked by ``kind`` at ``rate`` (seed
+    ``seed``): its spec, the attacked training set, the poisoned mask, and the model the
+    suite trained on it (from ``runs/std-cache``, trained there if missing)."""
+    suite = get_suite("standard")
+    spec = next(d for d in suite.data if d.name == name)
+    spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
+    cell = next(a for a in suite.attacks if a.kind == kind)
+    train, test = load_suite_data(spec, DATA_DIR)
+    ds, truth, _ = attacked(train, cell, rate, seed)
+    return spec, ds, truth, train_cached(ds, test, spec, seed, CACHE)
