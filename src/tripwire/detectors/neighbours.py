@@ -114,26 +114,24 @@ def _cell_search(
     sq = np.einsum("ij,ij->i", x, x)
     n_probe = min(n_probe, n_cells)
     home = np.empty(n, dtype=np.int64)
-    rows, cells = [], []
+    first = np.empty((n, n_probe), dtype=np.int64)  # each row's nearest cells
     radius = np.zeros(n_cells)
     for start, d in _to_centroids(x, sq, cent):
         block = np.arange(start, start + len(d))
         home[block] = d.argmin(axis=1)
         np.maximum.at(radius, home[block], np.sqrt(d[np.arange(len(d)), home[block]]))
-        first = np.argpartition(d, n_probe - 1, axis=1)[:, :n_probe]
-        other = first != home[block, None]
-        rows.append(np.repeat(block, n_probe)[other.ravel()])
-        cells.append(first[other])
-    members = _by_cell(home, n_cells)
+        first[block] = np.argpartition(d, n_probe - 1, axis=1)[:, :n_probe]
+    members = _groups(home, n_cells)
+    other = first != home[:, None]
     best_d = np.full((n, k), np.inf)
     best_i = np.full((n, k), -1, dtype=np.int64)
     # Home cells first: every row then has a k-th distance that screens the other cells.
     _search(x, sq, members, np.arange(n), home, best_d, best_i)
-    _search(x, sq, members, np.concatenate(rows), np.concatenate(cells), best_d, best_i)
+    _search(x, sq, members, np.nonzero(other)[0], first[other], best_d, best_i)
 
     # The certificate: cells that could still hold a nearer item than the k-th found.
     cc = np.sqrt(_squared(cent, np.einsum("ij,ij->i", cent, cent), cent))
-    empty = np.array([len(m) == 0 for m in members])
+    sizes = np.array([len(m) for m in members])
     kth = np.sqrt(np.maximum(best_d[:, -1], 0.0))
     rows, cells = [], []
     for start, d in _to_centroids(x, sq, cent):
@@ -149,14 +147,12 @@ def _cell_search(
         bound = np.maximum(bound, np.sqrt(d) - radius[None, :])
         # Slack for rounding in the squared distances: a borderline cell is searched.
         more = bound <= kth[block, None] * (1 + 1e-6) + 1e-9
-        first = np.argpartition(d, n_probe - 1, axis=1)[:, :n_probe]  # searched already
-        more[np.arange(len(d))[:, None], first] = False
-        more[:, empty] = False
+        more[np.arange(len(d))[:, None], first[block]] = False  # searched already
+        more[:, sizes == 0] = False
         r, c = np.nonzero(more)
         rows.append(block[r])
         cells.append(c)
     more_rows, more_cells = np.concatenate(rows), np.concatenate(cells)
-    sizes = np.array([len(m) for m in members])
     if sizes[more_cells].sum() > BRUTE_SHARE * float(n) * n:
         # Cells that do not prune (items spread evenly, as raw pixels are): the
         # all-pairs search is the cheaper way to the same answer.
@@ -189,9 +185,10 @@ def _squared(
     return np.asarray(np.maximum(d, 0.0), dtype=np.float64)
 
 
-def _by_cell(home: npt.NDArray[np.int64], n_cells: int) -> list[npt.NDArray[np.int64]]:
-    order = np.argsort(home, kind="stable")
-    bounds = np.searchsorted(home[order], np.arange(n_cells + 1))
+def _groups(cell: npt.NDArray[np.int64], n_cells: int) -> list[npt.NDArray[np.int64]]:
+    """Positions ``j`` with ``cell[j] == c``, for each ``c`` in ``range(n_cells)``."""
+    order = np.argsort(cell, kind="stable")
+    bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
     return [order[bounds[c] : bounds[c + 1]] for c in range(n_cells)]
 
 
@@ -213,10 +210,8 @@ def _search(
     """
     k = best_d.shape[1]
     worst = best_d.max(axis=1)
-    order = np.argsort(cells, kind="stable")
-    bounds = np.searchsorted(cells[order], np.arange(len(members) + 1))
-    for c, mem in enumerate(members):
-        queries = rows[order[bounds[c] : bounds[c + 1]]]
+    for mem, pairs in zip(members, _groups(cells, len(members)), strict=True):
+        queries = rows[pairs]
         if len(mem) == 0 or len(queries) == 0:
             continue
         xm, kk = x[mem], min(k, len(mem))
