@@ -248,20 +248,22 @@ def fit_activation_clusters(
         sizes = [len(z) - n_small, n_small]
         flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
         bridges: list[npt.NDArray[np.float64]] = []
+        flagged_size = 0
         if flagged:
             with threadpool_limits(limits=1):
                 _, centre, bridges = shed_bridges(
                     z, assign == 1, centres[0], random_state=seed, n_init=10
                 )
-            centres = np.stack([centres[0], centre])
-            n_small = int(in_flagged_cluster(z, centres, bridges).sum())
+            if bridges:  # the kept part's centre; else 2-means' own stands
+                centres = np.stack([centres[0], centre])
+            flagged_size = int(in_flagged_cluster(z, centres, bridges).sum())
         dist = np.linalg.norm(z - centres[0], axis=1)
         classes[c] = {
             "mean": mean,
             "components": comps,
             "centres": centres,
             "bridges": np.asarray(bridges, dtype=np.float64).reshape(len(bridges), z.shape[1]),
-            "flagged_size": n_small if flagged else 0,
+            "flagged_size": flagged_size,
             "sorted_dist": np.sort(dist),
             "flagged": flagged,
             "silhouette": sil,
