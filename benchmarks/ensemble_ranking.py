@@ -47,6 +47,9 @@ CELLS: list[tuple[str, float, dict[str, Any]]] = [
     ("wanet", 0.05, {"s": 5.0}),  # the standard suite's strength (tripwire.bench.suites)
     ("label-consistent", 0.05, {}),
     ("badnets", 0.01, {}),
+    # The rest of issue #4's clean-label and adaptive kinds (session 15).
+    ("adaptive", 0.05, {}),
+    ("feature-collision", 0.05, {}),
 ]
 
 
