@@ -168,16 +168,6 @@ def neighbour_labels(
     return y, y[others]
 
 
-def neighbours_without_self(
-    index: NearestNeighbors, query: npt.NDArray[Any], start: int, k: int
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """The ``k`` nearest indexed items of ``query`` rows, which are indexed items
-    ``start, start + 1, ...`` themselves, each leaving itself out: ``(dist, idx)``,
-    both ``(len(query), k)``."""
-    dist, idx = index.kneighbors(query, n_neighbors=k + 1)
-    return without_self(dist, np.asarray(idx, dtype=np.int64), start, k)
-
-
 def neighbours_among(
     space: InputSpace, members: npt.NDArray[np.bool_], query: npt.NDArray[np.int64], k: int
 ) -> npt.NDArray[np.int64]:
