@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,11 +29,15 @@ TINY = Suite(
 )
 
 
-def test_tiny_suite(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the tiny suite's tests: its models are trained once."""
+    return tmp_path_factory.mktemp("tiny") / "cache"
+
+
+def test_tiny_suite(tmp_path: Path, tiny_cache: Path) -> None:
     logs: list[str] = []
-    result = run_suite(
-        TINY, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", log=logs.append
-    )
+    result = run_suite(TINY, out_dir=tmp_path / "out", cache_dir=tiny_cache, log=logs.append)
     rows = result["rows"]
     assert any("skipping attack 'no-such-attack'" in m for m in logs)
     assert [m.split(" (")[0] for m in logs if m.startswith("cell ")] == [
@@ -62,7 +67,7 @@ def test_tiny_suite(tmp_path: Path) -> None:
     # A second run with --resume reads every cell from the cache.
     logs.clear()
     again = run_suite(
-        TINY, out_dir=tmp_path / "out", cache_dir=tmp_path / "cache", resume=True, log=logs.append
+        TINY, out_dir=tmp_path / "out", cache_dir=tiny_cache, resume=True, log=logs.append
     )
     assert again["rows"] == rows
     assert not any("detectors," in m for m in logs)
@@ -70,12 +75,12 @@ def test_tiny_suite(tmp_path: Path) -> None:
     from tripwire.bench.runner import cell_file
 
     spec, badnets = TINY.data[0], TINY.attacks[1]
-    cell_file(TINY, spec, badnets, 0.1, 0, tmp_path / "cache").unlink()
+    cell_file(TINY, spec, badnets, 0.1, 0, tiny_cache).unlink()
     logs.clear()
     part = run_suite(
         TINY,
         out_dir=tmp_path / "out",
-        cache_dir=tmp_path / "cache",
+        cache_dir=tiny_cache,
         finished_only=True,
         log=logs.append,
     )
@@ -86,6 +91,37 @@ def test_tiny_suite(tmp_path: Path) -> None:
     write_outputs("tiny", part, tmp_path / "part", wall_s=1.0)
     summary = json.loads((tmp_path / "part" / "report.json").read_text())["summary"]
     assert summary["unfinished_cells"] == 1
+
+
+def test_a_trusted_set_calibrates_the_cells_and_is_cached_apart(
+    tmp_path: Path, tiny_cache: Path
+) -> None:
+    from dataclasses import replace
+
+    from tripwire.bench.runner import cell_file
+
+    # The clean cell alone: its model (and its plain run) the tiny suite left cached.
+    suite = replace(TINY, attacks=TINY.attacks[:1])
+    plain = run_suite(
+        suite, out_dir=tmp_path / "a", cache_dir=tiny_cache, resume=True, log=lambda _: None
+    )
+    calibrated = run_suite(
+        suite, out_dir=tmp_path / "b", cache_dir=tiny_cache, trusted=100, log=lambda _: None
+    )
+    spec, clean = suite.data[0], suite.attacks[0]
+    assert cell_file(suite, spec, clean, 0.0, 0, tiny_cache) != cell_file(
+        suite, spec, clean, 0.0, 0, tiny_cache, 100
+    )
+    assert {r.get("trusted", 0) for r in plain["rows"]} == {0}
+    assert {r["trusted"] for r in calibrated["rows"]} == {100}
+
+    def flagged(rows: list[dict[str, Any]], det: str) -> Any:
+        return next(r["n_flagged"] for r in rows if r["detector"] == det)
+
+    # The same model and scores; thresholds from the trusted set's false-alarm rate.
+    assert flagged(plain["rows"], "feature-outlier") != flagged(
+        calibrated["rows"], "feature-outlier"
+    )
 
 
 def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:

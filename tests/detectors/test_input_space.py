@@ -148,3 +148,15 @@ def test_neighbours_among_members_equal_a_search_among_the_members_alone() -> No
     assert crowded_rows.any()  # the fallback path really ran
     with pytest.raises(InputError):
         neighbours_among(space, np.zeros(len(x), dtype=bool), query[:3], 10)
+
+
+def test_embed_places_other_inputs_in_the_same_embedding() -> None:
+    x, _ = _digits()
+    space = InputSpace(x[:400], random_state=0)
+    emb = space.embedding()
+    # The space's own items land where the space put them; others by the same projection.
+    np.testing.assert_allclose(space.embed(x[:400]), emb, atol=1e-4)
+    other = space.embed(x[400:])
+    assert other.shape == (200, emb.shape[1])
+    with pytest.raises(InputError, match="do not match"):
+        space.embed(np.zeros((3, 1, 9, 9), np.float32))

@@ -7,6 +7,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
+from tripwire.detectors.input_space import InputSpace
 from tripwire.detectors.oos import (
     FEATURE_VIEW,
     POOLED_VIEWS,
@@ -14,6 +15,7 @@ from tripwire.detectors.oos import (
     label_probabilities,
     oos_probabilities,
     pooled_probabilities,
+    reference_probabilities,
 )
 from tripwire.errors import InputError
 
@@ -73,3 +75,27 @@ def test_label_probabilities_pool_input_space_on_images() -> None:
     assert roc_auc_score(mask, 1 - p_feat[rows, y]) < 0.7
     assert roc_auc_score(mask, 1 - p_pool[rows, y]) > 0.95
     assert np.median(p_pool[rows, y][~mask]) > 0.9
+
+
+def test_reference_probabilities_score_a_trusted_set_with_the_suspect_data_proxy() -> None:
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    y = digits.target.astype(np.int64)
+    feats = x.reshape(len(y), -1)
+    data, ref = np.arange(1200), np.arange(1200, len(y))
+    p = reference_probabilities(feats[data], y[data], feats[ref], n_classes=10)
+    assert p.shape == (len(ref), 10)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    # A proxy fitted on the suspect items, none of which is a trusted one.
+    assert (p.argmax(axis=1) == y[ref]).mean() > 0.9
+    space = InputSpace(x[data])
+    pooled = reference_probabilities(
+        feats[data], y[data], feats[ref], n_classes=10, space=space, reference_images=x[ref]
+    )
+    # Both views: the trusted items' true labels stay likely, wrong ones do not.
+    rows = np.arange(len(ref))
+    wrong = (y[ref] + 1 + np.arange(len(ref)) % 9) % 10
+    assert np.median(pooled[rows, y[ref]]) > 0.9
+    assert np.median(pooled[rows, wrong]) < 0.01
+    with pytest.raises(InputError, match="do not match"):
+        reference_probabilities(feats[data], y[data], feats[ref][:, :10], n_classes=10)

@@ -39,6 +39,7 @@ COLUMNS = (
     "time_s",
     "forward_s",
     "time_vs_forward",
+    "trusted",
 )
 
 

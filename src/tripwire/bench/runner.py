@@ -40,6 +40,9 @@ Log = Callable[[str], None]
 
 #: The row of the combined verdict that scan-data reports (tripwire.scan.ensemble).
 ENSEMBLE_ROW = "tripwire:ensemble"
+#: Offset of the seed that draws a cell's verified samples (``--trusted``), so that the
+#: draw is not that of any other subset of the same seed.
+TRUSTED_SEED = 1000
 
 
 @dataclass
@@ -118,13 +121,20 @@ def suite_cells(
 
 
 def cell_file(
-    suite: Suite, spec: DataSpec, attack: AttackCell, rate: float, seed: int, cache_dir: Path
+    suite: Suite,
+    spec: DataSpec,
+    attack: AttackCell,
+    rate: float,
+    seed: int,
+    cache_dir: Path,
+    trusted: int | None = None,
 ) -> Path:
     """Where a finished cell's rows are cached: keyed by the cell, how its data and
     model are made, whether it retrains, the detectors that exist, the ensemble's
-    families and the version. Suites that hold the same cell share it (the standard
-    suite's cells are the full suite's too); the key does not hold the code itself, so
-    a run after a change of detection starts from an empty ``cells`` folder."""
+    families, the version and the number of verified samples that calibrate it. Suites
+    that hold the same cell share it (the standard suite's cells are the full suite's
+    too); the key does not hold the code itself, so a run after a change of detection
+    starts from an empty ``cells`` folder."""
     data = {k: v for k, v in asdict(spec).items() if k not in ("seeds", "attacks")}
     key = _key(
         {
@@ -139,6 +149,8 @@ def cell_file(
             "detectors": [c.name for c in available()],
             "ensemble": [ENSEMBLE_ROW, sorted(FAMILIES)],
             "v": __version__,
+            # Only where set, so that the cells run without one keep their keys.
+            **({"trusted": trusted} if trusted else {}),
         }
     )
     return cache_dir / "cells" / f"{key}.json"
@@ -370,6 +382,22 @@ def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInpu
     return inputs, forward_s
 
 
+def verified_subset(
+    labels: npt.NDArray[np.int64], poisoned: npt.NDArray[np.bool_], n: int, seed: int
+) -> npt.NDArray[np.bool_]:
+    """A mask of ``n`` training samples drawn class-balanced among the unpoisoned ones:
+    the part of a delivery a person has checked, as a benchmark stands it in. (A check
+    of a random sample would find its poisons; those are not left in it.)"""
+    rng = np.random.default_rng(TRUSTED_SEED + seed)
+    classes = np.unique(labels)
+    per = max(1, n // len(classes))
+    mask = np.zeros(len(labels), dtype=bool)
+    for c in classes:
+        pool = np.flatnonzero((labels == c) & ~poisoned)
+        mask[rng.permutation(pool)[:per]] = True
+    return mask
+
+
 def run_poison_cell(
     train: Dataset,
     test: Dataset,
@@ -381,11 +409,15 @@ def run_poison_cell(
     cache_dir: Path,
     log: Log,
     retrain_rows: list[str] | None = None,
+    trusted: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one cell; returns its rows (one per detector) and curve data for the report.
 
     ``retrain_rows``: the rows whose flags are removed before retraining (``["*"]``:
     every row; None: no retraining), as :func:`_retrain_settings` gives them.
+    ``trusted``: calibrate every detector on the scores of this many verified training
+    samples (:func:`verified_subset`; what ``scan-data --trusted-source`` does with a
+    source a user has checked) instead of by robust statistics.
     """
     t_start = time.perf_counter()
     ds, truth, record = attacked(train, attack, rate, seed)
@@ -405,9 +437,13 @@ def run_poison_cell(
         have = have | {Need.MODEL}
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     ours: dict[str, DetectorResult] = {}
+    verified = verified_subset(ds.y, truth, trusted, seed) if trusted else None
     for cls in available(satisfiable_with=have):
         t1 = time.perf_counter()
-        res = cls().detect(inputs)
+        det = cls().fit(inputs)
+        if verified is not None:
+            det.calibrate_fitted(inputs, verified)
+        res = det.detect(inputs)
         ours[cls.name] = res
         results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
     # What a user of scan-data gets: every detector combined by the ensemble's rule.
@@ -431,6 +467,7 @@ def run_poison_cell(
         "clean_accuracy": round(model.accuracy, 6),
         "asr": None if asr_before is None else round(asr_before, 6),
         "forward_s": round(forward_s, 3),
+        "trusted": trusted or 0,
     }
     for name, (scores, flags, secs) in results.items():
         row = {
@@ -470,6 +507,7 @@ def run_suite(
     data_dir: str | None = None,
     resume: bool = False,
     finished_only: bool = False,
+    trusted: int | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
     """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction",
@@ -492,7 +530,7 @@ def run_suite(
     for i, (spec, train, test, attack, rate, seed) in enumerate(
         suite_cells(suite, data_dir, log), start=1
     ):
-        cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir)
+        cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir, trusted)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
             examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
         if (resume or finished_only) and cached_cell.exists():
@@ -516,6 +554,7 @@ def run_suite(
                 cache_dir=cache_dir,
                 log=log,
                 retrain_rows=_retrain_settings(suite, spec, attack, rate, seed),
+                trusted=trusted,
             )
         except InfeasibleCellError as exc:
             log(f"cell {i}/{total} skipped ({label}): {exc}")

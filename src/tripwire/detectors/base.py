@@ -261,6 +261,9 @@ class BaseDetector(ABC):
     name: ClassVar[str]
     threat: ClassVar[Threat]
     needs: ClassVar[frozenset[Need]]
+    #: Whether clean reference items may set the threshold (False where it is a class-
+    #: or cluster-level test that reference items' scores cannot calibrate).
+    reference_calibrated: ClassVar[bool] = True
 
     def __init__(self, *, fpr: float = 0.01, z: float = 3.5) -> None:
         self.fpr = fpr
@@ -308,6 +311,40 @@ class BaseDetector(ABC):
             threshold=threshold_at_fpr(ref, self.fpr),
             target_fpr=self.fpr,
             n_reference=int(ref.size),
+        )
+        return self
+
+    def calibrate_fitted(self, inputs: DetectorInput, trusted: npt.ArrayLike) -> Self:
+        """Set the threshold at ``fpr`` on the scores of the **fitted** items that
+        ``trusted`` (a boolean mask over ``inputs``) marks as verified clean.
+
+        Unlike a separate clean set (:meth:`calibrate`), verified items of the scanned
+        data are scored as every other item is: in the same fit, the model trained on
+        them, their features in-sample. A detector whose threshold is a class- or
+        cluster-level test (:attr:`reference_calibrated` False) keeps it.
+
+        Raises
+        ------
+        InputError
+            A mask of another length than the items, or one that marks none.
+        """
+        mask = np.asarray(trusted, dtype=bool)
+        if not self.reference_calibrated:
+            return self
+        scores = self.score(inputs)
+        if mask.shape != scores.shape:
+            raise InputError(
+                f"trusted mask has {mask.size} entries for {scores.size} items", self.name
+            )
+        if not mask.any():
+            raise InputError("trusted mask marks no item", self.name)
+        ref = scores[mask]
+        self.calibration_ = Calibration(
+            method="fpr",
+            threshold=threshold_at_fpr(ref, self.fpr),
+            target_fpr=self.fpr,
+            n_reference=int(ref.size),
+            details={"reference": "verified items of the scanned data"},
         )
         return self
 

@@ -40,6 +40,29 @@ SHARED_NEIGHBOURS = 81
 LOOKS_OTHER_SHARE = 0.5
 
 
+def pooled_rows(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+    """Images average-pooled to at most :data:`MAX_POOLED_SIDE` pixels a side and
+    flattened, ``(N, D)`` rows as they are."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 4:
+        n, c, h, w = arr.shape
+        f = max(1, int(np.ceil(max(h, w) / MAX_POOLED_SIDE)))
+        hh, ww = (h // f) * f, (w // f) * f
+        arr = arr[:, :, :hh, :ww].reshape(n, c, hh // f, f, ww // f, f).mean(axis=(3, 5))
+    return arr.reshape(arr.shape[0], -1)
+
+
+def _embedding_and_pca(
+    x: npt.NDArray[np.floating[Any]], n_components: int, random_state: int
+) -> tuple[npt.NDArray[np.float32], PCA | None]:
+    flat = pooled_rows(x)
+    k = min(n_components, flat.shape[1], flat.shape[0])
+    if k >= flat.shape[1]:
+        return flat, None
+    pca = PCA(k, random_state=random_state)
+    return np.asarray(pca.fit_transform(flat), dtype=np.float32), pca
+
+
 def input_embedding(
     x: npt.NDArray[np.floating[Any]], n_components: int = 40, random_state: int = 0
 ) -> npt.NDArray[np.float32]:
@@ -47,17 +70,7 @@ def input_embedding(
 
     ``x`` is ``(N, C, H, W)`` in [0, 1] or ``(N, D)``.
     """
-    arr = np.asarray(x, dtype=np.float32)
-    if arr.ndim == 4:
-        n, c, h, w = arr.shape
-        f = max(1, int(np.ceil(max(h, w) / MAX_POOLED_SIDE)))
-        hh, ww = (h // f) * f, (w // f) * f
-        arr = arr[:, :, :hh, :ww].reshape(n, c, hh // f, f, ww // f, f).mean(axis=(3, 5))
-    flat = arr.reshape(arr.shape[0], -1)
-    k = min(n_components, flat.shape[1], flat.shape[0])
-    if k >= flat.shape[1]:
-        return flat
-    return np.asarray(PCA(k, random_state=random_state).fit_transform(flat), dtype=np.float32)
+    return _embedding_and_pca(x, n_components, random_state)[0]
 
 
 @dataclass(eq=False)
@@ -78,6 +91,7 @@ class InputSpace:
     _embedding: npt.NDArray[np.float32] | None = field(default=None, init=False, repr=False)
     _dist: npt.NDArray[np.float32] | None = field(default=None, init=False, repr=False)
     _idx: npt.NDArray[np.int64] | None = field(default=None, init=False, repr=False)
+    _pca: PCA | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.inputs is None or np.ndim(self.inputs) < 2:
@@ -105,9 +119,25 @@ class InputSpace:
         if self._embedding is None:
             if self.inputs is None:  # pragma: no cover - released only after embedding
                 raise RuntimeError("input space lost its inputs")
-            self._embedding = input_embedding(self.inputs, random_state=self.random_state)
+            self._embedding, self._pca = _embedding_and_pca(
+                self.inputs, 40, random_state=self.random_state
+            )
             self.inputs = None
         return self._embedding
+
+    def embed(self, other: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
+        """Other inputs of the same shape (a trusted set) placed in this space's
+        embedding: pooled and projected as this space's items were, not refitted."""
+        emb = self.embedding()
+        flat = pooled_rows(other)
+        if flat.shape[1] != (emb.shape[1] if self._pca is None else self._pca.n_features_in_):
+            raise InputError(
+                f"inputs of shape {np.shape(other)[1:]} do not match this input space",
+                "input space",
+            )
+        if self._pca is None:
+            return flat
+        return np.asarray(self._pca.transform(flat), dtype=np.float32)
 
     def neighbours(self, k: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Distances and positions of every item's ``k`` nearest items, itself included,

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -37,6 +38,10 @@ def _rows_and_labels(
     if arr.ndim != 2 or arr.shape[0] != y.shape[0]:
         raise InputError(f"{what} {arr.shape} and labels {y.shape} do not match", "oos")
     return arr, y
+
+
+def _proxy() -> Any:
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=1.0))
 
 
 def oos_probabilities(
@@ -65,7 +70,7 @@ def oos_probabilities(
     out = np.zeros((len(y), k), dtype=np.float64)
     splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     for train_idx, test_idx in splitter.split(x, y):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=1.0))
+        clf = _proxy().set_params(logisticregression__max_iter=max_iter)
         clf.fit(x[train_idx], y[train_idx])
         cols = clf.classes_.astype(int)
         out[np.ix_(test_idx, cols)] = clf.predict_proba(x[test_idx])
@@ -160,3 +165,55 @@ def label_probabilities(
         space = InputSpace(images, random_state=random_state)
     pk = space_label_probabilities(space, labels, n_classes=p.shape[1])
     return pooled_probabilities(p, pk), POOLED_VIEWS
+
+
+def reference_probabilities(
+    features: npt.NDArray[np.floating[Any]],
+    labels: npt.NDArray[np.int64],
+    reference_features: npt.NDArray[np.floating[Any]],
+    *,
+    n_classes: int,
+    space: InputSpace | None = None,
+    reference_images: npt.NDArray[np.floating[Any]] | None = None,
+    k: int = 10,
+    smoothing: float = 0.1,
+) -> npt.NDArray[np.float64]:
+    """Probabilities of a trusted set's items as the suspect data's own label checks see
+    theirs: from a proxy fitted on the suspect items and, with ``space`` and
+    ``reference_images``, pooled with the labels of their ``k`` nearest suspect items in
+    that input space (:func:`label_probabilities`'s two views).
+
+    A trusted set calibrates the label checks' thresholds; probabilities from a proxy
+    fitted on the trusted set alone (a few hundred items, another model) would put its
+    items on another scale than the suspect items'. Here each trusted item is, like each
+    suspect item under cross-validation, scored by a proxy that never saw it.
+
+    Raises
+    ------
+    InputError
+        Feature widths or lengths that disagree, or fewer than two classes.
+    """
+    x, y = _rows_and_labels(features, labels, "features", np.float64)
+    ref = np.asarray(reference_features, dtype=np.float64)
+    if ref.ndim != 2 or ref.shape[1] != x.shape[1]:
+        raise InputError(
+            f"trusted features {ref.shape} do not match the data's {x.shape[1]} columns", "oos"
+        )
+    if np.unique(y).size < 2:
+        raise InputError("out-of-sample probabilities need at least two classes", "oos")
+    clf = _proxy().fit(x, y)
+    p = np.zeros((len(ref), n_classes), dtype=np.float64)
+    p[:, clf.classes_.astype(int)] = clf.predict_proba(ref)
+    p /= np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
+    if space is None or reference_images is None or np.ndim(reference_images) != 4:
+        return p
+    emb = space.embedding()
+    near = (
+        NearestNeighbors(n_neighbors=min(k, len(emb)))
+        .fit(emb)
+        .kneighbors(space.embed(reference_images), return_distance=False)
+    )
+    counts = np.zeros((len(ref), n_classes), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(len(ref)), near.shape[1]), y[near].ravel()), 1.0)
+    pk = (counts + smoothing) / (near.shape[1] + n_classes * smoothing)
+    return pooled_probabilities(p, pk)

@@ -23,9 +23,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import binom, hypergeom
 
-from tripwire.detectors import DetectorInput, DetectorResult, Need, Threat, available, get
+from tripwire.detectors import (
+    BaseDetector,
+    DetectorInput,
+    DetectorResult,
+    Need,
+    Threat,
+    available,
+    get,
+)
 from tripwire.detectors.input_space import InputSpace, other_class_confirmation
-from tripwire.detectors.oos import label_probabilities
+from tripwire.detectors.oos import label_probabilities, reference_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
@@ -75,6 +83,9 @@ RULE_CLASS = register_rule(
     )
 )
 
+#: Fewest verified samples that calibrate a false-alarm rate (``--trusted-source``): at
+#: 1% the threshold is then an order statistic among the top few.
+MIN_TRUSTED = 100
 #: The false-alarm rate a detector's threshold aims at when it states none: the default
 #: ``fpr`` of the detector interface (:class:`tripwire.detectors.base.BaseDetector`).
 NOMINAL_FPR = 0.01
@@ -110,6 +121,10 @@ class DataScanResult:
     probs_origin: str = ""
     skipped: dict[str, str] = field(default_factory=dict)
     ensemble: EnsembleResult | None = None
+    #: What calibrated the thresholds: ``{"kind": "robust statistics"}``, or a trusted
+    #: set's kind and size, and for verified samples of the data how many the scan
+    #: flagged anyway (the false-alarm rate measured on known-clean samples).
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flagged(self) -> list[int]:
@@ -135,6 +150,7 @@ class DataScanResult:
             "per_class": self.per_class,
             "skipped_detectors": self.skipped,
             "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
+            "calibration": self.calibration,
         }
 
 
@@ -183,6 +199,44 @@ def scan_probabilities(
     )
 
 
+def trusted_reference(
+    ds: Dataset,
+    features: npt.NDArray[np.floating[Any]],
+    space: InputSpace,
+    trusted_features: npt.NDArray[np.floating[Any]],
+    trusted_labels: npt.NDArray[np.int64],
+    trusted_images: npt.NDArray[np.floating[Any]] | None = None,
+) -> DetectorInput:
+    """A trusted clean set as the detectors' calibration reference: its features and
+    labels, and probabilities from the suspect data's own proxy and input space
+    (:func:`~tripwire.detectors.oos.reference_probabilities`), so that its label checks
+    read the same scale as the suspect items'.
+
+    Raises
+    ------
+    InputError
+        Trusted features of another width than the data's, or labels outside its classes.
+    """
+    t_feats = np.asarray(trusted_features, np.float64)
+    t_y = np.asarray(trusted_labels, np.int64)
+    if t_feats.ndim != 2 or t_feats.shape[0] != t_y.shape[0]:
+        raise InputError(
+            f"trusted features {t_feats.shape} do not give one row per label ({t_y.shape[0]})",
+            "--trusted",
+        )
+    if t_y.size == 0 or int(t_y.min()) < 0 or int(t_y.max()) >= ds.n_classes:
+        raise InputError(f"trusted labels must lie in [0, {ds.n_classes})", "--trusted")
+    probs = reference_probabilities(
+        features,
+        ds.y,
+        t_feats,
+        n_classes=ds.n_classes,
+        space=space if ds.is_image else None,
+        reference_images=trusted_images,
+    )
+    return DetectorInput(features=t_feats, labels=t_y, probs=probs)
+
+
 def scan_data(
     ds: Dataset,
     features: npt.NDArray[np.floating[Any]],
@@ -191,6 +245,7 @@ def scan_data(
     trusted_features: npt.NDArray[np.floating[Any]] | None = None,
     trusted_labels: npt.NDArray[np.int64] | None = None,
     trusted_images: npt.NDArray[np.floating[Any]] | None = None,
+    trusted_mask: npt.NDArray[np.bool_] | None = None,
     seed: int = 0,
     feature_origin: str = "",
     artifact: str | None = None,
@@ -206,8 +261,16 @@ def scan_data(
         Features of a small clean set: detectors are then calibrated at their FPR on it
         instead of by robust statistics on the suspect data itself.
     trusted_images
-        That set's inputs, where they are images: its probabilities then pool the same
-        two views as the suspect data's (see :func:`~tripwire.detectors.oos.label_probabilities`).
+        That set's inputs, where they are images. The trusted items' probabilities come
+        from the suspect data's proxy and input space, both views pooled as for the
+        suspect items (:func:`~tripwire.detectors.oos.reference_probabilities`).
+    trusted_mask
+        The samples of ``ds`` verified clean (boolean, one per sample; a trusted
+        source): detectors are calibrated at their FPR on these samples' own scores
+        (:meth:`~tripwire.detectors.base.BaseDetector.calibrate_fitted`). Unlike a
+        separate clean set, they were in the model's training and are scored in the same
+        fit as the rest, so the thresholds are not biased high. Exclusive with
+        ``trusted_features``.
     model
         The model trained on ``ds`` (the suspect model or a proxy): behavioural
         detectors run only with it.
@@ -246,7 +309,27 @@ def scan_data(
     results: dict[str, DetectorResult] = {}
     timings: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    t_probs: npt.NDArray[np.float64] | None = None
+    if trusted_mask is not None:
+        if trusted_features is not None:
+            raise InputError("give a trusted set or trusted samples, not both", "--trusted")
+        trusted_mask = np.asarray(trusted_mask, dtype=bool)
+        if trusted_mask.shape != (len(ds),):
+            raise InputError(
+                f"trusted mask has shape {trusted_mask.shape}; expected ({len(ds)},)",
+                "--trusted-source",
+            )
+        if int(trusted_mask.sum()) < MIN_TRUSTED:
+            raise InputError(
+                f"{int(trusted_mask.sum())} trusted samples; at least {MIN_TRUSTED} are "
+                "needed to calibrate a false-alarm rate",
+                "--trusted-source",
+            )
+    # A trusted set that does not fit the data is the user's error, not a detector's.
+    reference = (
+        trusted_reference(ds, feats, space, trusted_features, trusted_labels, trusted_images)
+        if trusted_features is not None and trusted_labels is not None
+        else None
+    )
     for cls in chosen:
         if not cls.needs <= have:
             raise InputError(
@@ -258,22 +341,10 @@ def scan_data(
         t0 = time.perf_counter()
         try:
             det.fit(inputs)
-            if trusted_features is not None and trusted_labels is not None:
-                if t_probs is None:  # once, for every detector
-                    t_probs, _ = label_probabilities(
-                        trusted_features,
-                        trusted_labels,
-                        images=trusted_images,
-                        n_classes=ds.n_classes,
-                        random_state=seed,
-                    )
-                det.calibrate(
-                    DetectorInput(
-                        features=np.asarray(trusted_features, np.float64),
-                        labels=trusted_labels,
-                        probs=t_probs,
-                    )
-                )
+            if reference is not None:
+                det.calibrate(reference)
+            elif trusted_mask is not None and isinstance(det, BaseDetector):
+                det.calibrate_fitted(inputs, trusted_mask)
             results[cls.name] = det.detect(inputs)
         except InputError as exc:
             # The data does not suit this detector (too few samples per class, ...): the
@@ -303,9 +374,29 @@ def scan_data(
         probs_origin=probs_origin,
         skipped=skipped,
         ensemble=ensemble,
+        calibration=_calibration_summary(flags, reference, trusted_mask),
     )
     result.findings = _findings(ds, result, artifact or ds.path)
     return result
+
+
+def _calibration_summary(
+    flags: npt.NDArray[np.bool_],
+    reference: DetectorInput | None,
+    trusted_mask: npt.NDArray[np.bool_] | None,
+) -> dict[str, Any]:
+    if reference is not None and reference.labels is not None:
+        return {"kind": "trusted set", "samples": len(reference.labels)}
+    if trusted_mask is not None:
+        n = int(trusted_mask.sum())
+        hit = int((flags & trusted_mask).sum())
+        return {
+            "kind": "verified samples of the data",
+            "samples": n,
+            "flagged": hit,
+            "flag_rate": round(hit / n, 6),
+        }
+    return {"kind": "robust statistics"}
 
 
 def _excess_p_value(res: DataScanResult, n_flagged: int, n: int) -> tuple[float, float]:

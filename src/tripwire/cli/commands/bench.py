@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tripwire.cli.common import console, out
-from tripwire.errors import EXIT_OK
+from tripwire.errors import EXIT_OK, InputError
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -39,6 +40,19 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--cache-dir (a long suite's table part-way)",
     )
     p.add_argument(
+        "--trusted",
+        type=int,
+        metavar="N",
+        help="calibrate the detectors on the scores of N verified training samples of "
+        "each cell (drawn class-balanced among the unpoisoned ones; what scan-data "
+        "--trusted-source does) instead of by robust statistics; cached apart",
+    )
+    p.add_argument(
+        "--data",
+        metavar="NAMES",
+        help="run only these of the suite's datasets (comma-separated, e.g. cifar10-10k)",
+    )
+    p.add_argument(
         "--train-only",
         action="store_true",
         help="only train and cache every model the suite needs (no detection, no outputs); "
@@ -52,8 +66,24 @@ def run(args: argparse.Namespace) -> int:
     from tripwire.bench.report import write_outputs
     from tripwire.bench.runner import run_suite, train_suite_models
     from tripwire.bench.suites import get_suite
+    from tripwire.scan.data import MIN_TRUSTED
 
     suite = get_suite(args.suite)
+    if args.trusted is not None and args.trusted < MIN_TRUSTED:
+        raise InputError(
+            f"needs at least {MIN_TRUSTED} verified samples, got {args.trusted}", "--trusted"
+        )
+    if args.data:
+        names = [n.strip() for n in args.data.split(",") if n.strip()]
+        known = [d.name for d in suite.data]
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise InputError(
+                f"the {suite.name} suite has no dataset {', '.join(unknown)} "
+                f"(it has {', '.join(known)})",
+                "--data",
+            )
+        suite = replace(suite, data=tuple(d for d in suite.data if d.name in names))
     started = time.perf_counter()
     if args.train_only:
         n = train_suite_models(
@@ -74,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         resume=args.resume,
         finished_only=args.finished_only,
+        trusted=args.trusted,
         log=lambda msg: console.print(msg),
     )
     wall = time.perf_counter() - started

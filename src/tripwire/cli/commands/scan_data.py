@@ -29,7 +29,18 @@ def register_scan(sub: Any) -> argparse.ArgumentParser:
     add_data_args(p)
     p.add_argument("--model", help="a TorchScript model that exports features(x)")
     p.add_argument("--features", metavar="F.npy", help="precomputed features, one row per sample")
-    p.add_argument("--trusted", metavar="CLEAN", help="a small clean set to calibrate thresholds")
+    p.add_argument(
+        "--trusted",
+        metavar="CLEAN",
+        help="a small clean set, apart from the data, to calibrate thresholds (conservative: "
+        "the model never trained on it, so its samples look less familiar than the data's)",
+    )
+    p.add_argument(
+        "--trusted-source",
+        metavar="NAMES",
+        help="the data's samples from these sources (comma-separated values of its 'source' "
+        "field) are verified clean: thresholds are calibrated on their scores",
+    )
     p.add_argument("--detectors", help="comma-separated detector names (default: all that apply)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="epochs of the proxy model (no --model/--features)")
@@ -131,6 +142,19 @@ def _features(
     return embed(ds.model_input()), t_feats, f"proxy {result.arch} trained here", proxy
 
 
+def _trusted_sources(ds: Dataset, spec: str) -> np.ndarray:
+    """The mask of the samples whose source is one of ``spec``'s comma-separated names."""
+    names = {n.strip() for n in spec.split(",") if n.strip()}
+    if ds.source is None:
+        raise InputError("the data has no 'source' field to pick trusted samples by", ds.path)
+    src = np.asarray(ds.source).astype(str)
+    unknown = sorted(names - set(src.tolist()))
+    if unknown:
+        known = ", ".join(sorted(set(src.tolist()))[:10])
+        raise InputError(f"no samples from source {', '.join(unknown)} (sources: {known})", ds.path)
+    return np.isin(src, sorted(names))
+
+
 def class_projections(
     feats: np.ndarray, labels: np.ndarray, flags: np.ndarray, max_classes: int = 3
 ) -> list[Any]:
@@ -183,6 +207,9 @@ def run_scan(args: argparse.Namespace) -> int:
             f"trusted samples have shape {trusted.input_shape}, the data {ds.input_shape}",
             args.trusted,
         )
+    if trusted is not None and args.trusted_source:
+        raise InputError("give --trusted or --trusted-source, not both", "--trusted-source")
+    verified = _trusted_sources(ds, args.trusted_source) if args.trusted_source else None
     names = [n.strip() for n in args.detectors.split(",")] if args.detectors else None
     feats, t_feats, origin, model = _features(args, ds, trusted)
     res = scan_data(
@@ -192,6 +219,7 @@ def run_scan(args: argparse.Namespace) -> int:
         trusted_features=t_feats,
         trusted_labels=None if trusted is None else trusted.y,
         trusted_images=None if trusted is None or not trusted.is_image else trusted.model_input(),
+        trusted_mask=verified,
         seed=args.seed,
         feature_origin=origin,
         artifact=str(args.data),

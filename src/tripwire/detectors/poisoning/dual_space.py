@@ -138,6 +138,7 @@ class DualSpaceDetector(BaseDetector):
     name: ClassVar[str] = "dual-space"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS, Need.DATA})
+    reference_calibrated: ClassVar[bool] = False
 
     def __init__(
         self,

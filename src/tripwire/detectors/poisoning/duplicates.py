@@ -77,6 +77,7 @@ class DuplicateLabelDetector(BaseDetector):
     name: ClassVar[str] = "duplicate-labels"
     threat: ClassVar[Threat] = Threat.POISONING
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LABELS, Need.DATA})
+    reference_calibrated: ClassVar[bool] = False
 
     def __init__(self, *, near_ratio: float = 0.1, fpr: float = 0.01, z: float = 3.5) -> None:
         super().__init__(fpr=fpr, z=z)

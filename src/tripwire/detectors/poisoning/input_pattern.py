@@ -506,6 +506,7 @@ class InputPatternDetector(BaseDetector):
     name: ClassVar[str] = "input-pattern"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LABELS, Need.DATA})
+    reference_calibrated: ClassVar[bool] = False
 
     def __init__(
         self,

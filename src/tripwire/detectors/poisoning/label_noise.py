@@ -222,7 +222,9 @@ class ConfidentLearningDetector(BaseDetector):
     many as the calibrated joint's off-diagonal count, the largest ``e``); they thus
     rank first, then every other item by ``e``. The ranks are uniform, so the robust-z
     threshold (about 1.8 on them) flags the issues and no other while they are a
-    minority.
+    minority. Items other than the fitted ones (a trusted set that calibrates the
+    threshold) are issues where ``e`` reaches the least ``e`` of the fitted issues with
+    their label: the count is estimated on the fitted items alone.
 
     Parameters
     ----------
@@ -246,8 +248,16 @@ class ConfidentLearningDetector(BaseDetector):
             raise InputError("needs at least one item", self.name)
         self.thresholds_ = per_class_thresholds(p, y)
         self.joint_ = calibrated_joint(p, y, self.thresholds_)
-        self.sorted_errors_ = np.sort(label_error_posterior(p, y, self.joint_))
+        error = label_error_posterior(p, y, self.joint_)
+        self.sorted_errors_ = np.sort(error)
         self.n_classes_ = int(p.shape[1])
+        self.probs_, self.labels_ = p, y
+        issues, _ = noise_rate_issues(p, y, self.thresholds_)
+        # Per label, the least error posterior among the fitted items' issues (inf where
+        # that label has none): other items (a trusted set) are issues above it.
+        cut = np.full(self.n_classes_, np.inf)
+        np.minimum.at(cut, y[issues], error[issues])
+        self.issue_cutoffs_ = cut
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         p, y = probs_and_labels(inputs, self.name)
@@ -256,9 +266,13 @@ class ConfidentLearningDetector(BaseDetector):
                 f"probs have {p.shape[1]} classes, the detector was fitted on {self.n_classes_}",
                 self.name,
             )
-        issues, _ = noise_rate_issues(p, y, self.thresholds_)
-        rng = np.random.default_rng(self.random_state)
         error = label_error_posterior(p, y, self.joint_)
+        if p.shape == self.probs_.shape and np.array_equal(p, self.probs_):
+            issues, _ = noise_rate_issues(p, y, self.thresholds_)
+        else:
+            # Items the budget was not counted on are held to the fitted items' cut.
+            issues = error >= self.issue_cutoffs_[y]
+        rng = np.random.default_rng(self.random_state)
         rank = reference_rank(error, self.sorted_errors_, rng)
         return np.asarray(OFF_DIAGONAL_OFFSET * issues + rank, dtype=np.float64)
 

@@ -148,6 +148,7 @@ class PerturbationConsistencyDetector(BaseDetector):
     name: ClassVar[str] = "perturbation-consistency"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.MODEL, Need.LABELS, Need.DATA})
+    reference_calibrated: ClassVar[bool] = False
 
     def __init__(
         self,
