@@ -94,6 +94,35 @@ def test_calibrated_fpr_holds_on_fresh_clean_data() -> None:
     assert res.flags.mean() == pytest.approx(0.05, abs=0.02)
 
 
+def test_verified_items_cap_the_false_alarm_rate_above_the_robust_threshold() -> None:
+    x, y, truth = planted()
+    inputs = DetectorInput(features=x, labels=y)
+    robust = get("feature-outlier")().detect(inputs)
+    verified = ~truth & (np.arange(len(y)) % 3 == 0)
+    # A loose target rate: the verified cut sits below the robust one, which still binds.
+    loose = get("feature-outlier")(fpr=0.2).fit(inputs).calibrate_fitted(inputs, verified)
+    res = loose.detect(inputs)
+    assert res.calibration.method == "robust-z"
+    assert res.calibration.details["fpr_threshold"] < res.threshold == robust.threshold
+    assert res.flagged == robust.flagged
+    # Heavy-tailed clean data, where the robust threshold flags many clean items: the
+    # verified cut binds, and the verified items are flagged at about its rate.
+    rng = np.random.default_rng(1)
+    ty = rng.integers(0, 3, 3000)
+    heavy = DetectorInput(features=rng.standard_t(2, size=(3000, 6)) + ty[:, None], labels=ty)
+    plain = get("feature-outlier")().detect(heavy)
+    checked = np.arange(3000) % 2 == 0
+    strict = get("feature-outlier")(fpr=0.01).fit(heavy).calibrate_fitted(heavy, checked)
+    res = strict.detect(heavy)
+    assert res.calibration.method == "fpr" and res.calibration.n_reference == checked.sum()
+    assert res.threshold > plain.threshold and res.flags.sum() < plain.flags.sum()
+    assert res.flags[checked].mean() <= 0.01 < plain.flags.mean()
+    with pytest.raises(InputError, match="entries"):
+        loose.calibrate_fitted(inputs, verified[:-1])
+    with pytest.raises(InputError, match="no item"):
+        loose.calibrate_fitted(inputs, np.zeros(len(y), bool))
+
+
 def test_missing_needs_and_unfitted() -> None:
     det = get("feature-outlier")()
     with pytest.raises(InputError, match="needs features"):
