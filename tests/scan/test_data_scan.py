@@ -134,6 +134,13 @@ def test_verified_samples_calibrate_label_checks_on_a_weak_model() -> None:
     calibrated = scan_data(ds, feats, trusted_mask=np.asarray(ds.source) == "in-house")
     assert truth[calibrated.flags].mean() >= 0.9 > truth[plain.flags].mean()
     assert truth[calibrated.flags].sum() >= 15
+    # TW102 names the label checks' flags and what their thresholds rest on.
+    plain_labels = next(f for f in plain.findings if f.rule_id == "TW102")
+    assert "robust statistics" in plain_labels.message and plain_labels.confidence == 0.5
+    assert 0.0 < (plain.label_agreement or 0.0) < 0.9
+    labels = next(f for f in calibrated.findings if f.rule_id == "TW102")
+    assert set(labels.indices) <= set(calibrated.flagged)
+    assert labels.evidence["calibration"]["kind"] == "verified samples of the data"
     with pytest.raises(InputError, match="at least 100"):
         scan_data(ds, feats, trusted_mask=np.arange(len(ds)) < 50)
     with pytest.raises(InputError, match="shape"):

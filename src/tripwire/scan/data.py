@@ -125,6 +125,9 @@ class DataScanResult:
     #: set's kind and size, and for verified samples of the data how many the scan
     #: flagged anyway (the false-alarm rate measured on known-clean samples).
     calibration: dict[str, Any] = field(default_factory=dict)
+    #: Share of samples whose out-of-sample most probable class is their label: how far
+    #: the label checks' proxy can be trusted to tell label errors from its own.
+    label_agreement: float | None = None
 
     @property
     def flagged(self) -> list[int]:
@@ -151,6 +154,7 @@ class DataScanResult:
             "skipped_detectors": self.skipped,
             "ensemble": None if self.ensemble is None else self.ensemble.to_dict(),
             "calibration": self.calibration,
+            "label_agreement": self.label_agreement,
         }
 
 
@@ -375,6 +379,7 @@ def scan_data(
         skipped=skipped,
         ensemble=ensemble,
         calibration=_calibration_summary(flags, reference, trusted_mask),
+        label_agreement=round(float(np.mean(np.argmax(probs, axis=1) == ds.y)), 4),
     )
     result.findings = _findings(ds, result, artifact or ds.path)
     return result
@@ -397,6 +402,56 @@ def _calibration_summary(
             "flag_rate": round(hit / n, 6),
         }
     return {"kind": "robust statistics"}
+
+
+def _label_finding(
+    res: DataScanResult, idx: npt.NDArray[np.int64], artifact: str | None
+) -> Finding:
+    """TW102: the samples the label checks' quorum flagged, with what they rest on."""
+    robust = res.calibration.get("kind", "robust statistics") == "robust statistics"
+    agreement = res.label_agreement
+    caveat = ""
+    if robust:
+        # A weak proxy's own errors look like label errors; only a clean reference
+        # measures how many (docs/benchmarks.md, session 16: CIFAR-10 at 71%).
+        caveat = (
+            "; thresholds from robust statistics: calibrate with verified samples "
+            "(--trusted-source) to keep the proxy's own errors out"
+        )
+    share = (
+        f"; the out-of-sample proxy agrees with {agreement:.1%} of the labels"
+        if (agreement is not None)
+        else ""
+    )
+    return Finding(
+        rule_id=RULE_LABELS.id,
+        title=f"{idx.size} samples whose labels disagree with the data",
+        message=(
+            f"{idx.size} samples are flagged by the label checks (confident learning and "
+            f"k-NN label disagreement){share}{caveat}"
+        ),
+        severity=Severity.MEDIUM,
+        confidence=_label_confidence(res, idx.size),
+        atlas=("AML.T0020",),
+        artifact=artifact,
+        indices=tuple(int(i) for i in idx),
+        evidence={
+            "calibration": res.calibration,
+            "label_agreement": agreement,
+            "probs_origin": res.probs_origin,
+        },
+    )
+
+
+def _label_confidence(res: DataScanResult, n_flagged: int) -> float:
+    """The label flags' estimated precision where verified samples measured the scan's
+    false-alarm rate (1 - the false flags that rate predicts over the data / the flags),
+    else 0.5: robust statistics or a separate clean set measure no such rate here."""
+    rate = res.calibration.get("flag_rate")
+    if rate is None or n_flagged == 0:
+        return 0.5
+    expected_false = float(rate) * len(res.scores)
+    return round(float(min(0.99, max(0.5, 1.0 - expected_false / n_flagged))), 4)
 
 
 def _excess_p_value(res: DataScanResult, n_flagged: int, n: int) -> tuple[float, float]:
@@ -477,6 +532,9 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                         evidence={"per_class": res.per_class, "excess_p_value": class_p},
                     )
                 )
+    label_flags = None if res.ensemble is None else res.ensemble.family_flags.get("labels")
+    if label_flags is not None and label_flags.any():
+        out.append(_label_finding(res, np.flatnonzero(label_flags), artifact))
     n_sources = len(res.sources)
     for row in res.sources:
         # Bonferroni over sources: a supplier is named only on strong evidence.

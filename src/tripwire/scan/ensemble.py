@@ -142,6 +142,8 @@ class EnsembleResult:
     flags: npt.NDArray[np.bool_]
     votes: npt.NDArray[np.int64]
     families: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Each family's own flags (the report's findings name the label family's apart).
+    family_flags: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +222,7 @@ def combine(
     )
     flags = np.zeros(n, dtype=bool)
     fam_scores: list[npt.NDArray[np.float64]] = []
+    fam_flag_sets: dict[str, npt.NDArray[np.bool_]] = {}
     report: dict[str, dict[str, Any]] = {}
     for fam, members in grouped.items():
         quorum = min(quorums[fam], len(members))
@@ -243,6 +246,7 @@ def combine(
                 if noisy:
                     entry["label_noise_classes"] = noisy
         flags |= fam_flags
+        fam_flag_sets[fam] = fam_flags
         fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
         report[fam] = {
             "members": members,
@@ -252,7 +256,11 @@ def combine(
         }
     scores = np.max(np.vstack(fam_scores), axis=0)
     return EnsembleResult(
-        scores=scores, flags=flags, votes=np.asarray(votes, np.int64), families=report
+        scores=scores,
+        flags=flags,
+        votes=np.asarray(votes, np.int64),
+        families=report,
+        family_flags=fam_flag_sets,
     )
 
 
