@@ -241,6 +241,17 @@ def run_scan(args: argparse.Namespace) -> int:
             ],
         ),
         Figure.table(
+            "Calibration (how the thresholds were set)",
+            ["reference", "samples", "flagged among them"],
+            [
+                [
+                    res.calibration.get("kind", "robust statistics"),
+                    res.calibration.get("samples", ""),
+                    res.calibration.get("flagged", ""),
+                ]
+            ],
+        ),
+        Figure.table(
             "Per class",
             ["class", "samples", "flagged"],
             [[c["class"], c["samples"], c["flagged"]] for c in res.per_class],
@@ -267,7 +278,8 @@ def run_scan(args: argparse.Namespace) -> int:
             "samples": len(ds),
             "flagged": len(res.flagged),
             "detectors": sorted(res.detectors),
-            "calibration": "trusted set (FPR)" if trusted is not None else "robust statistics",
+            "calibration": res.calibration.get("kind", "robust statistics"),
+            "label_agreement": res.label_agreement,
         },
         findings=res.findings,
         figures=figures,
