@@ -15,6 +15,9 @@ The cells time themselves as they run: on a shared machine the forward pass and 
 detectors slow down unevenly, so read the cells run alone.
 
     PYTHONPATH=src python benchmarks/suite_table.py --cache-dir runs/std-cache
+
+With ``--trusted N``, the cells of a run calibrated on N verified samples
+(``tripwire bench --trusted N``).
 """
 
 from __future__ import annotations
@@ -119,13 +122,16 @@ def main() -> None:
     ap.add_argument("--suite", default="standard")
     ap.add_argument("--cache-dir", type=Path, default=Path("runs/std-cache"))
     ap.add_argument("--json", type=Path, help="also write the per-cell summaries here")
+    ap.add_argument(
+        "--trusted", type=int, help="the cells a `bench --trusted N` run calibrated this way"
+    )
     args = ap.parse_args()
     suite = get_suite(args.suite)
     grid = list(suite_grid(suite, log=lambda _: None))
     cells: list[dict[str, Any]] = []
     missing = []
     for spec, attack, rate, seed in grid:
-        f = cell_file(suite, spec, attack, rate, seed, args.cache_dir)
+        f = cell_file(suite, spec, attack, rate, seed, args.cache_dir, args.trusted)
         if f.exists():
             cells.append(cell_summary(json.loads(f.read_text())["rows"]))
         else:
