@@ -235,3 +235,19 @@ def test_standard_is_a_cross_section_of_the_full_grid(tmp_path: Path) -> None:
     assert cell_file(standard, longer, attack, rate, seed, tmp_path) != cell_file(
         standard, spec, attack, rate, seed, tmp_path
     )
+
+
+def test_bench_cli_refuses_an_unknown_dataset_and_too_few_verified_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli.test_cli import one_line_error
+    from tests.cli.test_cli import run as cli
+
+    out = ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    code, _, err = cli(capsys, "bench", "--suite", "quick", "--data", "imagenet", *out)
+    assert code == 2
+    one_line_error(err, "--data", "no dataset imagenet", "mnist-5k")
+    code, _, err = cli(capsys, "bench", "--suite", "quick", "--trusted", "5", *out)
+    assert code == 2
+    one_line_error(err, "--trusted", "at least 100")
+    assert not (tmp_path / "out").exists()
