@@ -40,6 +40,10 @@ SHARED_NEIGHBOURS = 81
 LOOKS_OTHER_SHARE = 0.5
 
 
+#: Components of the input-space embedding's PCA.
+EMBEDDING_COMPONENTS = 40
+
+
 def pooled_rows(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.float32]:
     """Images average-pooled to at most :data:`MAX_POOLED_SIDE` pixels a side and
     flattened, ``(N, D)`` rows as they are."""
@@ -64,7 +68,9 @@ def _embedding_and_pca(
 
 
 def input_embedding(
-    x: npt.NDArray[np.floating[Any]], n_components: int = 40, random_state: int = 0
+    x: npt.NDArray[np.floating[Any]],
+    n_components: int = EMBEDDING_COMPONENTS,
+    random_state: int = 0,
 ) -> npt.NDArray[np.float32]:
     """A small input-space embedding: average-pool images, flatten, PCA.
 
@@ -120,7 +126,7 @@ class InputSpace:
             if self.inputs is None:  # pragma: no cover - released only after embedding
                 raise RuntimeError("input space lost its inputs")
             self._embedding, self._pca = _embedding_and_pca(
-                self.inputs, 40, random_state=self.random_state
+                self.inputs, EMBEDDING_COMPONENTS, random_state=self.random_state
             )
             self.inputs = None
         return self._embedding

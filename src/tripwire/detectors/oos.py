@@ -116,10 +116,19 @@ def space_label_probabilities(
     """:func:`knn_label_probabilities` over an :class:`InputSpace` (a scan's shared one:
     its neighbour graph is read, not searched again)."""
     y, near = neighbour_labels(space, labels, k)
-    c = n_classes or int(y.max()) + 1
-    counts = np.zeros((len(y), c), dtype=np.float64)
-    np.add.at(counts, (np.repeat(np.arange(len(y)), near.shape[1]), near.ravel()), 1.0)
-    return np.asarray((counts + smoothing) / (near.shape[1] + c * smoothing), dtype=np.float64)
+    return label_frequencies(near, n_classes or int(y.max()) + 1, smoothing)
+
+
+def label_frequencies(
+    near: npt.NDArray[np.int64], n_classes: int, smoothing: float
+) -> npt.NDArray[np.float64]:
+    """Rows of neighbour labels ``(N, k)`` as ``(N, C)`` frequencies, plus ``smoothing``
+    per class so that no class gets probability 0."""
+    counts = np.zeros((len(near), n_classes), dtype=np.float64)
+    np.add.at(counts, (np.repeat(np.arange(len(near)), near.shape[1]), near.ravel()), 1.0)
+    return np.asarray(
+        (counts + smoothing) / (near.shape[1] + n_classes * smoothing), dtype=np.float64
+    )
 
 
 def pooled_probabilities(*probs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -213,7 +222,4 @@ def reference_probabilities(
         .fit(emb)
         .kneighbors(space.embed(reference_images), return_distance=False)
     )
-    counts = np.zeros((len(ref), n_classes), dtype=np.float64)
-    np.add.at(counts, (np.repeat(np.arange(len(ref)), near.shape[1]), y[near].ravel()), 1.0)
-    pk = (counts + smoothing) / (near.shape[1] + n_classes * smoothing)
-    return pooled_probabilities(p, pk)
+    return pooled_probabilities(p, label_frequencies(y[near], n_classes, smoothing))
