@@ -304,7 +304,11 @@ class BaseDetector(ABC):
         return scores
 
     def calibrate(self, reference: DetectorInput) -> Self:
-        """Set the threshold at ``fpr`` on scores of clean ``reference`` items."""
+        """Set the threshold at ``fpr`` on scores of clean ``reference`` items; a
+        detector whose threshold is a class- or cluster-level test
+        (:attr:`reference_calibrated` False) keeps it."""
+        if not self.reference_calibrated:
+            return self
         ref = self.score(reference)
         self.calibration_ = Calibration(
             method="fpr",
@@ -336,9 +340,9 @@ class BaseDetector(ABC):
         InputError
             A mask of another length than the items, or one that marks none.
         """
-        mask = np.asarray(trusted, dtype=bool)
         if not self.reference_calibrated:
             return self
+        mask = np.asarray(trusted, dtype=bool)
         scores = self.score(inputs)
         if mask.shape != scores.shape:
             raise InputError(

@@ -138,6 +138,7 @@ class DualSpaceDetector(BaseDetector):
     name: ClassVar[str] = "dual-space"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.FEATURES, Need.LABELS, Need.DATA})
+    #: A trusted set has no clusters of its own: the threshold over clusters stands.
     reference_calibrated: ClassVar[bool] = False
 
     def __init__(
@@ -208,14 +209,6 @@ class DualSpaceDetector(BaseDetector):
         return fitted_scores(
             inputs, self.scores_, self.n_items_, self.name, " (its clusters are of that data)"
         )
-
-    def calibrate(self, reference: DetectorInput) -> DualSpaceDetector:
-        """Keep the cluster-level threshold: a trusted set has no clusters of its own.
-
-        A clean reference of another size cannot be scored against this data's
-        clusters, so the robust threshold over clusters stands (the report says so).
-        """
-        return self
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]

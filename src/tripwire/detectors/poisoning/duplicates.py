@@ -77,6 +77,7 @@ class DuplicateLabelDetector(BaseDetector):
     name: ClassVar[str] = "duplicate-labels"
     threat: ClassVar[Threat] = Threat.POISONING
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LABELS, Need.DATA})
+    #: A label conflict needs no calibration: the fixed threshold stands.
     reference_calibrated: ClassVar[bool] = False
 
     def __init__(self, *, near_ratio: float = 0.1, fpr: float = 0.01, z: float = 3.5) -> None:
@@ -130,10 +131,6 @@ class DuplicateLabelDetector(BaseDetector):
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         return fitted_scores(inputs, self.scores_, self.scores_.shape[0], self.name)
-
-    def calibrate(self, reference: DetectorInput) -> DuplicateLabelDetector:
-        """A label conflict needs no calibration: the fixed threshold stands."""
-        return self
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]

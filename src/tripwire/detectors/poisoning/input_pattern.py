@@ -506,6 +506,7 @@ class InputPatternDetector(BaseDetector):
     name: ClassVar[str] = "input-pattern"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.LABELS, Need.DATA})
+    #: A trusted set holds no carrier group: the class-level test stands.
     reference_calibrated: ClassVar[bool] = False
 
     def __init__(
@@ -631,10 +632,6 @@ class InputPatternDetector(BaseDetector):
         return fitted_scores(
             inputs, self.scores_, self.n_items_, self.name, " (its classes are of that data)"
         )
-
-    def calibrate(self, reference: DetectorInput) -> InputPatternDetector:
-        """Keep the class-level test: a trusted set holds no carrier group to calibrate."""
-        return self
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]

@@ -148,6 +148,7 @@ class PerturbationConsistencyDetector(BaseDetector):
     name: ClassVar[str] = "perturbation-consistency"
     threat: ClassVar[Threat] = Threat.BACKDOOR
     needs: ClassVar[frozenset[Need]] = frozenset({Need.MODEL, Need.LABELS, Need.DATA})
+    #: Confirmation needs this data's own neighbourhoods: the robust threshold stands.
     reference_calibrated: ClassVar[bool] = False
 
     def __init__(
@@ -250,10 +251,6 @@ class PerturbationConsistencyDetector(BaseDetector):
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         return fitted_scores(inputs, self.scores_, len(self.scores_), self.name)
-
-    def calibrate(self, reference: DetectorInput) -> PerturbationConsistencyDetector:
-        """Keep the robust threshold: confirmation needs this data's own neighbourhoods."""
-        return self
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
