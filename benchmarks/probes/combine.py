@@ -1,4 +1,5 @@
-"""The ensemble's verdict on the cells stored by ``std_cell.py`` (full MNIST, seed 0).
+"""The ensemble's verdict on the cells stored by ``std_cell.py`` (seed 0; full MNIST
+unless ``--data`` names another of the standard suite's datasets).
 
 With ``--rule FILE`` the ``combine`` of another version of ``tripwire/scan/ensemble.py``
 is used instead of the installed one (the rule before a change):
@@ -49,9 +50,10 @@ def load_rule(path: Path | None) -> Any:
 
 def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], Any]:
     """The cell's dataset, its detectors' results and the input-space confirmation."""
-    _, kind, rate, _ = path.stem.split("_")
+    name, kind, rate, _ = path.stem.split("_")
     suite = get_suite("standard")
-    train, _ = load_suite_data(suite.data[0], DATA_DIR)
+    spec = next(d for d in suite.data if d.name == name)
+    train, _ = load_suite_data(spec, DATA_DIR)
     cell = next(a for a in suite.attacks if a.kind == kind)
     ds, _, _ = attacked(train, cell, float(rate), seed)
     results = stored_results(np.load(path, allow_pickle=False))
@@ -65,9 +67,10 @@ def main() -> None:
     ap.add_argument(
         "--probe-dir", type=Path, default=Path("runs/probe"), help="where the stored cells are"
     )
+    ap.add_argument("--data", default="mnist", help="the dataset whose cells to combine")
     args = ap.parse_args()
     combine = load_rule(args.rule)
-    for path in sorted(args.probe_dir.glob("mnist_*_0.npz")):
+    for path in sorted(args.probe_dir.glob(f"{args.data}_*_0.npz")):
         ds, results, confirm = stored(path)
         truth = np.asarray(ds.poisoned) if ds.poisoned is not None else np.zeros(len(ds), bool)
         e = combine(results, len(ds), confirm_other=confirm, labels=ds.y)

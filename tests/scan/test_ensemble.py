@@ -212,6 +212,39 @@ def test_lone_groups_in_many_classes_are_left_to_the_labels_family() -> None:
     assert np.flatnonzero(res.flags).tolist() == groups[1]
 
 
+def test_one_members_false_alarms_do_not_hold_back_the_others_group() -> None:
+    """The class limit is counted per member and only over sub-populations: a member's
+    few confirmed items in many classes, or another member's groups in many classes,
+    do not hold back a member's one group at the target (GTSRB: spectral signatures'
+    top items in 14 classes, activation clustering's sub-modes in 3)."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASSES, MIN_CLASS_SHARE
+
+    n_classes, per = 20, 100
+    n = n_classes * per
+    labels = np.repeat(np.arange(n_classes), per)
+    target = list(range(0, 30))  # 30% of class 0
+    few = [c * per for c in range(1, 15)]  # one item in each of 14 classes
+    assert MIN_CLASS_SHARE * per > 1
+    modes = range(15, 15 + MAX_LONE_CLASSES + 1)  # 20% of each of three classes
+    submodes = [c * per + i for c in modes for i in range(20)]
+    results = {
+        "spectral-signature": _result("spectral-signature", target + few, n),
+        "activation-clustering": _result("activation-clustering", submodes, n),
+    }
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        return np.asarray(candidates, dtype=bool)
+
+    res = combine(results, n, confirm_other=confirm, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == target
+    fam = res.families["feature-clusters"]
+    assert fam["lone_confirmed"] == {"spectral-signature:0": 30}
+    assert len(fam["lone_below_class_share"]) == len(few)
+    assert fam["lone_held_back"] == sorted(f"activation-clustering:{c}" for c in modes)
+    # The cap is absolute: many classes do not let a member's groups in three stand.
+    assert not res.flags[submodes].any()
+
+
 def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
     """A lone group made mostly of items the labels family flagged is label noise: the
     labels family's verdict stands for it, and the pair's lone flags (which also take

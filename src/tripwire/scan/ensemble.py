@@ -42,16 +42,26 @@ family                    members                                     quorum
   or blend makes poisons each other's nearest inputs);
 - a **lone** member's flags in a class also stand where at least
   :data:`LONE_CONFIRMED_SHARE` of them look like another class as inputs (that
-  member's flags left out of the reference), in at most :data:`MAX_LONE_CLASS_SHARE`
-  of the classes: a group of other classes' images sent to one target, which the other
-  member's statistic missed. On full MNIST with a 5% WaNet backdoor (poisons a third of
+  member's flags left out of the reference), where that member has such groups (each
+  at least :data:`MIN_CLASS_SHARE` of its class) in at most
+  :data:`MAX_LONE_CLASS_SHARE` of the classes and at most :data:`MAX_LONE_CLASSES`:
+  a group of other classes' images sent to one target, which the other member's
+  statistic missed. On full MNIST with a 5% WaNet backdoor (poisons a third of
   their target class, where spectral signatures are known to fail) activation
   clustering found the poisons at precision 0.97 and spectral signatures 22 of 3,000,
   so the quorum flagged none; 97% of the lone group looks like other digits, and the
   family now flags 2,977 at precision 0.99. On bundled MNIST (``cnn-small``, 2 seeds)
   the lone groups of clean classes (a third of a class) reach 0.34-0.48; those of 20%
   label flips reach 0.83-1.0 but in 5-9 classes at once, where they are held back for
-  the labels family (taken, they cost 0.07 of precision). A lone group that the labels
+  the labels family (taken, they cost 0.07 of precision). On the GTSRB subset (43
+  classes, 1% backdoors making 37% of the target class, beyond activation
+  clustering's share rule) spectral signatures' lone group held the poisons (BadNets
+  123 of 123, WaNet 110 of 111) while its few top items in 14 other classes and
+  activation clustering's sub-modes in 3-4 classes held it back when the classes were
+  counted over both members together; counted per member and over sub-populations
+  only, BadNets 1% went from precision 0.739 recall 0.415 to 0.872 / 1.000 and WaNet
+  1% from 0 / 0 to 0.788 / 0.878, at the price of one clean sub-mode (30 items, 0.24%)
+  on the clean GTSRB cell (docs/benchmarks.md, session 17). A lone group that the labels
   family flagged for the most part (:data:`LONE_LABEL_NOISE_SHARE`) is label noise and
   left to that family too: a backdoor's poisons carry their target's label
   consistently and pass the label checks;
@@ -172,8 +182,14 @@ MIN_CLASS_SHARE = 0.05
 #: A lone member's flags in a class stand where at least this share of them look like
 #: another class as inputs (see :func:`_confirmed_flags`).
 LONE_CONFIRMED_SHARE = 0.8
-#: ... in at most this share of the classes (at least one): a backdoor's target.
+#: ... in at most this share of the classes (at least one), and at most
+#: :data:`MAX_LONE_CLASSES`, counted per member: a backdoor's target. The cap is
+#: absolute because a member's clean sub-modes grow with the number of classes while a
+#: backdoor's targets do not: on the GTSRB subset (43 classes) activation clustering's
+#: confirmed lone groups were clean sub-modes in 3-4 classes of every 1% backdoor cell,
+#: spectral signatures' one group the poisons (BadNets 123 of 123, WaNet 110 of 111).
 MAX_LONE_CLASS_SHARE = 0.2
+MAX_LONE_CLASSES = 2
 #: ... and where the labels family flagged less than this share of them; the same
 #: share drops all of the family's flags in a class (:func:`_label_noise_gate`). A
 #: backdoor's poisons carry their target's label consistently and the label checks pass
@@ -234,7 +250,13 @@ def combine(
         entry: dict[str, Any] = {}
         if fam in INPUT_CONFIRMED and confirm_other is not None and len(members) > 1:
             fam_flags, entry = _confirmed_flags(
-                results, members, fam_flags, confirm_other, y, label_issues
+                results,
+                members,
+                fam_flags,
+                confirm_other,
+                y,
+                label_issues,
+                min_share=MIN_CLASS_SHARE if fam in CLASS_SHARE_GATED else 0.0,
             )
         if fam in CLASS_SHARE_GATED and y is not None and len(members) > 1:
             fam_flags, small = _class_share_gate(fam_flags, y)
@@ -280,6 +302,8 @@ def _confirmed_flags(
     confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]],
     labels: npt.NDArray[Any] | None,
     label_issues: npt.NDArray[np.bool_] | None = None,
+    *,
+    min_share: float = 0.0,
 ) -> tuple[npt.NDArray[np.bool_], dict[str, Any]]:
     """The flags of an :data:`INPUT_CONFIRMED` family that look like another class as
     inputs, and the report's entry on them.
@@ -294,7 +318,11 @@ def _confirmed_flags(
     group found by the other member (a third of a class of 7s) takes the class's own
     look-alikes out of the reference and lets a clean sub-mode pass. A lone group of
     which the labels family (``label_issues``) flagged at least
-    :data:`LONE_LABEL_NOISE_SHARE` is label noise, left to that family.
+    :data:`LONE_LABEL_NOISE_SHARE` is label noise, left to that family. A lone group
+    below ``min_share`` of its class is no sub-population (the class gate drops it) and
+    does not count towards a member's classes: a member's few confirmed items in many
+    classes (spectral signatures' top items, 1-19 per class on GTSRB) must not hold back
+    its one real group.
     """
     flags = {m: np.asarray(results[m].flags, dtype=bool) for m in members}
     candidates = np.logical_or.reduce(list(flags.values()))
@@ -303,33 +331,39 @@ def _confirmed_flags(
     lone: dict[str, int] = {}
     held: list[str] = []
     noise: list[str] = []
+    small: list[str] = []
     if labels is not None:
-        groups: dict[tuple[str, Any], npt.NDArray[np.bool_]] = {}
+        limit = max(1, min(MAX_LONE_CLASSES, int(MAX_LONE_CLASS_SHARE * np.unique(labels).size)))
         for member, mine in flags.items():
             alone = mine & ~at_quorum
             if not alone.any():
                 continue
             own = np.asarray(confirm_other(mine), dtype=bool) & mine
+            groups: dict[Any, npt.NDArray[np.bool_]] = {}
             for c in np.unique(labels[alone]):
                 group = mine & (labels == c)
                 ok = group & own
                 if int(ok.sum()) < LONE_CONFIRMED_SHARE * int(group.sum()):
                     continue
+                if int(ok.sum()) < min_share * int((labels == c).sum()):
+                    small.append(f"{member}:{c}")
+                    continue
                 if label_issues is not None and _mostly_label_noise(ok, label_issues):
                     noise.append(f"{member}:{c}")
                     continue
-                groups[(member, c)] = ok
-        # A backdoor sends its poisons to its target: lone groups in many classes at
-        # once are label noise spread over the set, which the labels family judges.
-        classes = {c for _, c in groups}
-        if len(classes) <= max(1, int(MAX_LONE_CLASS_SHARE * np.unique(labels).size)):
-            for (member, c), ok in groups.items():
+                groups[c] = ok
+            # A backdoor sends its poisons to its target: one member's lone groups in
+            # many classes at once are label noise spread over the set (which the labels
+            # family judges) or that member's own false alarms.
+            if len(groups) > limit:
+                held += [f"{member}:{c}" for c in groups]
+                continue
+            for c, ok in groups.items():
                 added = ok & ~out
                 if added.any():
                     lone[f"{member}:{c}"] = int(added.sum())
                 out |= ok
-        else:
-            held = sorted(f"{member}:{c}" for member, c in groups)
+        held.sort()
     entry: dict[str, Any] = {
         "unconfirmed": int((at_quorum & ~confirmed).sum()),
         "confirmed_by": "input-space neighbours (unflagged items) mostly of another label",
@@ -341,6 +375,8 @@ def _confirmed_flags(
         entry["lone_held_back"] = held
     if noise:
         entry["lone_label_noise"] = sorted(noise)
+    if small:
+        entry["lone_below_class_share"] = sorted(small)
     return out, entry
 
 
