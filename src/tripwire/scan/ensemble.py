@@ -341,11 +341,12 @@ def _confirmed_flags(
             own = np.asarray(confirm_other(mine), dtype=bool) & mine
             groups: dict[Any, npt.NDArray[np.bool_]] = {}
             for c in np.unique(labels[alone]):
-                group = mine & (labels == c)
+                in_class = labels == c
+                group = mine & in_class
                 ok = group & own
                 if int(ok.sum()) < LONE_CONFIRMED_SHARE * int(group.sum()):
                     continue
-                if int(ok.sum()) < min_share * int((labels == c).sum()):
+                if int(ok.sum()) < min_share * int(in_class.sum()):
                     small.append(f"{member}:{c}")
                     continue
                 if label_issues is not None and _mostly_label_noise(ok, label_issues):
