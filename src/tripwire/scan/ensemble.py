@@ -185,9 +185,7 @@ LONE_CONFIRMED_SHARE = 0.8
 #: ... in at most this share of the classes (at least one), and at most
 #: :data:`MAX_LONE_CLASSES`, counted per member: a backdoor's target. The cap is
 #: absolute because a member's clean sub-modes grow with the number of classes while a
-#: backdoor's targets do not: on the GTSRB subset (43 classes) activation clustering's
-#: confirmed lone groups were clean sub-modes in 3-4 classes of every 1% backdoor cell,
-#: spectral signatures' one group the poisons (BadNets 123 of 123, WaNet 110 of 111).
+#: backdoor's targets do not (the GTSRB figures are in the module docstring).
 MAX_LONE_CLASS_SHARE = 0.2
 MAX_LONE_CLASSES = 2
 #: ... and where the labels family flagged less than this share of them; the same
@@ -346,7 +344,7 @@ def _confirmed_flags(
                 ok = group & own
                 if int(ok.sum()) < LONE_CONFIRMED_SHARE * int(group.sum()):
                     continue
-                if int(ok.sum()) < min_share * int(in_class.sum()):
+                if _below_share(ok, in_class, min_share):
                     small.append(f"{member}:{c}")
                     continue
                 if label_issues is not None and _mostly_label_noise(ok, label_issues):
@@ -364,7 +362,6 @@ def _confirmed_flags(
                 if added.any():
                     lone[f"{member}:{c}"] = int(added.sum())
                 out |= ok
-        held.sort()
     entry: dict[str, Any] = {
         "unconfirmed": int((at_quorum & ~confirmed).sum()),
         "confirmed_by": "input-space neighbours (unflagged items) mostly of another label",
@@ -373,7 +370,7 @@ def _confirmed_flags(
         entry["lone_confirmed"] = lone
         entry["lone_confirmed_share"] = LONE_CONFIRMED_SHARE
     if held:
-        entry["lone_held_back"] = held
+        entry["lone_held_back"] = sorted(held)
     if noise:
         entry["lone_label_noise"] = sorted(noise)
     if small:
@@ -405,8 +402,15 @@ def _class_share_gate(
     """Keep the flags of the classes where they make at least :data:`MIN_CLASS_SHARE` of
     the class; returns the kept flags and, per class held back, how many it had."""
     return _drop_classes(
-        flags, labels, lambda mine, members: mine.sum() < MIN_CLASS_SHARE * members.sum()
+        flags, labels, lambda mine, members: _below_share(mine, members, MIN_CLASS_SHARE)
     )
+
+
+def _below_share(
+    group: npt.NDArray[np.bool_], members: npt.NDArray[np.bool_], share: float
+) -> bool:
+    """Whether ``group`` holds less than ``share`` of the class ``members``."""
+    return int(group.sum()) < share * int(members.sum())
 
 
 def _mostly_label_noise(group: npt.NDArray[np.bool_], label_issues: npt.NDArray[np.bool_]) -> bool:
