@@ -176,6 +176,33 @@ def test_suite_cells_are_seed_major() -> None:
     assert order[:3] == [("a", 0, "clean", 0.0), ("a", 0, "badnets", 0.1), ("a", 0, "badnets", 0.2)]
 
 
+def test_a_seed_selection_runs_those_seeds_cells_unchanged(tmp_path: Path) -> None:
+    """``seeds``: only those seeds' cells, each with the key and the retraining it has in
+    the whole suite, so runs over different seeds complete one suite's cache."""
+    from tripwire.bench.runner import _retrain_settings, cell_file, suite_grid
+
+    standard = get_suite("standard")
+    whole = list(suite_grid(standard, log=lambda _: None))
+    picked = list(suite_grid(standard, log=lambda _: None, seeds={2}))
+    assert len(picked) == 8
+    assert {(s.name, seed) for s, _, _, seed in picked} == {("mnist", 2)}
+    assert [(s.name, a.kind, r, seed) for s, a, r, seed in picked] == [
+        (s.name, a.kind, r, seed) for s, a, r, seed in whole if seed == 2
+    ]
+    firsts = list(suite_grid(standard, log=lambda _: None, seeds={0}))
+    assert len(firsts) == 24  # seed 0 of every dataset
+    spec, attack, rate, seed = next(c for c in firsts if c[1].kind == "badnets")
+    assert _retrain_settings(standard, spec, attack, rate, seed) == ["tripwire:ensemble"]
+    assert cell_file(standard, spec, attack, rate, seed, tmp_path) == next(
+        cell_file(standard, s, a, r, sd, tmp_path)
+        for s, a, r, sd in whole
+        if (s.name, a.kind, r, sd) == (spec.name, attack.kind, rate, seed)
+    )
+    # Seed 2 is not MNIST's first: it does not retrain, selected alone or not.
+    spec, attack, rate, seed = next(c for c in picked if c[1].kind == "badnets")
+    assert _retrain_settings(standard, spec, attack, rate, seed) is None
+
+
 def test_a_cell_the_data_cannot_hold_is_skipped_and_reported(tmp_path: Path) -> None:
     """A clean-label rate above the target class's share (every 0 of the data and more)
     is refused by the attack; the suite says so and runs the other cells."""
@@ -250,4 +277,10 @@ def test_bench_cli_refuses_an_unknown_dataset_and_too_few_verified_samples(
     code, _, err = cli(capsys, "bench", "--suite", "quick", "--trusted", "5", *out)
     assert code == 2
     one_line_error(err, "--trusted", "at least 100")
+    code, _, err = cli(capsys, "bench", "--suite", "quick", "--seeds", "2", *out)
+    assert code == 2
+    one_line_error(err, "--seeds", "no seed 2", "0, 1")
+    code, _, err = cli(capsys, "bench", "--suite", "quick", "--seeds", "one", *out)
+    assert code == 2
+    one_line_error(err, "--seeds", "integers")
     assert not (tmp_path / "out").exists()

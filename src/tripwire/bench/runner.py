@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -80,11 +80,15 @@ def load_suite_data(spec: DataSpec, data_dir: str | None) -> tuple[Dataset, Data
     return stratified_subset(train, spec.train_subset), stratified_subset(test, spec.test_subset)
 
 
-def suite_grid(suite: Suite, log: Log = print) -> Iterator[tuple[DataSpec, AttackCell, float, int]]:
+def suite_grid(
+    suite: Suite, log: Log = print, seeds: Collection[int] | None = None
+) -> Iterator[tuple[DataSpec, AttackCell, float, int]]:
     """Every poisoning cell of ``suite`` as ``(spec, attack, rate, seed)``, in run order.
 
     Seed-major: every dataset's first seed comes before any second seed, so a long suite
     stopped part-way (it resumes) already holds one complete table over all datasets.
+    ``seeds``: only the cells of these seeds (a cell keeps its key and its settings, such
+    as retraining on a dataset's first seed, whichever seeds are selected).
     """
     registered = set(_attack_kinds())
     missing = {
@@ -100,6 +104,8 @@ def suite_grid(suite: Suite, log: Log = print) -> Iterator[tuple[DataSpec, Attac
         for spec in suite.data:
             if r >= len(spec.seeds):
                 continue
+            if seeds is not None and spec.seeds[r] not in seeds:
+                continue
             for attack in suite.attacks_for(spec):
                 if attack.kind in missing:
                     continue
@@ -108,12 +114,12 @@ def suite_grid(suite: Suite, log: Log = print) -> Iterator[tuple[DataSpec, Attac
 
 
 def suite_cells(
-    suite: Suite, data_dir: str | None, log: Log = print
+    suite: Suite, data_dir: str | None, log: Log = print, seeds: Collection[int] | None = None
 ) -> Iterator[tuple[DataSpec, Dataset, Dataset, AttackCell, float, int]]:
     """:func:`suite_grid` with each cell's data, as ``(spec, train, test, attack, rate,
     seed)``; each dataset is loaded once, when its first cell comes."""
     loaded: dict[str, tuple[Dataset, Dataset]] = {}
-    for spec, attack, rate, seed in suite_grid(suite, log):
+    for spec, attack, rate, seed in suite_grid(suite, log, seeds):
         if spec.name not in loaded:
             loaded[spec.name] = load_suite_data(spec, data_dir)
         train, test = loaded[spec.name]
@@ -508,6 +514,7 @@ def run_suite(
     resume: bool = False,
     finished_only: bool = False,
     trusted: int | None = None,
+    seeds: Collection[int] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
     """Run every cell of ``suite``; returns ``{"rows", "curves", "examples", "extraction",
@@ -515,6 +522,7 @@ def run_suite(
 
     ``finished_only``: run nothing new, only gather the cells already finished in
     ``cache_dir`` (``unfinished`` lists the others): a long suite's table part-way.
+    ``seeds``: only these seeds' cells (as :func:`suite_grid`).
     """
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
@@ -523,12 +531,12 @@ def run_suite(
     rows: list[dict[str, Any]] = []
     curves: dict[str, Any] = {}
     examples: dict[str, Any] = {}
-    total = sum(1 for _ in suite_grid(suite, log=lambda _: None))
+    total = sum(1 for _ in suite_grid(suite, log=lambda _: None, seeds=seeds))
     unfinished: list[str] = []
     skipped: list[dict[str, str]] = []
     run_times: list[float] = []
     for i, (spec, train, test, attack, rate, seed) in enumerate(
-        suite_cells(suite, data_dir, log), start=1
+        suite_cells(suite, data_dir, log, seeds), start=1
     ):
         cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir, trusted)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
@@ -586,7 +594,12 @@ def run_suite(
 
 
 def train_suite_models(
-    suite: Suite, *, cache_dir: Path, data_dir: str | None = None, log: Log = print
+    suite: Suite,
+    *,
+    cache_dir: Path,
+    data_dir: str | None = None,
+    seeds: Collection[int] | None = None,
+    log: Log = print,
 ) -> int:
     """Train and cache the model of every cell of ``suite`` (no detection); returns the
     number of cells. Training dominates a long suite and does not depend on the
@@ -594,7 +607,7 @@ def train_suite_models(
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
     n = 0
-    for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log):
+    for spec, train, test, attack, rate, seed in suite_cells(suite, data_dir, log, seeds):
         t0 = time.perf_counter()
         try:
             ds, _, _ = attacked(train, attack, rate, seed)

@@ -7,10 +7,13 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tripwire.cli.common import console, out
 from tripwire.errors import EXIT_OK, InputError
+
+if TYPE_CHECKING:
+    from tripwire.bench.suites import Suite
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -53,6 +56,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="run only these of the suite's datasets (comma-separated, e.g. cifar10-10k)",
     )
     p.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="run only these seeds' cells (comma-separated, e.g. 2); a cell keeps its cache "
+        "key, so runs over different seeds complete one suite",
+    )
+    p.add_argument(
         "--train-only",
         action="store_true",
         help="only train and cache every model the suite needs (no detection, no outputs); "
@@ -84,12 +93,14 @@ def run(args: argparse.Namespace) -> int:
                 "--data",
             )
         suite = replace(suite, data=tuple(d for d in suite.data if d.name in names))
+    seeds = _seeds(args.seeds, suite) if args.seeds else None
     started = time.perf_counter()
     if args.train_only:
         n = train_suite_models(
             suite,
             cache_dir=Path(args.cache_dir),
             data_dir=args.data_dir,
+            seeds=seeds,
             log=lambda msg: console.print(msg),
         )
         out(
@@ -105,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         finished_only=args.finished_only,
         trusted=args.trusted,
+        seeds=seeds,
         log=lambda msg: console.print(msg),
     )
     wall = time.perf_counter() - started
@@ -116,3 +128,20 @@ def run(args: argparse.Namespace) -> int:
         + (f"; {len(left)} cells not finished yet, left out" if left else "")
     )
     return EXIT_OK
+
+
+def _seeds(text: str, suite: Suite) -> set[int]:
+    """``--seeds`` as a set of ints, each one that the (selected) suite runs."""
+    try:
+        seeds = {int(s) for s in text.split(",") if s.strip()}
+    except ValueError:
+        raise InputError(f"seeds must be integers, got '{text}'", "--seeds") from None
+    known = sorted({s for d in suite.data for s in d.seeds})
+    unknown = sorted(seeds - set(known))
+    if not seeds or unknown:
+        named = ", ".join(map(str, unknown)) if unknown else repr(text)
+        raise InputError(
+            f"the {suite.name} suite has no seed {named} (it has {', '.join(map(str, known))})",
+            "--seeds",
+        )
+    return seeds
