@@ -16,8 +16,9 @@ Reported per cell: AUROC and average precision of each combined score, the best
 single detector's AUROC (what a perfect chooser of one detector would get), and the
 verdict's flags, precision and recall; also without the input-space confirmation of
 feature-cluster flags (``unconfirmed_*``), and without the class-share gate of
-feature-cluster flags (``ungated_*``, the rule before session 11). The detectors'
-outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
+feature-cluster flags (``ungated_*``, the rule before session 11), and without the
+near-copy check of feature-cluster groups (``unspread_*``, the rule before session
+18). The detectors' outputs are cached per cell in ``--cache-dir`` (npz, no pickles), so the
 table can be recomputed without retraining; ``--refresh a,b`` runs the named detectors
 again on cached cells (after a change to them), and detectors new since a cell was
 cached are added to it.
@@ -153,7 +154,11 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     """AUROC / AP of both combined scores and of the best single detector."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+    from tripwire.detectors.input_space import (
+        InputSpace,
+        group_spread,
+        other_class_confirmation,
+    )
     from tripwire.scan.ensemble import combine, common_scale
 
     z = np.load(path, allow_pickle=False)
@@ -161,9 +166,13 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     if not np.array_equal(z["y"], ds.y):
         raise ValueError(f"{path} holds another dataset than this cell's")
     # What scan-data hands the ensemble about the inputs.
-    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
+    space = InputSpace(ds.model_input(), random_state=seed)
+    confirm = other_class_confirmation(space, ds.y)
+    spread = group_spread(space, ds.y, random_state=seed)
     results = stored_results(z)
-    family = combine(results, len(truth), confirm_other=confirm, labels=ds.y)
+    family = combine(results, len(truth), confirm_other=confirm, labels=ds.y, spread=spread)
+    # The same verdict without the near-copy check of feature-cluster groups (session 18).
+    unspread = combine(results, len(truth), confirm_other=confirm, labels=ds.y)
     plain_max = np.max(np.vstack([common_scale(r) for r in results.values()]), axis=0)
     # The same verdict without the input-space confirmation of feature-cluster flags.
     unconfirmed = combine(results, len(truth), labels=ds.y)
@@ -174,11 +183,13 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
         "flagged": int(family.flags.sum()),
         "unconfirmed_flagged": int(unconfirmed.flags.sum()),
         "ungated_flagged": int(ungated.flags.sum()),
+        "unspread_flagged": int(unspread.flags.sum()),
     }
     if not truth.any():
         out["flag_rate"] = round(float(family.flags.mean()), 5)
         out["unconfirmed_flag_rate"] = round(float(unconfirmed.flags.mean()), 5)
         out["ungated_flag_rate"] = round(float(ungated.flags.mean()), 5)
+        out["unspread_flag_rate"] = round(float(unspread.flags.mean()), 5)
         return out
     for name, score in (("family", family.scores), ("max", plain_max)):
         out[f"{name}_auroc"] = round(float(roc_auc_score(truth, score)), 4)
@@ -195,6 +206,9 @@ def rankings(path: Path, ds: Any, seed: int) -> dict[str, Any]:
     tp_g = int((ungated.flags & truth).sum())
     out["ungated_precision"] = round(tp_g / max(int(ungated.flags.sum()), 1), 4)
     out["ungated_recall"] = round(tp_g / int(truth.sum()), 4)
+    tp_s = int((unspread.flags & truth).sum())
+    out["unspread_precision"] = round(tp_s / max(int(unspread.flags.sum()), 1), 4)
+    out["unspread_recall"] = round(tp_s / int(truth.sum()), 4)
     return out
 
 

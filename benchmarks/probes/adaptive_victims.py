@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+from tripwire.detectors.input_space import InputSpace
 from tripwire.io import load_dataset
 from tripwire.scan.ensemble import combine
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
+sys.path.insert(0, str(Path(__file__).parent))
+from combine import evidence
 from ensemble_ranking import _cell_data, stored_results
 
 
@@ -31,10 +33,8 @@ def main() -> None:
             path = Path("runs/ens-cache") / f"{arch}_adaptive_0.05_{seed}.npz"
             z = np.load(path, allow_pickle=False)
             ds = _cell_data("adaptive", 0.05, {}, seed)
-            confirm = other_class_confirmation(
-                InputSpace(ds.model_input(), random_state=seed), ds.y
-            )
-            flags = combine(stored_results(z), len(ds), confirm_other=confirm, labels=ds.y).flags
+            space = InputSpace(ds.model_input(), random_state=seed)
+            flags = combine(stored_results(z), len(ds), **evidence(combine, ds, space, seed)).flags
             truth = z["truth"]
             victims = truth & (ds.y != clean_y)
             covers = truth & ~victims

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 from tripwire.bench.runner import attacked, load_suite_data
 from tripwire.bench.suites import get_suite
 from tripwire.detectors import DetectorResult
-from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from ensemble_ranking import stored_results
@@ -48,8 +49,8 @@ def load_rule(path: Path | None) -> Any:
     return module.combine
 
 
-def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], Any]:
-    """The cell's dataset, its detectors' results and the input-space confirmation."""
+def stored_cell(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], InputSpace]:
+    """The cell's dataset, its detectors' results and its input space."""
     name, kind, rate, _ = path.stem.split("_")
     suite = get_suite("standard")
     spec = next(d for d in suite.data if d.name == name)
@@ -57,8 +58,25 @@ def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], A
     cell = next(a for a in suite.attacks if a.kind == kind)
     ds, _, _ = attacked(train, cell, float(rate), seed)
     results = stored_results(np.load(path, allow_pickle=False))
-    confirm = other_class_confirmation(InputSpace(ds.model_input(), random_state=seed), ds.y)
-    return ds, results, confirm
+    return ds, results, InputSpace(ds.model_input(), random_state=seed)
+
+
+def stored(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], Any]:
+    """The cell's dataset, its detectors' results and the input-space confirmation."""
+    ds, results, space = stored_cell(path, seed)
+    return ds, results, other_class_confirmation(space, ds.y)
+
+
+def evidence(combine: Any, ds: Any, space: InputSpace, seed: int = 0) -> dict[str, Any]:
+    """What ``scan-data`` passes ``combine`` besides the results, as far as that version
+    of it takes (a rule from before the spread check takes no ``spread``)."""
+    kw: dict[str, Any] = {
+        "confirm_other": other_class_confirmation(space, ds.y),
+        "labels": ds.y,
+    }
+    if "spread" in inspect.signature(combine).parameters:
+        kw["spread"] = group_spread(space, ds.y, random_state=seed)
+    return kw
 
 
 def main() -> None:
@@ -71,9 +89,9 @@ def main() -> None:
     args = ap.parse_args()
     combine = load_rule(args.rule)
     for path in sorted(args.probe_dir.glob(f"{args.data}_*_0.npz")):
-        ds, results, confirm = stored(path)
+        ds, results, space = stored_cell(path)
         truth = np.asarray(ds.poisoned) if ds.poisoned is not None else np.zeros(len(ds), bool)
-        e = combine(results, len(ds), confirm_other=confirm, labels=ds.y)
+        e = combine(results, len(ds), **evidence(combine, ds, space))
         tp = int((e.flags & truth).sum())
         row = {
             "cell": path.stem,

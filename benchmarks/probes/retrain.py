@@ -19,16 +19,16 @@ from tripwire.bench.suites import get_suite
 from tripwire.scan.ensemble import combine
 
 sys.path.insert(0, str(Path(__file__).parent))
-from combine import DATA_DIR, stored
+from combine import DATA_DIR, evidence, stored_cell
 
 
 def main() -> None:
     path = Path(sys.argv[1])
-    ds, results, confirm = stored(path)
+    ds, results, space = stored_cell(path)
     spec = get_suite("standard").data[0]
     spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
     _, test = load_suite_data(spec, DATA_DIR)
-    e = combine(results, len(ds), confirm_other=confirm, labels=ds.y)
+    e = combine(results, len(ds), **evidence(combine, ds, space))
     cache = Path("runs/std-cache")
     before = train_cached(ds, test, spec, 0, cache)
     after = train_cached(ds.subset(np.flatnonzero(~e.flags)), test, spec, 0, cache)

@@ -12,6 +12,7 @@ from tripwire.detectors import DetectorInput
 from tripwire.detectors.input_space import (
     SHARED_NEIGHBOURS,
     InputSpace,
+    group_spread,
     input_embedding,
     label_disagreement,
     neighbours_among,
@@ -160,3 +161,45 @@ def test_embed_places_other_inputs_in_the_same_embedding() -> None:
     assert other.shape == (200, emb.shape[1])
     with pytest.raises(InputError, match="do not match"):
         space.embed(np.zeros((3, 1, 9, 9), np.float32))
+
+
+def test_group_spread_tells_near_copies_from_a_draw_of_the_class() -> None:
+    """Frames of one track (a few source images, each copied with a little noise) are
+    far tighter than the rest of their class; a random draw of the class is not, and a
+    group that a blended pattern (alpha 0.3) pulled together is only as much tighter as
+    the blend shrinks it."""
+    rng = np.random.default_rng(0)
+    images, labels = load_digits(return_X_y=True)
+    x = (images / 16.0).astype(np.float32)
+    y = labels.copy()
+    cls = np.flatnonzero(y == 3)
+    # Twelve source images, five frames each, replacing 60 of class 3's items.
+    track = cls[:60]
+    sources = x[cls[60:72]]
+    x[track] = np.repeat(sources, 5, axis=0) + rng.normal(0, 0.02, (60, 64)).astype(np.float32)
+    blended = np.zeros(len(y), bool)
+    blended[np.flatnonzero(y == 7)[:60]] = True
+    x[blended] = 0.7 * x[blended] + 0.3 * rng.random(64, dtype=np.float32)
+    space = InputSpace(x, random_state=0)
+    spread = group_spread(space, y, random_state=0)
+    tracks = np.zeros(len(y), bool)
+    tracks[track] = True
+    drawn = np.zeros(len(y), bool)
+    drawn[rng.choice(np.flatnonzero(y == 5), 60, replace=False)] = True
+    assert spread(tracks) < 0.3
+    assert 0.7 < spread(drawn) < 1.4
+    assert 0.55 < spread(blended) < 0.9
+    # The same group asked twice gets the same answer.
+    assert spread(drawn) == spread(drawn)
+    # Too few items to tell, a group across classes, a mask of the wrong length.
+    two = np.zeros(len(y), bool)
+    two[np.flatnonzero(y == 5)[:2]] = True
+    assert np.isnan(spread(two))
+    mixed = two.copy()
+    mixed[np.flatnonzero(y == 6)[0]] = True
+    with pytest.raises(InputError, match="one class"):
+        spread(mixed)
+    with pytest.raises(InputError):
+        spread(tracks[:-1])
+    with pytest.raises(InputError):
+        group_spread(space, y[:-1])

@@ -319,3 +319,39 @@ def test_feature_cluster_flags_in_a_class_of_label_noise_are_left_to_the_labels_
         np.flatnonzero(combine(alone, n, confirm_other=confirm, labels=labels).flags).tolist()
         == pair
     )
+
+
+def test_feature_cluster_groups_of_near_copies_are_held_back() -> None:
+    """A class's flagged group that is far tighter in input space than its class (frames
+    of one video track) is a clean sub-mode: held back and reported with its spread. A
+    group as spread as its class stands, and so does one too small to measure (NaN)."""
+    from tripwire.scan.ensemble import MIN_GROUP_SPREAD
+
+    n = 600
+    labels = np.repeat([0, 1, 2], n // 3)
+    copies, poisons, unknown = list(range(0, 30)), list(range(200, 240)), list(range(400, 420))
+    flagged = copies + poisons + unknown
+    results = {
+        "activation-clustering": _result("activation-clustering", flagged, n),
+        "spectral-signature": _result("spectral-signature", flagged, n),
+        "dual-space": _result("dual-space", [5], n),
+    }
+    asked: list[int] = []
+
+    def spread(group: np.ndarray) -> float:
+        (cls,) = np.unique(labels[group])
+        asked.append(int(cls))
+        return {0: 0.2, 1: 1.1, 2: float("nan")}[int(cls)]
+
+    res = combine(results, n, labels=labels, spread=spread)
+    assert sorted(asked) == [0, 1, 2]
+    # Another family's flag in that class is not held back with the group.
+    assert np.flatnonzero(res.flags).tolist() == sorted([5, *poisons, *unknown])
+    entry = res.families["feature-clusters"]
+    assert entry["near_copy_classes"] == {"0": 0.2}
+    assert entry["min_group_spread"] == MIN_GROUP_SPREAD
+    others = [i for i in copies if i != 5]
+    assert res.scores[others].max() < 1.0 <= res.scores[poisons].min()
+    # Without the check (no spread given, or no labels) the group stands.
+    assert combine(results, n, labels=labels).flags[copies].all()
+    assert combine(results, n, spread=spread).flags[copies].all()

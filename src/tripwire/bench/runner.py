@@ -27,7 +27,7 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
-from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
@@ -454,7 +454,11 @@ def run_poison_cell(
         results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
     # What a user of scan-data gets: every detector combined by the ensemble's rule.
     ensemble = combine(
-        ours, len(ds), confirm_other=other_class_confirmation(space, ds.y), labels=ds.y
+        ours,
+        len(ds),
+        confirm_other=other_class_confirmation(space, ds.y),
+        labels=ds.y,
+        spread=group_spread(space, ds.y, random_state=seed),
     )
     results[ENSEMBLE_ROW] = (
         ensemble.scores,

@@ -284,3 +284,72 @@ def other_class_confirmation(
         return out
 
     return confirm
+
+
+#: A group's spread is measured on at most this many of its items, and on as many of
+#: the rest of its class per draw (the nearest-member search is exact, so bounded).
+SPREAD_SAMPLE = 1000
+#: Random draws from the rest of the class that a group's spread is measured against.
+SPREAD_DRAWS = 5
+
+
+def _nearest_median(x: npt.NDArray[np.float32]) -> float:
+    """Median distance from each row of ``x`` to its nearest other row."""
+    dist, _ = NearestNeighbors(n_neighbors=2).fit(x).kneighbors(x)
+    return float(np.median(dist[:, 1]))
+
+
+def group_spread(
+    space: InputSpace,
+    labels: npt.ArrayLike,
+    *,
+    draws: int = SPREAD_DRAWS,
+    random_state: int = 0,
+) -> Callable[[npt.NDArray[np.bool_]], float]:
+    """How spread out a group of one class's items is in input space, against its class.
+
+    The returned function takes a group (a mask over the items, all of one label) and
+    returns the median distance from a member to its nearest other member, over the
+    median of the same for ``draws`` random draws of as many items from the rest of the
+    class. Both sides are taken at the same size (at most :data:`SPREAD_SAMPLE`; the
+    larger side subsampled), because nearest-member distances shrink as a sample grows.
+    NaN where the group or the rest of its class has fewer than three items.
+
+    A set of near-copies (frames of one physical sign cut from a video track, as GTSRB
+    is) scores far below 1: each member has a twin in the group. A group drawn from many
+    unrelated source images, as a backdoor's poisons are, scores about 1 or above.
+
+    Raises
+    ------
+    InputError
+        Not one label per item.
+    """
+    y = np.asarray(labels)
+    if y.shape != (len(space),):
+        raise InputError(f"needs one label per item ({y.shape} for {len(space)})", "input space")
+    if draws < 1:
+        raise InputError("needs at least one draw", "input space")
+
+    def spread(group: npt.NDArray[np.bool_]) -> float:
+        g = np.asarray(group, dtype=bool)
+        if g.shape != y.shape or not g.any():
+            raise InputError("needs a non-empty group mask, one flag per item", "input space")
+        classes = np.unique(y[g])
+        if classes.size != 1:
+            raise InputError("a group must hold items of one class", "input space")
+        idx = np.flatnonzero(g)
+        rest = np.flatnonzero((y == classes[0]) & ~g)
+        m = min(idx.size, rest.size, SPREAD_SAMPLE)
+        if m < 3:
+            return float("nan")
+        # Seeded per group: the same group gets the same answer in any order of calls.
+        rng = np.random.default_rng([random_state, int(idx[0]), idx.size])
+        emb = space.embedding()
+        mine = _nearest_median(emb[rng.choice(idx, m, replace=False)])
+        others = np.median(
+            [_nearest_median(emb[rng.choice(rest, m, replace=False)]) for _ in range(draws)]
+        )
+        # A class of exact copies gives no scale to measure against.
+        return float(mine / others) if others > 0 else float("nan")
+
+    return spread

@@ -32,7 +32,7 @@ from tripwire.detectors import (
     available,
     get,
 )
-from tripwire.detectors.input_space import InputSpace, other_class_confirmation
+from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.detectors.oos import label_probabilities, reference_probabilities
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
@@ -359,7 +359,11 @@ def scan_data(
             continue
         timings[cls.name] = time.perf_counter() - t0
     ensemble = combine(
-        results, len(ds), confirm_other=other_class_confirmation(space, ds.y), labels=ds.y
+        results,
+        len(ds),
+        confirm_other=other_class_confirmation(space, ds.y),
+        labels=ds.y,
+        spread=group_spread(space, ds.y, random_state=seed),
     )
     scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)

@@ -78,6 +78,21 @@ family                    members                                     quorum
   precision rose from 0.59 to 0.88 and recall fell from 0.60 to 0.53 (session 11,
   docs/benchmarks.md). A dirty-label backdoor at 1% of a balanced 10-class set makes
   9% of its target class; one below 5% of its class is left to the other families;
+- ``feature-clusters`` flags in a class also stand only where the group is **not a set
+  of near-copies**: its median distance to its nearest fellow member in input space at
+  least :data:`MIN_GROUP_SPREAD` of the same for random draws of as many items of its
+  class (:func:`~tripwire.detectors.input_space.group_spread`), where the caller passes
+  that measure (``scan-data`` does). GTSRB is cut from video tracks (about 30 frames of
+  one physical sign): a track is a sub-mode that both members find and that looks like
+  another class once it is left out of the reference, because its only look-alikes are
+  its own frames. Such clean groups measured 0.04-0.48 of their draws (other clean
+  sub-modes 0.51-1.21, kept); a backdoor's poisons, drawn from many source images,
+  0.85-2.20 (BadNets and blend at 1% on the GTSRB subset, at 5% on bundled MNIST),
+  and no group on bundled MNIST came under 0.70. On the GTSRB subset with 1% BadNets
+  precision rose from 0.719 to 0.820 at recall 1.000 (docs/benchmarks.md, session 18).
+  A blend pulls its poisons together by its alpha (0.3: a group measures about 0.65 of
+  its draws; 0.5: about 0.48), so a blend at alpha 0.5 or more found by this family
+  alone would be held back; ``input-pattern`` and ``behaviour`` do not read this;
 - ``dual-space``, ``duplicate-labels``, ``perturbation-consistency`` and
   ``input-pattern`` flag only after a class-level test, a fact or their own
   confirmation (a cluster whose inputs look like other classes; a copy under another
@@ -197,6 +212,11 @@ MAX_LONE_CLASSES = 2
 #: group also took cost precision (full MNIST, 5% flips: precision 0.90 -> 0.98;
 #: docs/benchmarks.md, session 14).
 LONE_LABEL_NOISE_SHARE = 0.5
+#: ``feature-clusters`` flags in a class stand only where the flagged group is at least
+#: this spread out in input space against the rest of its class
+#: (:func:`~tripwire.detectors.input_space.group_spread`, 1.0: as spread as a random
+#: draw of the class). See the module docstring for the figures.
+MIN_GROUP_SPREAD = 0.5
 
 
 def combine(
@@ -205,6 +225,7 @@ def combine(
     *,
     confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
     labels: npt.ArrayLike | None = None,
+    spread: Callable[[npt.NDArray[np.bool_]], float] | None = None,
 ) -> EnsembleResult:
     """Combine detector results over ``n`` items (see the module docstring).
 
@@ -212,7 +233,11 @@ def combine(
     class as inputs (:func:`~tripwire.detectors.input_space.other_class_confirmation`);
     None: no such evidence, and no family is confirmed by it. ``labels`` (one per item)
     lets the families of :data:`CLASS_SHARE_GATED` flag a class's items only where they
-    make at least :data:`MIN_CLASS_SHARE` of it; None: no class gate.
+    make at least :data:`MIN_CLASS_SHARE` of it; None: no class gate. ``spread`` (with
+    ``labels``) takes one class's flagged group and returns how spread out it is in
+    input space against its class (:func:`~tripwire.detectors.input_space.group_spread`);
+    the same families' groups under :data:`MIN_GROUP_SPREAD` (near-copies) are held
+    back. None: no such check.
     """
     y = None if labels is None else np.asarray(labels)
     if y is not None and y.shape != (n,):
@@ -265,6 +290,11 @@ def combine(
                 fam_flags, noisy = _label_noise_gate(fam_flags, y, label_issues)
                 if noisy:
                     entry["label_noise_classes"] = noisy
+            if spread is not None:
+                fam_flags, copies = _near_copy_gate(fam_flags, y, spread)
+                if copies:
+                    entry["near_copy_classes"] = copies
+                    entry["min_group_spread"] = MIN_GROUP_SPREAD
         flags |= fam_flags
         fam_flag_sets[fam] = fam_flags
         fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
@@ -426,6 +456,27 @@ def _label_noise_gate(
     which the labels family judges item by item (the group also took the class's clean
     look-alikes). Returns the kept flags and, per class dropped, how many it had."""
     return _drop_classes(flags, labels, lambda mine, _: _mostly_label_noise(mine, label_issues))
+
+
+def _near_copy_gate(
+    flags: npt.NDArray[np.bool_],
+    labels: npt.NDArray[Any],
+    spread: Callable[[npt.NDArray[np.bool_]], float],
+) -> tuple[npt.NDArray[np.bool_], dict[str, float]]:
+    """Drop a class's flags where they are a group of near-copies (its ``spread`` under
+    :data:`MIN_GROUP_SPREAD`). Returns the kept flags and, per class dropped, its group's
+    spread."""
+    spreads: dict[str, float] = {}
+
+    def near_copies(mine: npt.NDArray[np.bool_], members: npt.NDArray[np.bool_]) -> bool:
+        value = spread(mine)
+        if value < MIN_GROUP_SPREAD:  # NaN (too few items to tell) is kept
+            spreads[str(labels[members][0])] = round(value, 3)
+            return True
+        return False
+
+    kept, _ = _drop_classes(flags, labels, near_copies)
+    return kept, spreads
 
 
 def _squash(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
