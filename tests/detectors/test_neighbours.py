@@ -91,7 +91,9 @@ def test_rows_the_cells_cannot_prune_fall_back_to_all_pairs(
 def test_small_sets_are_searched_pair_by_pair() -> None:
     x = _clusters(300, 5, seed=6)
     dist, idx = nearest_neighbours(x, 300)
-    assert (idx[:, 0] == np.arange(300)).all() and (dist[:, 0] == 0.0).all()
+    # scikit-learn's brute search expands |a - b|^2, so a row's distance to itself is
+    # zero only up to rounding (3e-7 seen under load, where BLAS blocks differently).
+    assert (idx[:, 0] == np.arange(300)).all() and np.allclose(dist[:, 0], 0.0, atol=1e-5)
     assert idx.shape == (300, 300)
 
 
