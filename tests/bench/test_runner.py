@@ -264,23 +264,20 @@ def test_standard_is_a_cross_section_of_the_full_grid(tmp_path: Path) -> None:
     )
 
 
-def test_bench_cli_refuses_an_unknown_dataset_and_too_few_verified_samples(
+def test_bench_cli_refuses_unknown_datasets_and_seeds_and_too_few_verified_samples(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from tests.cli.test_cli import one_line_error
     from tests.cli.test_cli import run as cli
 
     out = ["--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
-    code, _, err = cli(capsys, "bench", "--suite", "quick", "--data", "imagenet", *out)
-    assert code == 2
-    one_line_error(err, "--data", "no dataset imagenet", "mnist-5k")
-    code, _, err = cli(capsys, "bench", "--suite", "quick", "--trusted", "5", *out)
-    assert code == 2
-    one_line_error(err, "--trusted", "at least 100")
-    code, _, err = cli(capsys, "bench", "--suite", "quick", "--seeds", "2", *out)
-    assert code == 2
-    one_line_error(err, "--seeds", "no seed 2", "0, 1")
-    code, _, err = cli(capsys, "bench", "--suite", "quick", "--seeds", "one", *out)
-    assert code == 2
-    one_line_error(err, "--seeds", "integers")
+    for args, needles in (
+        (["--data", "imagenet"], ["--data", "no dataset imagenet", "mnist-5k"]),
+        (["--trusted", "5"], ["--trusted", "at least 100"]),
+        (["--seeds", "2"], ["--seeds", "no seed 2", "0, 1"]),
+        (["--seeds", "one"], ["--seeds", "integers"]),
+    ):
+        code, _, err = cli(capsys, "bench", "--suite", "quick", *args, *out)
+        assert code == 2, args
+        one_line_error(err, *needles)
     assert not (tmp_path / "out").exists()
