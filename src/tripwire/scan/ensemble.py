@@ -88,8 +88,9 @@ family                    members                                     quorum
   its own frames. Such clean groups measured 0.04-0.48 of their draws (other clean
   sub-modes 0.51-1.21, kept); a backdoor's poisons, drawn from many source images,
   0.85-2.20 (BadNets and blend at 1% on the GTSRB subset, at 5% on bundled MNIST),
-  and no group on bundled MNIST (``cnn-small``) came under 0.70. On the GTSRB subset with 1% BadNets
-  precision rose from 0.719 to 0.820 at recall 1.000 (docs/benchmarks.md, session 18).
+  and no group on bundled MNIST (``cnn-small``) came under 0.70. On the GTSRB subset
+  with 1% BadNets precision rose from 0.719 to 0.820 at recall 1.000
+  (docs/benchmarks.md, session 18).
   A blend pulls its poisons together by its alpha (0.3: a group measures about 0.65 of
   its draws; 0.5: about 0.48), so a blend at alpha 0.5 or more found by this family
   alone would be held back; ``input-pattern`` and ``behaviour`` do not read this;
