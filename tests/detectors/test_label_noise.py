@@ -178,6 +178,74 @@ def test_label_error_posterior_is_own_probability_under_diffuse_noise() -> None:
     assert (np.diff(err[np.argsort(-p[rows, y])]) >= -1e-12).all()
 
 
+def test_group_share_estimates_the_source_share() -> None:
+    """Items of a label: 60% its own (statistic near -4), 40% a source class's items
+    (near 0, as the source's own items are): the estimated share is 0.4; with no
+    source items in the label, about 0."""
+    from tripwire.detectors.poisoning.label_noise import group_share
+
+    rng = np.random.default_rng(0)
+    own = rng.normal(-4.0, 0.7, 600)
+    source = rng.normal(0.0, 0.6, 500)
+    mixed = np.concatenate([own, rng.normal(0.0, 0.6, 400)])
+    assert group_share(mixed, source) == pytest.approx(0.4, abs=0.03)
+    assert group_share(own, source) < 0.01
+    # Flipped items that drifted towards their new label are still counted.
+    drifted = np.concatenate([own, rng.normal(-0.25, 0.6, 400)])
+    assert group_share(drifted, source) >= 0.32
+    assert group_share(np.array([]), source) == 0.0
+    with pytest.raises(InputError, match="quantile"):
+        group_share(mixed, source, quantile=0.0)
+
+
+def test_confident_learning_finds_a_flip_group_the_count_misses() -> None:
+    """Concentrated flips (40% of class 0 labelled 1, a proxy that learnt them): the
+    calibrated joint counts about half of them; the flip group holds the rest, and the
+    detector flags them all and reports the group."""
+    from tripwire.detectors.poisoning.label_noise import (
+        flip_groups,
+        noise_rate_issues,
+        per_class_thresholds,
+    )
+
+    p, y, flipped = _pair_flipped()
+    issues, counts = noise_rate_issues(p, y, per_class_thresholds(p, y))
+    assert (issues & flipped).sum() < 0.8 * flipped.sum()
+    groups = flip_groups(p, y, issues, counts)
+    assert list(groups) == [(1, 0)]
+    members = np.zeros(y.size, bool)
+    members[groups[(1, 0)]] = True
+    # The group's size is an estimate (binomial error about sqrt(120) = 11 items).
+    assert members[flipped].mean() >= 0.95 and (members & ~flipped).sum() <= 11
+    res = detect("confident-learning", np.zeros((y.size, 2)), p, y)
+    assert res.flags[flipped].mean() >= 0.95 and (res.flags & ~flipped).sum() <= 11
+    (group,) = res.evidence["flip_groups"]
+    assert (group["given"], group["likely"]) == (1, 0)
+    assert group["items"] == len(group["positions"]) == members.sum()
+    assert group["share_of_label"] == pytest.approx(members.sum() / (y == 1).sum(), abs=1e-4)
+    # Other items (here a part of the fitted ones) join the group by its members' least
+    # source-likeness: each keeps its verdict.
+    det = get("confident-learning")().fit(DetectorInput(probs=p, labels=y))
+    part = np.arange(0, y.size, 3)
+    scores = det.score(DetectorInput(probs=p[part], labels=y[part]))
+    np.testing.assert_array_equal(scores >= 2.0, res.scores[part] >= 2.0)
+
+
+@pytest.mark.parametrize("flip", [0.0, 0.05, 0.20])
+def test_confident_learning_flip_groups_add_no_false_flags_in_diffuse_noise(
+    flip: float,
+) -> None:
+    """Random flips spread over every pair of classes: where the count holds them, no
+    group replaces it, and the flags are the count's."""
+    from tripwire.detectors.poisoning.label_noise import noise_rate_issues, per_class_thresholds
+
+    x, p, y, _ = label_data(flip)
+    res = detect("confident-learning", x, p, y)
+    assert res.evidence["flip_groups"] == []
+    issues, _ = noise_rate_issues(p, y, per_class_thresholds(p, y))
+    np.testing.assert_array_equal(res.flags, issues)
+
+
 @pytest.mark.parametrize("flip", [0.05, 0.10])
 def test_confident_learning_level_with_or_better_than_cleanlab(flip: float) -> None:
     """On random flips, where cleanlab's per-cell pruning spreads the count over many

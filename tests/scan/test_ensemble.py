@@ -56,6 +56,26 @@ def test_a_family_needs_its_quorum_and_outliers_only_rank() -> None:
     assert res.scores[1] > res.scores[0]
 
 
+def test_confident_learnings_flip_groups_stand_without_the_quorum() -> None:
+    """A flip group (flips concentrated from one class into another, which the model
+    learnt, so knn-label's feature neighbours vouch for them) stands on confident
+    learning's flags alone; its other lone flags still need the quorum."""
+    cl = _result("confident-learning", [1, 2, 3, 7, 8])
+    cl.evidence["flip_groups"] = [
+        {"given": 7, "likely": 1, "items": 4, "share_of_label": 0.4, "positions": [2, 3, 8, 9]}
+    ]
+    res = combine({"confident-learning": cl, "knn-label": _result("knn-label", [3, 4])}, 20)
+    # 9 is in the group but not flagged by confident learning: it stays unflagged.
+    assert np.flatnonzero(res.flags).tolist() == [2, 3, 8]
+    assert res.families["labels"]["flip_groups"] == {"7<-1": 3}
+    assert np.array_equal(res.scores >= 1.0, res.flags)
+    # Without the group the quorum alone decides.
+    plain = _result("confident-learning", [1, 2, 3, 7, 8])
+    res = combine({"confident-learning": plain, "knn-label": _result("knn-label", [3, 4])}, 20)
+    assert np.flatnonzero(res.flags).tolist() == [3]
+    assert "flip_groups" not in res.families["labels"]
+
+
 def test_flagged_samples_rank_by_their_family_evidence() -> None:
     strong = _result("dual-space", [2])
     strong.scores[2] = 50.0  # far beyond the threshold

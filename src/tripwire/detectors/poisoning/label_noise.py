@@ -186,6 +186,110 @@ def noise_rate_issues(
     return issues, prune
 
 
+#: A (given, likely) cell of the calibrated joint with fewer estimated items is
+#: diffuse noise, left to the count; from this many on, :func:`flip_groups` measures
+#: its group (clean bundled MNIST: at most 2 per cell).
+MIN_GROUP_CELL = 5
+#: ... and the group found stands where it is at least this share of its given label
+#: (the ensemble's sub-population share).
+MIN_GROUP_SHARE = 0.05
+#: A flip group's members look at least as much like their source class as this share
+#: of the source's own items do (:func:`group_share`).
+SOURCE_QUANTILE = 0.9
+#: ... and a group replaces its cell's count only where it exceeds it by more than this
+#: many standard errors of its size.
+GROUP_EXCESS_SE = 2.0
+
+
+def group_share(
+    given_stat: npt.NDArray[np.float64],
+    source_stat: npt.NDArray[np.float64],
+    quantile: float = SOURCE_QUANTILE,
+) -> float:
+    """Estimated share of a label's items that are a source class's items, in [0, 1].
+
+    ``given_stat`` is a statistic of the items labelled ``g`` that is large where an
+    item looks like class ``s`` (the log-ratio ``log p_s - log p_g`` of out-of-sample
+    probabilities), ``source_stat`` the same statistic of class ``s``'s own items.
+    The items labelled ``g`` are a mixture of their own class and a share ``pi`` of
+    source items; above a cut that ``quantile`` of the source's items pass and the
+    own items do not, the share passing is ``pi * quantile``. This is mixture
+    proportion estimation on an upper set (Blanchard, Lee and Scott, "Semi-supervised
+    novelty detection", JMLR 2010), at one set rather than their infimum over all:
+    flipped items drift towards their new class (the model and proxy learnt them), so
+    the narrow sets near the source's mode undercount them.
+
+    Why a separate estimate: flips concentrated in one class (up to half of it
+    relabelled to one other) teach every model and proxy that the source's region
+    carries both labels, so the flipped items get a middling probability of their true
+    class, as do the source's unflipped items; per-class confidence thresholds then
+    count about half of them (Northcutt et al.'s joint assumes the true class stays
+    confident).
+    """
+    g = np.asarray(given_stat, dtype=np.float64)
+    ref = np.asarray(source_stat, dtype=np.float64)
+    if g.size == 0 or ref.size == 0:
+        return 0.0
+    if not 0.0 < quantile <= 1.0:
+        raise InputError(f"quantile must lie in (0, 1], got {quantile}", "confident-learning")
+    cut = float(np.quantile(ref, 1.0 - quantile))
+    return min(1.0, float((g >= cut).mean()) / quantile)
+
+
+def _source_likeness(
+    probs: npt.NDArray[np.float64], given: int, source: int
+) -> npt.NDArray[np.float64]:
+    """``log p_source - log p_given`` per row: how much an item of ``given`` looks like
+    ``source``."""
+    logp = np.log(np.clip(probs[:, [source, given]], 1e-12, None))
+    return np.asarray(logp[:, 0] - logp[:, 1], dtype=np.float64)
+
+
+def flip_groups(
+    probs: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int64],
+    issues: npt.NDArray[np.bool_],
+    counts: npt.NDArray[np.int64],
+) -> dict[tuple[int, int], npt.NDArray[np.int64]]:
+    """Groups of flips from one class to another: ``{(given, source): positions}``.
+
+    ``issues`` and ``counts`` are :func:`noise_rate_issues`'s. Each cell estimated at
+    :data:`MIN_GROUP_CELL` items or more, largest first, gets :func:`group_share` of
+    ``log p_source - log p_given``: the source's reference is its items that are
+    neither label issues nor in a group found before (a class that lost items to
+    another also holds that other's flipped items, which look like the other), and
+    the group is that share of the given label, most source-like first. It stands
+    where it holds at least :data:`MIN_GROUP_SHARE` of the label and not all of it, and
+    exceeds the cell's count by more than :data:`GROUP_EXCESS_SE` standard errors.
+    """
+    taken = np.asarray(issues, dtype=bool).copy()
+    out: dict[tuple[int, int], npt.NDArray[np.int64]] = {}
+    cells = sorted(
+        zip(*np.nonzero(counts >= MIN_GROUP_CELL), strict=True),
+        key=lambda cell: (-int(counts[cell]), int(cell[0]), int(cell[1])),
+    )
+    for given, source in cells:
+        members = np.flatnonzero(labels == given)
+        reference = np.flatnonzero((labels == source) & ~taken)
+        if reference.size < MIN_GROUP_CELL:
+            continue
+        stat = _source_likeness(probs[members], given, source)
+        share = group_share(stat, _source_likeness(probs[reference], given, source))
+        size = round(share * members.size)
+        if not max(1, MIN_GROUP_SHARE * members.size) <= size < members.size:
+            continue
+        # Where the count already holds the group (flips spread over the class, each
+        # confidently of its source), it stands as counted: the group only replaces a
+        # count it exceeds by more than twice its own sampling error (binomial, about
+        # sqrt(size) items).
+        if size - int(counts[given, source]) <= GROUP_EXCESS_SE * np.sqrt(size):
+            continue
+        group = np.sort(members[np.argsort(-stat, kind="stable")[:size]])
+        out[(int(given), int(source))] = group
+        taken[group] = True
+    return out
+
+
 def reference_rank(
     values: npt.NDArray[np.float64],
     sorted_reference: npt.NDArray[np.float64],
@@ -219,12 +323,15 @@ class ConfidentLearningDetector(BaseDetector):
     calibrated confident joint describes (:func:`label_error_posterior`) and ``rank``
     its empirical CDF among the fitted items' ``e``, in [0, 1] (ties broken at random,
     seeded by ``random_state``). The issues are those of :func:`noise_rate_issues` (as
-    many as the calibrated joint's off-diagonal count, the largest ``e``); they thus
-    rank first, then every other item by ``e``. The ranks are uniform, so the robust-z
-    threshold (about 1.8 on them) flags the issues and no other while they are a
-    minority. Items other than the fitted ones (a trusted set that calibrates the
-    threshold) are issues where ``e`` reaches the least ``e`` of the fitted issues with
-    their label: the count is estimated on the fitted items alone.
+    many as the calibrated joint's off-diagonal count, the largest ``e``) and the items
+    of :func:`flip_groups` (flips concentrated from one class into another, which that
+    count undercounts; reported as ``flip_groups``); they thus rank first, then every
+    other item by ``e``. The ranks are uniform, so the robust-z threshold (about 1.8 on
+    them) flags the issues and no other while they are a minority. Items other than
+    the fitted ones (a trusted set that calibrates the threshold) are issues where
+    ``e`` reaches the least ``e`` of the fitted issues with their label, or where they
+    look at least as much like a group's source as its least such member: the count
+    and the groups are estimated on the fitted items alone.
 
     Parameters
     ----------
@@ -252,12 +359,23 @@ class ConfidentLearningDetector(BaseDetector):
         self.sorted_errors_ = np.sort(error)
         self.n_classes_ = int(p.shape[1])
         self.probs_, self.labels_ = p, y
-        issues, _ = noise_rate_issues(p, y, self.thresholds_)
+        issues, counts = noise_rate_issues(p, y, self.thresholds_)
         # Per label, the least error posterior among the fitted items' issues (inf where
-        # that label has none): other items (a trusted set) are issues above it.
+        # that label has none): other items (a trusted set) are issues above it. The
+        # flip groups below are a finding about the fitted items, not a cut.
         cut = np.full(self.n_classes_, np.inf)
         np.minimum.at(cut, y[issues], error[issues])
         self.issue_cutoffs_ = cut
+        self.flip_groups_ = flip_groups(p, y, issues, counts)
+        self.issues_ = issues.copy()
+        # Per group, the least source-likeness of its members: other items of its given
+        # label are in the group from there on.
+        self.group_cutoffs_: dict[tuple[int, int], float] = {}
+        for (given, source), members in self.flip_groups_.items():
+            self.issues_[members] = True
+            self.group_cutoffs_[(given, source)] = float(
+                _source_likeness(p[members], given, source).min()
+            )
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         p, y = probs_and_labels(inputs, self.name)
@@ -267,19 +385,30 @@ class ConfidentLearningDetector(BaseDetector):
                 self.name,
             )
         error = label_error_posterior(p, y, self.joint_)
-        if p.shape == self.probs_.shape and np.array_equal(p, self.probs_):
-            issues, _ = noise_rate_issues(p, y, self.thresholds_)
+        if self._fitted_items(p, y):
+            issues = self.issues_
         else:
-            # Items the budget was not counted on are held to the fitted items' cut.
+            # Items the budget was not counted on are held to the fitted items' cuts.
             issues = error >= self.issue_cutoffs_[y]
+            for (given, source), cut in self.group_cutoffs_.items():
+                mine = y == given
+                issues[mine] |= _source_likeness(p[mine], given, source) >= cut
         rng = np.random.default_rng(self.random_state)
         rank = reference_rank(error, self.sorted_errors_, rng)
         return np.asarray(OFF_DIAGONAL_OFFSET * issues + rank, dtype=np.float64)
+
+    def _fitted_items(self, p: npt.NDArray[np.float64], y: npt.NDArray[np.int64]) -> bool:
+        return (
+            p.shape == self.probs_.shape
+            and bool(np.array_equal(p, self.probs_))
+            and bool(np.array_equal(y, self.labels_))
+        )
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
     ) -> dict[str, Any]:
         p, y = probs_and_labels(inputs, self.name)
+        groups = self.flip_groups_ if self._fitted_items(p, y) else {}
         confident = confident_classes(p, self.thresholds_)
         joint = confident_joint(y, confident, self.n_classes_)
         labelled = np.bincount(y, minlength=self.n_classes_)
@@ -298,6 +427,18 @@ class ConfidentLearningDetector(BaseDetector):
                 if labelled[c] > 0
             },
             "no_confident_class": int((confident < 0).sum()),
+            # Flips concentrated from one class into another (flip_groups): the items
+            # of each group are issues whatever the count says.
+            "flip_groups": [
+                {
+                    "given": given,
+                    "likely": source,
+                    "items": int(members.size),
+                    "share_of_label": round(float(members.size / labelled[given]), 4),
+                    "positions": [int(i) for i in members],
+                }
+                for (given, source), members in sorted(groups.items())
+            ],
         }
 
 
