@@ -231,15 +231,18 @@ def test_confident_learning_finds_a_flip_group_the_count_misses() -> None:
     np.testing.assert_array_equal(scores >= 2.0, res.scores[part] >= 2.0)
 
 
-@pytest.mark.parametrize("flip", [0.0, 0.05, 0.20])
+@pytest.mark.parametrize(
+    ("flip", "sep"), [(0.0, 1.2), (0.05, 1.2), (0.2, 1.2), (0.0, 0.35), (0.1, 0.5)]
+)
 def test_confident_learning_flip_groups_add_no_false_flags_in_diffuse_noise(
-    flip: float,
+    flip: float, sep: float
 ) -> None:
-    """Random flips spread over every pair of classes: where the count holds them, no
-    group replaces it, and the flags are the count's."""
+    """Random flips spread over every pair of classes, on well separated classes and on
+    a weak proxy's overlapping ones (whose items reach into each other's fringe): no
+    group replaces the count, and the flags are the count's."""
     from tripwire.detectors.poisoning.label_noise import noise_rate_issues, per_class_thresholds
 
-    x, p, y, _ = label_data(flip)
+    x, p, y, _ = label_data(flip, sep=sep, n=500)
     res = detect("confident-learning", x, p, y)
     assert res.evidence["flip_groups"] == []
     issues, _ = noise_rate_issues(p, y, per_class_thresholds(p, y))
