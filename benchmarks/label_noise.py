@@ -21,6 +21,8 @@ Nothing is tuned here; cells already in ``--out`` are skipped (resumable).
 
     PYTHONPATH=src python benchmarks/label_noise.py --out runs/label_noise.jsonl
     PYTHONPATH=src python benchmarks/label_noise.py --cells pair-flip:0.045 --out ...
+    PYTHONPATH=src python benchmarks/label_noise.py --data ../shared/datasets/fashion_mnist.npz \
+        --subset 10000 --pairs '6>0:0.045,2>4:0.045,7>5:0.03' --out ...
 """
 
 from __future__ import annotations
@@ -69,6 +71,29 @@ def _metrics(flags: np.ndarray, truth: np.ndarray, score: np.ndarray | None) -> 
     return out
 
 
+def load_data(data: str, subset: int) -> tuple[Any, Any]:
+    """Train and test splits of ``data`` (``bundled:mnist`` or an ``.npz`` of the
+    shared datasets); with ``subset``, that many training and a fifth as many test
+    samples, drawn at random per class in equal numbers (seeded, the same every run)."""
+    from tripwire.io import load_dataset
+
+    train = load_dataset(data, split="train", show_progress=False)
+    test = load_dataset(data, split="test", show_progress=False)
+    if subset:
+        rng = np.random.default_rng(12345)
+
+        def take(ds: Any, n: int) -> Any:
+            per = n // ds.n_classes
+            idx = [
+                rng.choice(np.flatnonzero(ds.y == c), per, replace=False)
+                for c in range(ds.n_classes)
+            ]
+            return ds.subset(np.sort(np.concatenate(idx)))
+
+        train, test = take(train, subset), take(test, max(subset // 5, test.n_classes))
+    return train, test
+
+
 def run_cell(
     kind: str,
     rate: float,
@@ -77,18 +102,18 @@ def run_cell(
     epochs: int,
     params: dict[str, Any],
     dump: Path | None = None,
+    data: str = "bundled:mnist",
+    subset: int = 0,
 ) -> dict[str, Any]:
     import torch
     from cleanlab.filter import find_label_issues
 
     from tripwire.attacks import poison_dataset
     from tripwire.detectors.oos import label_probabilities, oos_probabilities
-    from tripwire.io import load_dataset
     from tripwire.models.train import TrainConfig, train_model
     from tripwire.scan.data import scan_data
 
-    train = load_dataset("bundled:mnist", split="train")
-    test = load_dataset("bundled:mnist", split="test")
+    train, test = load_data(data, subset)
     ds = train if kind == "clean" else poison_dataset(train, kind, rate=rate, seed=seed, **params)
     truth = np.zeros(len(ds), bool) if ds.poisoned is None else ds.poisoned
     t0 = time.perf_counter()
@@ -123,6 +148,7 @@ def run_cell(
     scan_s = time.perf_counter() - t1
     labels = scan_data(ds, feats, detectors=["confident-learning", "knn-label"], seed=seed)
     out = {
+        "data": data + (f"[{subset}]" if subset else ""),
         "arch": arch,
         "attack": kind + (f"({params['source']}->{params['target']})" if params else ""),
         "rate": rate,
@@ -160,7 +186,22 @@ def main() -> None:
         "--cells", default="", help="only these cells, e.g. 'pair-flip:0.045,label-flip:0.05'"
     )
     ap.add_argument("--dump", type=Path, help="store each cell's features and probabilities")
+    ap.add_argument("--data", default="bundled:mnist", help="bundled:mnist or an .npz path")
+    ap.add_argument("--subset", type=int, default=0, help="training samples to draw (0: all)")
+    ap.add_argument(
+        "--pairs",
+        default="",
+        help="concentrated flips instead of the MNIST ones, e.g. '6>0:0.045,7>5:0.03' "
+        "(source>target:rate of the whole set)",
+    )
     args = ap.parse_args()
+    cells = list(CELLS)
+    if args.pairs:
+        cells = [c for c in cells if not c[2]]
+        for item in args.pairs.split(","):
+            pair, rate = item.split(":")
+            src, tgt = pair.split(">")
+            cells.append(("pair-flip", float(rate), {"source": int(src), "target": int(tgt)}))
     only = {tuple(c.split(":")) for c in args.cells.split(",") if c}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,14 +211,16 @@ def main() -> None:
             r = json.loads(line)
             done.add((r["arch"], r["attack"], r["rate"], r["seed"]))
     for arch in args.archs.split(","):
-        for kind, rate, params in CELLS:
+        for kind, rate, params in cells:
             if only and (kind, f"{rate:g}") not in only:
                 continue
             for seed in (int(s) for s in args.seeds.split(",")):
                 name = kind + (f"({params['source']}->{params['target']})" if params else "")
                 if (arch, name, rate, seed) in done:
                     continue
-                row = run_cell(kind, rate, seed, arch, args.epochs, params, args.dump)
+                row = run_cell(
+                    kind, rate, seed, arch, args.epochs, params, args.dump, args.data, args.subset
+                )
                 with out.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
                 brief = {k: (v.get("f1"), v["flag_rate"]) for k, v in row["rows"].items()}

@@ -84,6 +84,25 @@ def test_a_few_flags_piled_in_one_class_name_it_without_alarm() -> None:
     assert target.target_class == 0 and target.severity == "medium"
 
 
+def test_flips_concentrated_in_one_class_pair_are_named() -> None:
+    # 30% of class 0 labelled 1 (a targeted flip): the label checks' finding names the
+    # pair and holds the flips; the quorum alone (knn-label) would miss part of them.
+    rng = np.random.default_rng(1)
+    y_true = np.repeat(np.arange(4), 300)
+    feats = rng.normal(size=(4, 16))[y_true] * 2.0 + rng.normal(size=(1200, 16))
+    y = y_true.copy()
+    y[rng.choice(300, 90, replace=False)] = 1
+    x = rng.integers(0, 256, (1200, 4, 4), dtype=np.uint8)
+    res = scan_data(make_dataset(x, y), feats)
+    flipped = y != y_true
+    labels = next(f for f in res.findings if f.rule_id == "TW102")
+    assert set(labels.evidence["flip_groups"]) == {"1<-0"}
+    assert "labelled 1 look like class 0" in labels.message
+    found = np.zeros(len(y), bool)
+    found[list(labels.indices)] = True
+    assert found[flipped].mean() >= 0.9 and flipped[found].mean() >= 0.9
+
+
 def test_enrichment_statistics() -> None:
     src = np.array(["a"] * 90 + ["b"] * 10)
     flags = np.zeros(100, bool)

@@ -427,12 +427,21 @@ def _label_finding(
         if (agreement is not None)
         else ""
     )
+    # Flips concentrated from one class into another: a targeted flip, named by pair.
+    groups: dict[str, int] = {}
+    if res.ensemble is not None:
+        groups = dict(res.ensemble.families.get("labels", {}).get("flip_groups", {}))
+    pairs = "; ".join(
+        f"{n} labelled {key.split('<-')[0]} look like class {key.split('<-')[1]}"
+        for key, n in groups.items()
+    )
+    concentrated = f"; flips concentrated in class pairs (targeted): {pairs}" if pairs else ""
     return Finding(
         rule_id=RULE_LABELS.id,
         title=f"{idx.size} samples whose labels disagree with the data",
         message=(
             f"{idx.size} samples are flagged by the label checks (confident learning and "
-            f"k-NN label disagreement){share}{caveat}"
+            f"k-NN label disagreement){concentrated}{share}{caveat}"
         ),
         severity=Severity.MEDIUM,
         confidence=_label_confidence(res, idx.size),
@@ -443,6 +452,8 @@ def _label_finding(
             "calibration": res.calibration,
             "label_agreement": agreement,
             "probs_origin": res.probs_origin,
+            # "given<-likely": flagged items of a flip group (see the ensemble).
+            "flip_groups": groups,
         },
     )
 
