@@ -76,6 +76,36 @@ def test_confident_learnings_flip_groups_stand_without_the_quorum() -> None:
     assert "flip_groups" not in res.families["labels"]
 
 
+def test_cluster_families_leave_the_classes_of_a_flip_group_to_the_labels_family() -> None:
+    """dual-space sees a flip group as a cluster that looks like another class and takes
+    the source class's look-alikes with it: its flags in either class of the group are
+    left to the labels family; in other classes they stand."""
+    labels = np.repeat(np.arange(4), 5)  # classes 0-3, items 0-4, 5-9, 10-14, 15-19
+    cl = _result("confident-learning", [11, 12, 13])
+    cl.evidence["flip_groups"] = [
+        {"given": 2, "likely": 1, "items": 3, "share_of_label": 0.6, "positions": [11, 12, 13]}
+    ]
+    dual = _result("dual-space", [5, 6, 11, 12, 13, 14, 16])
+    res = combine(
+        {"confident-learning": cl, "knn-label": _result("knn-label", []), "dual-space": dual},
+        20,
+        labels=labels,
+    )
+    assert np.flatnonzero(res.flags).tolist() == [11, 12, 13, 16]
+    assert res.families["dual-space"]["flip_group_classes"] == {"1": 2, "2": 4}
+    # Without a flip group dual-space's flags all stand.
+    res = combine(
+        {
+            "confident-learning": _result("confident-learning", [11, 12, 13]),
+            "knn-label": _result("knn-label", []),
+            "dual-space": dual,
+        },
+        20,
+        labels=labels,
+    )
+    assert np.flatnonzero(res.flags).tolist() == [5, 6, 11, 12, 13, 14, 16]
+
+
 def test_flagged_samples_rank_by_their_family_evidence() -> None:
     strong = _result("dual-space", [2])
     strong.scores[2] = 50.0  # far beyond the threshold
