@@ -206,7 +206,7 @@ CORE_AGREEMENT = 0.5
 #: ... and a group replaces its cell's count only where it exceeds it by more than this
 #: many standard errors of its size (3: one-sided, with the many cells of a scan tested
 #: at once; on a weak proxy's overlapping classes a false group of 28 exceeded the
-#: count by 2.0 errors, the 30-45% flips of bundled MNIST by 3.2-6.5).
+#: count by 2.0 errors, the 30-45% flips of bundled MNIST by 3.3-6.6).
 GROUP_EXCESS_SE = 3.0
 
 
