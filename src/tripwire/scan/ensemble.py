@@ -274,10 +274,7 @@ def combine(
         quorums[fam] = quorum
     ranking_only = {f for f, q in quorums.items() if q == 0}
     labels_family = grouped.get("labels", [])
-    flip_groups, flip_entry = _flip_group_flags(results, n)
-    # Both classes of each flip group: the one given another class's items, and that
-    # class, whose remaining items now share their region with items labelled otherwise.
-    flip_classes = {int(c) for key in flip_entry for c in key.split("<-")}
+    flip_groups, flip_entry, flip_classes = _flip_group_flags(results, n)
     label_issues = (
         _family_flags(results, labels_family, quorums["labels"]) | flip_groups
         if labels_family
@@ -357,18 +354,20 @@ def _family_flags(
 
 
 def _holds_flip_group(
-    labels: npt.NDArray[Any], members: npt.NDArray[np.bool_], given: set[int]
+    labels: npt.NDArray[Any], members: npt.NDArray[np.bool_], classes: set[int]
 ) -> bool:
-    """Whether the class of ``members`` is one of a flip group's two classes."""
+    """Whether the class of ``members`` is one of the flip groups' ``classes``."""
     first = labels[members][0]
-    return bool(np.issubdtype(np.asarray(first).dtype, np.integer) and int(first) in given)
+    return bool(np.issubdtype(np.asarray(first).dtype, np.integer) and int(first) in classes)
 
 
 def _flip_group_flags(
     results: dict[str, DetectorResult], n: int
-) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+) -> tuple[npt.NDArray[np.bool_], dict[str, int], set[int]]:
     """Confident learning's flags in its flip groups (the labels family's flags without
-    the quorum) and, per group ``"given<-likely"``, how many.
+    the quorum), per group ``"given<-likely"`` how many, and both classes of every
+    group (the one given another class's items, and that class, whose remaining items
+    now share their region with items labelled otherwise).
 
     A group of flips from one class into another is a class-level finding of its own
     (:func:`~tripwire.detectors.poisoning.label_noise.flip_groups`), and ``knn-label``
@@ -379,9 +378,10 @@ def _flip_group_flags(
     """
     out = np.zeros(n, dtype=bool)
     entry: dict[str, int] = {}
+    classes: set[int] = set()
     result = results.get("confident-learning")
     if result is None:
-        return out, entry
+        return out, entry, classes
     flags = np.asarray(result.flags, dtype=bool)
     for group in result.evidence.get("flip_groups", []):
         pos = np.asarray(group["positions"], dtype=np.int64)
@@ -392,7 +392,8 @@ def _flip_group_flags(
         if mine.any():
             out |= mine
             entry[f"{group['given']}<-{group['likely']}"] = int(mine.sum())
-    return out, entry
+            classes |= {int(group["given"]), int(group["likely"])}
+    return out, entry, classes
 
 
 def _confirmed_flags(

@@ -380,8 +380,7 @@ class ConfidentLearningDetector(BaseDetector):
         self.probs_, self.labels_ = p, y
         issues, counts = noise_rate_issues(p, y, self.thresholds_)
         # Per label, the least error posterior among the fitted items' issues (inf where
-        # that label has none): other items (a trusted set) are issues above it. The
-        # flip groups below are a finding about the fitted items, not a cut.
+        # that label has none): other items (a trusted set) are issues above it.
         cut = np.full(self.n_classes_, np.inf)
         np.minimum.at(cut, y[issues], error[issues])
         self.issue_cutoffs_ = cut
