@@ -98,6 +98,9 @@ def test_flips_concentrated_in_one_class_pair_are_named() -> None:
     labels = next(f for f in res.findings if f.rule_id == "TW102")
     assert set(labels.evidence["flip_groups"]) == {"1<-0"}
     assert "labelled 1 look like class 0" in labels.message
+    # The class holding the flags is read as a flip's target, not a backdoor's.
+    target = next(f for f in res.findings if f.rule_id == "TW104")
+    assert target.target_class == 1 and "targeted label flip" in target.message
     found = np.zeros(len(y), bool)
     found[list(labels.indices)] = True
     assert found[flipped].mean() >= 0.9 and flipped[found].mean() >= 0.9

@@ -408,6 +408,22 @@ def _calibration_summary(
     return {"kind": "robust statistics"}
 
 
+def _target_reading(res: DataScanResult, cls: dict[str, Any]) -> str:
+    """What a class holding most flags likely is: the given label of a flip group that
+    holds most of its flags is a targeted label flip, anything else a backdoor target."""
+    groups: dict[str, int] = {}
+    if res.ensemble is not None:
+        groups = dict(res.ensemble.families.get("labels", {}).get("flip_groups", {}))
+    for key, n in groups.items():
+        given, source = key.split("<-")
+        if given == str(cls["class"]) and n >= 0.5 * cls["flagged"]:
+            return (
+                f"{n} of them look like class {source}: a targeted label flip into this "
+                "class is likely (TW102), not a backdoor's poisons"
+            )
+    return "a backdoor target is likely"
+
+
 def _label_finding(
     res: DataScanResult, idx: npt.NDArray[np.int64], artifact: str | None
 ) -> Finding:
@@ -537,7 +553,7 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                         title=f"class {cls['class']} holds {cls['flagged']} of the flags",
                         message=(
                             f"{cls['flagged']} of {int(counts.sum())} flagged samples are "
-                            f"labelled {cls['class']}: a backdoor target is likely"
+                            f"labelled {cls['class']}: {_target_reading(res, cls)}"
                         ),
                         severity=Severity.HIGH if class_p < CLASS_EXCESS_P else Severity.MEDIUM,
                         confidence=round(float(counts[top] / counts.sum()), 3),
