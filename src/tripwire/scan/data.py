@@ -408,13 +408,17 @@ def _calibration_summary(
     return {"kind": "robust statistics"}
 
 
+def _flip_groups(res: DataScanResult) -> dict[str, int]:
+    """The labels family's flip groups, ``{"given<-likely": flagged items}``."""
+    if res.ensemble is None:
+        return {}
+    return dict(res.ensemble.families.get("labels", {}).get("flip_groups", {}))
+
+
 def _target_reading(res: DataScanResult, cls: dict[str, Any]) -> str:
     """What a class holding most flags likely is: the given label of a flip group that
     holds most of its flags is a targeted label flip, anything else a backdoor target."""
-    groups: dict[str, int] = {}
-    if res.ensemble is not None:
-        groups = dict(res.ensemble.families.get("labels", {}).get("flip_groups", {}))
-    for key, n in groups.items():
+    for key, n in _flip_groups(res).items():
         given, source = key.split("<-")
         if given == str(cls["class"]) and n >= 0.5 * cls["flagged"]:
             return (
@@ -444,9 +448,7 @@ def _label_finding(
         else ""
     )
     # Flips concentrated from one class into another: a targeted flip, named by pair.
-    groups: dict[str, int] = {}
-    if res.ensemble is not None:
-        groups = dict(res.ensemble.families.get("labels", {}).get("flip_groups", {}))
+    groups = _flip_groups(res)
     pairs = "; ".join(
         f"{n} labelled {key.split('<-')[0]} look like class {key.split('<-')[1]}"
         for key, n in groups.items()
