@@ -18,11 +18,14 @@ def _clusters(n: int, d: int, seed: int) -> np.ndarray:
     return centres[rng.integers(0, 10, n)] + rng.normal(size=(n, d))
 
 
-def _same_answer(x: np.ndarray, k: int, **kw: int) -> None:
+def _same_answer(x: np.ndarray, k: int, reference: str = "ball_tree", **kw: int) -> None:
     dist, idx = nearest_neighbours(x, k, exact_below=0, **kw)
-    ref_d, ref_i = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)
+    # A tree search measures each distance from the coordinates (the brute search of
+    # many-coordinate rows errs by 1e-6 through |a|^2 + |b|^2 - 2 a.b).
+    nn = NearestNeighbors(n_neighbors=k, algorithm=reference)
+    ref_d, ref_i = nn.fit(x).kneighbors(x)
     assert dist.shape == idx.shape == (len(x), k)
-    np.testing.assert_allclose(dist, ref_d, atol=1e-9)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-7, atol=1e-9)
     # Same neighbours wherever the k-th distance is not tied with the next one.
     for row in range(len(x)):
         if ref_d[row, -1] < np.sort(np.linalg.norm(x - x[row], axis=1))[k] - 1e-9:
@@ -50,6 +53,31 @@ def test_few_probes_are_completed_by_the_certificate(monkeypatch: pytest.MonkeyP
     x = _clusters(2000, 8, seed=3)
     _same_answer(x, 10, n_cells=40, n_probe=1)
     assert pairs[:2] == [2000, 0] and 0 < pairs[2] < 2000 * 39  # home, other probes, more
+
+
+@pytest.mark.parametrize(("spread", "offset"), [(1.0, 0.0), (1e-3, 1e3)])
+def test_screens_keep_the_answer_exact(spread: float, offset: float) -> None:
+    # 96 coordinates: both screens run (principal coordinates, then all in float32).
+    # Tiny clusters far from the origin make float32 rounding as large as the
+    # distances that decide the neighbours; the rounding bound must still hold.
+    x = _clusters(2400, 96, seed=5) * spread + offset
+    _same_answer(x, 7, n_cells=24, n_probe=1)
+
+
+def test_screens_rule_out_most_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[int] = []
+    real = nb._Screen.ruled_out
+
+    def counted(self: nb._Screen, q: np.ndarray, *a: object) -> np.ndarray:
+        out = real(self, q, *a)  # type: ignore[arg-type]
+        compared.append(len(q) - int(out.sum()))
+        return out
+
+    monkeypatch.setattr(nb._Screen, "ruled_out", counted)
+    x = _clusters(3000, 80, seed=6)
+    _same_answer(x, 5, n_cells=30, n_probe=1)
+    screened = sum(1 for _ in compared)
+    assert screened > 0 and sum(compared) < 0.5 * 3000 * 29
 
 
 def test_exact_copies_are_at_distance_zero_and_ordered_by_position() -> None:
@@ -84,7 +112,7 @@ def test_rows_the_cells_cannot_prune_fall_back_to_all_pairs(
 
     monkeypatch.setattr(nb, "_brute", counted)
     x = np.random.default_rng(5).uniform(size=(1200, 30))  # no clusters to prune by
-    _same_answer(x, 8, n_cells=12)
+    _same_answer(x, 8, reference="brute", n_cells=12)  # the fallback is that search
     assert calls == [1200]  # the search gave up on the cells
 
 
