@@ -174,6 +174,19 @@ def test_small_classes_determinism_and_validation() -> None:
         detect("spectre", xs[ys == 9], ys[ys == 9])
     with pytest.raises(InputError, match="needs features"):
         get("spectre")().fit(DetectorInput(labels=y))
-    for bad in ({"alpha": -1.0}, {"z_cut": 0.0}, {"null_draws": 1}, {"n_components": 0}):
+    bad_params = ({"alpha": -1.0}, {"z_cut": 0.0}, {"null_draws": 1}, {"n_components": 0})
+    for bad in (*bad_params, {"n_jobs": 0}):
         with pytest.raises(InputError):
             detect("spectre", x, y, **bad)
+
+
+def test_workers_do_not_change_the_scores() -> None:
+    # Classes of unequal sizes: each draws its own null, in class order, whichever
+    # worker then counts it.
+    x, y, _ = backdoor_data(0.1, n=300, k=4)
+    keep = np.r_[np.flatnonzero(y != 2), np.flatnonzero(y == 2)[:180]]
+    inputs = DetectorInput(features=x[keep], labels=y[keep])
+    one = get("spectre")(n_jobs=1).detect(inputs)
+    many = get("spectre")(n_jobs=3).detect(inputs)
+    np.testing.assert_array_equal(one.scores, many.scores)
+    assert one.evidence == many.evidence

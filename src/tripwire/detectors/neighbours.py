@@ -206,17 +206,15 @@ def _squared(
 
 
 class _Screen:
-    """Float32 copies of the centred items for screening (a translation keeps every
-    distance): all coordinates, and the top :data:`SCREEN_DIMS` principal ones, whose
+    """Float32 copies of the (centred) items for screening: all coordinates, and the top :data:`SCREEN_DIMS` principal ones, whose
     distances are lower bounds of the full ones (a rotation keeps distances, dropping
     coordinates can only shorten them). Each as the view, ``-2`` times it, and the
     squared norms less their share of the rounding bound."""
 
-    def __init__(self, x: npt.NDArray[np.float64]) -> None:
-        xc = x - x.mean(axis=0)  # the rows come centred; this only removes rounding
-        self.full = _screen_copy(xc)
+    def __init__(self, xc: npt.NDArray[np.float64]) -> None:
+        self.full = _screen_copy(xc)  # the rows come centred
         self.low: tuple[npt.NDArray[np.float32], ...] | None = None
-        if x.shape[1] > 2 * SCREEN_DIMS:
+        if xc.shape[1] > 2 * SCREEN_DIMS:
             # Any orthonormal directions give lower bounds; a sample's principal ones
             # make them tight where the items spread most.
             _, vecs = np.linalg.eigh(np.cov(xc[:: max(1, len(xc) // 4096)], rowvar=False))

@@ -44,6 +44,8 @@ Fast Robust Mean Estimation and Improved Outlier Detection", NeurIPS 2019.
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -53,6 +55,7 @@ from scipy.stats import chi2
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.parallel import worker_count
 from tripwire.detectors.poisoning.spectral import (
     MIN_CLASS_SIZE,
     check_known_classes,
@@ -173,13 +176,47 @@ def null_cut_count(n: int, k: int, *, z_cut: float, draws: int, rng: np.random.G
     The search for the most skewed direction always finds one in a finite sample, and
     that direction runs through the sample's own extremes; this is the count to beat.
     """
-    counts = []
-    for _ in range(draws):
-        g = rng.standard_normal((n, k))
-        mean, w = whitening(g)
-        counts.append(int(_cut_along_skew((g - mean) @ w, z_cut).sum()))
+    return _count_to_beat([_gaussian_cut(rng.standard_normal((n, k)), z_cut) for _ in range(draws)])
+
+
+def _gaussian_cut(g: npt.NDArray[np.float64], z_cut: float) -> int:
+    """Items one filter round cuts from the Gaussian sample ``g``."""
+    mean, w = whitening(g)
+    return int(_cut_along_skew((g - mean) @ w, z_cut).sum())
+
+
+def _count_to_beat(counts: list[int]) -> float:
     arr = np.asarray(counts, dtype=np.float64)
     return float(arr.mean() + 3.0 * max(float(arr.std()), 1.0))
+
+
+def null_cut_counts(
+    shapes: list[tuple[int, int]],
+    *,
+    z_cut: float,
+    draws: int,
+    rng: np.random.Generator,
+    pool: ThreadPoolExecutor,
+    workers: int,
+) -> dict[tuple[int, int], float]:
+    """:func:`null_cut_count` of each ``(n, k)`` in ``shapes``, counted in ``pool``.
+
+    The samples are drawn here, in order, exactly as one :func:`null_cut_count` call
+    per shape would draw them, so the counts do not depend on the number of workers;
+    at most two samples per worker are held at once.
+    """
+    pending: deque[tuple[tuple[int, int], Future[int]]] = deque()
+    counts: dict[tuple[int, int], list[int]] = {shape: [] for shape in shapes}
+    limit = 2 * max(1, workers)
+    for shape in shapes:
+        for _ in range(draws):
+            pending.append((shape, pool.submit(_gaussian_cut, rng.standard_normal(shape), z_cut)))
+            while len(pending) >= limit:
+                done, fut = pending.popleft()
+                counts[done].append(fut.result())
+    for done, fut in pending:
+        counts[done].append(fut.result())
+    return {shape: _count_to_beat(c) for shape, c in counts.items()}
 
 
 def skew_filter(
@@ -310,6 +347,7 @@ def fit_spectre(
     null_draws: int = 5,
     min_class_size: int = MIN_CLASS_SIZE,
     random_state: int | None = 0,
+    n_jobs: int | None = None,
     detector: str = "spectre",
 ) -> dict[str, Any]:
     """Fit per-class projection, robust whitening and QUE weights.
@@ -318,27 +356,52 @@ def fit_spectre(
     principal directions (at least 1): ten items per dimension keep the third-moment
     search and the covariance estimable in small classes.
 
+    Classes are fitted ``n_jobs`` at a time (default: one per available core); the
+    result does not depend on it.
+
     Returns ``classes`` (class -> fitted arrays and evidence) and ``skipped`` (classes
     smaller than ``min_class_size``, not scored).
     """
     rng = np.random.default_rng(random_state)
     groups = class_indices(labels)
     big, small = split_by_size(groups, min_class_size, detector)
-    classes: dict[int, dict[str, Any]] = {}
-    cache: dict[tuple[int, int], float] = {}
+    projected: dict[int, tuple[Any, Any, npt.NDArray[np.float64]]] = {}
     for c in big:
         xc = features[groups[c]]
         mean = xc.mean(axis=0)
         centred = xc - mean
         k = max(1, min(n_components, xc.shape[0] // ITEMS_PER_DIM, xc.shape[1]))
         comps = top_directions(centred, k)
-        z = centred @ comps.T
-        # Hundreds of products of small matrices: BLAS threads only add overhead.
-        with threadpool_limits(limits=1, user_api="blas"):
-            fitted = fit_class_whitening(
-                z, alpha=alpha, z_cut=z_cut, null_draws=null_draws, rng=rng, null_cache=cache
+        projected[c] = (mean, comps, centred @ comps.T)
+    # The null of each class size that the filter will test (as skew_filter would ask
+    # for them, class by class), then the classes: independent, so one per worker.
+    shapes = list(
+        dict.fromkeys(z.shape for *_, z in projected.values() if len(z) > 2 * z.shape[1] + 2)
+    )
+    workers = worker_count(n_jobs, len(big))
+    # Hundreds of products of small matrices: BLAS threads only add overhead; the
+    # workers use the cores instead (NumPy releases the GIL inside each product).
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        cache = null_cut_counts(
+            shapes, z_cut=z_cut, draws=null_draws, rng=rng, pool=pool, workers=workers
+        )
+
+        def fit_one(c: int) -> dict[str, Any]:
+            # The cache holds every size, so the filter draws nothing from rng here.
+            return fit_class_whitening(
+                projected[c][2],
+                alpha=alpha,
+                z_cut=z_cut,
+                null_draws=null_draws,
+                rng=rng,
+                null_cache=cache,
             )
-        classes[c] = {"mean": mean, "components": comps, "n": int(xc.shape[0]), **fitted}
+
+        fits = list(pool.map(fit_one, big))
+    classes = {
+        c: {"mean": projected[c][0], "components": projected[c][1], "n": len(groups[c]), **f}
+        for c, f in zip(big, fits, strict=True)
+    }
     return {"classes": classes, "skipped": small, "width": int(features.shape[1])}
 
 
@@ -396,6 +459,9 @@ class SpectreDetector(BaseDetector):
         Smallest class that is scored.
     random_state
         Seed of the null simulations.
+    n_jobs
+        Classes fitted at once (default: one per available core); the scores do not
+        depend on it.
     fpr, z
         See :class:`~tripwire.detectors.base.BaseDetector`.
     """
@@ -413,6 +479,7 @@ class SpectreDetector(BaseDetector):
         null_draws: int = 5,
         min_class_size: int = MIN_CLASS_SIZE,
         random_state: int | None = 0,
+        n_jobs: int | None = None,
         fpr: float = 0.01,
         z: float = 3.5,
     ) -> None:
@@ -423,6 +490,7 @@ class SpectreDetector(BaseDetector):
         self.null_draws = null_draws
         self.min_class_size = min_class_size
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def _fit(self, inputs: DetectorInput) -> None:
         if self.n_components < 1:
@@ -435,6 +503,8 @@ class SpectreDetector(BaseDetector):
             raise InputError("null_draws must be at least 2", self.name)
         if self.min_class_size < 10:
             raise InputError("min_class_size must be at least 10", self.name)
+        if self.n_jobs is not None and self.n_jobs < 1:
+            raise InputError(f"n_jobs must be at least 1, got {self.n_jobs}", self.name)
         x, y = features_and_labels(inputs, self.name)
         self.model_ = fit_spectre(
             x,
@@ -445,6 +515,7 @@ class SpectreDetector(BaseDetector):
             null_draws=self.null_draws,
             min_class_size=self.min_class_size,
             random_state=self.random_state,
+            n_jobs=self.n_jobs,
             detector=self.name,
         )
 
