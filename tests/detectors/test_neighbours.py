@@ -137,3 +137,13 @@ def test_small_sets_are_searched_pair_by_pair() -> None:
 def test_bad_input_is_refused(x: np.ndarray, k: int, message: str) -> None:
     with pytest.raises(InputError, match=message):
         nearest_neighbours(x, k)
+
+
+def test_workers_share_the_rows_without_changing_the_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Small blocks and three workers: the rows are dealt out even on this small set.
+    monkeypatch.setattr(nb, "BLOCK_ROWS", 64)
+    monkeypatch.setattr(nb, "worker_count", lambda n_jobs, tasks: 3)
+    x = _clusters(2500, 70, seed=9)
+    _same_answer(x, 6, n_cells=25, n_probe=1)

@@ -41,13 +41,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
+from tripwire.detectors.parallel import worker_count
 from tripwire.errors import InputError
 
 #: Below this many items the all-pairs search is cheap enough and used as it is.
@@ -145,9 +148,9 @@ def _cell_search(
     best_d = np.full((n, k), np.inf)
     best_i = np.full((n, k), -1, dtype=np.int64)
     # Home cells first: every row then has a k-th distance that screens the other cells.
-    _search(x, sq, members, np.arange(n), home, best_d, best_i)
+    _in_parallel(x, sq, members, np.arange(n), home, best_d, best_i)
     screen = _Screen(x)
-    _search(x, sq, members, np.nonzero(other)[0], first[other], best_d, best_i, screen)
+    _in_parallel(x, sq, members, np.nonzero(other)[0], first[other], best_d, best_i, screen)
 
     # The certificate: cells that could still hold a nearer item than the k-th found.
     cc = np.sqrt(_squared(cent, np.einsum("ij,ij->i", cent, cent), cent))
@@ -177,7 +180,7 @@ def _cell_search(
         # Cells that do not prune (items spread evenly, as raw pixels are): the
         # all-pairs search is the cheaper way to the same answer.
         return _brute(raw, k)
-    _search(x, sq, members, more_rows, more_cells, best_d, best_i, screen)
+    _in_parallel(x, sq, members, more_rows, more_cells, best_d, best_i, screen)
     return _exact_order(raw, best_i)
 
 
@@ -206,10 +209,11 @@ def _squared(
 
 
 class _Screen:
-    """Float32 copies of the (centred) items for screening: all coordinates, and the top :data:`SCREEN_DIMS` principal ones, whose
-    distances are lower bounds of the full ones (a rotation keeps distances, dropping
-    coordinates can only shorten them). Each as the view, ``-2`` times it, and the
-    squared norms less their share of the rounding bound."""
+    """Float32 copies of the (centred) items for screening: all coordinates, and the
+    top :data:`SCREEN_DIMS` principal ones, whose distances are lower bounds of the
+    full ones (a rotation keeps distances, dropping coordinates can only shorten them).
+    Each as the view, ``-2`` times it, and the squared norms less their share of the
+    rounding bound."""
 
     def __init__(self, xc: npt.NDArray[np.float64]) -> None:
         self.full = _screen_copy(xc)  # the rows come centred
@@ -271,6 +275,35 @@ def _groups(cell: npt.NDArray[np.int64], n_cells: int) -> list[npt.NDArray[np.in
     order = np.argsort(cell, kind="stable")
     bounds = np.searchsorted(cell[order], np.arange(n_cells + 1))
     return [order[bounds[c] : bounds[c + 1]] for c in range(n_cells)]
+
+
+def _in_parallel(
+    x: npt.NDArray[np.float64],
+    sq: npt.NDArray[np.float64],
+    members: list[npt.NDArray[np.int64]],
+    rows: npt.NDArray[np.int64],
+    cells: npt.NDArray[np.int64],
+    best_d: npt.NDArray[np.float64],
+    best_i: npt.NDArray[np.int64],
+    screen: _Screen | None = None,
+) -> None:
+    """:func:`_search`, the rows dealt out to one worker per core (disjoint rows, so
+    the workers never touch the same row of ``best_d``). Each worker's products run on
+    one BLAS thread: the selection and merging around them then use the cores too."""
+    workers = worker_count(None, 8)
+    if workers == 1 or len(rows) < 2 * BLOCK_ROWS:
+        _search(x, sq, members, rows, cells, best_d, best_i, screen)
+        return
+    part = rows % workers
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        jobs = [
+            pool.submit(
+                _search, x, sq, members, rows[part == w], cells[part == w], best_d, best_i, screen
+            )
+            for w in range(workers)
+        ]
+        for job in jobs:
+            job.result()
 
 
 def _search(
