@@ -114,6 +114,97 @@ def test_pruning_by_noise_rate_counts_flips_that_reach_no_threshold() -> None:
     assert res.flags[flipped].mean() >= 0.95 and res.flags[~flipped].sum() <= 3
 
 
+def _many_classes_flipped(
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Forty classes of 100; 5% of all labels flipped to a random other class, so that
+    nearly every cell of the joint holds at most one flip. What a proxy on the features
+    of a model that memorised the flips gives: each flip's probability of its true class
+    pulled below that class's usual confidence (0.7 against 0.95) while its label is
+    ruled out (0.001). Also 80 clean items torn between their class and one other
+    (0.45 / 0.5): the label doubted, not ruled out. Returns probabilities, labels, the
+    flipped and the torn masks."""
+    rng = np.random.default_rng(seed)
+    k, n = 40, 100
+    y_true = np.repeat(np.arange(k), n)
+    y = y_true.copy()
+    flipped = np.zeros(k * n, bool)
+    idx = rng.choice(k * n, k * n // 20, replace=False)
+    y[idx] = (y[idx] + rng.integers(1, k, idx.size)) % k
+    flipped[idx] = True
+    p = np.full((k * n, k), 0.05 / (k - 1))
+    p[np.arange(k * n), y_true] = 0.95
+    torn = np.zeros(k * n, bool)
+    torn[rng.choice(np.flatnonzero(~flipped), 80, replace=False)] = True
+    for i in np.flatnonzero(flipped):
+        p[i] = 0.299 / (k - 2)
+        p[i, y_true[i]], p[i, y[i]] = 0.7, 0.001
+    for i in np.flatnonzero(torn):
+        p[i] = 0.05 / (k - 2)
+        p[i, y_true[i]], p[i, (y_true[i] + 1) % k] = 0.45, 0.5
+    p = 0.99 * p + 0.01 * rng.dirichlet(np.ones(k), k * n)
+    return p, y, flipped, torn
+
+
+def test_decisively_contradicted_labels_count_without_a_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tripwire.detectors.poisoning import label_noise as ln
+
+    p, y, flipped, torn = _many_classes_flipped()
+    issues, _ = ln.noise_rate_issues(p, y, ln.per_class_thresholds(p, y))
+    # The torn items are not counted (their likelihood ratio is about 1): the count
+    # stays near the number of flips, not 80 above it.
+    assert (issues & flipped).sum() >= 0.95 * flipped.sum()
+    assert issues.sum() <= flipped.sum() + 10 and (issues & torn).sum() <= 5
+    # Without the likelihood-ratio rule no flip reaches its class's threshold: the
+    # calibrated joint holds none of them.
+    monkeypatch.setattr(ln, "DECISIVE_RATIO", np.inf)
+    issues, _ = ln.noise_rate_issues(p, y, ln.per_class_thresholds(p, y))
+    assert (issues & flipped).sum() <= 0.2 * flipped.sum()
+
+
+def test_the_count_rounds_its_total_not_each_cell() -> None:
+    from tripwire.detectors.poisoning.label_noise import noise_rate_issues, per_class_thresholds
+
+    # Ten classes of 100. In each label's 70 confident items, 4 flips from four other
+    # classes (one per cell); its other 30 items lean to their class (0.5), 2 of them
+    # flips from the first two of those classes. Each of the 40 cells with a flip is
+    # rescaled to 100 / 70 = 1.43 items: rounded cell by cell that is 40 issues for 60
+    # flips, rounded in total 57.
+    k = 10
+    rows: list[np.ndarray] = []
+    labels: list[int] = []
+    flipped: list[bool] = []
+
+    def item(true: int, given: int, p_true: float, p_given: float) -> None:
+        row = np.full(k, (1.0 - p_true - p_given) / (k - 2))
+        row[true], row[given] = p_true, p_given
+        rows.append(row)
+        labels.append(given)
+        flipped.append(true != given)
+
+    def clean(c: int, p_own: float) -> None:
+        rows.append(np.full(k, (1.0 - p_own) / (k - 1)))
+        rows[-1][c] = p_own
+        labels.append(c)
+        flipped.append(False)
+
+    for c in range(k):
+        for _ in range(66):
+            clean(c, 0.95)
+        for d in range(1, 5):
+            item((c + d) % k, c, 0.95, 0.005)
+        for _ in range(28):
+            clean(c, 0.5)
+        for d in (1, 2):
+            item((c + d) % k, c, 0.5, 0.1)
+    p, y, truth = np.array(rows), np.array(labels), np.array(flipped)
+    issues, pruned = noise_rate_issues(p, y, per_class_thresholds(p, y))
+    assert pruned.sum() == 40
+    assert issues.sum() == 57 and (issues & truth).sum() == 57
+
+
 def _pair_flipped(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities of a proxy that learnt pair flips: three classes of 300, 40% of
     class 0 labelled 1; half of class 2 is hard (no class above 0.4), correctly
