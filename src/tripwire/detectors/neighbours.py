@@ -40,7 +40,7 @@ exact copy is at distance exactly 0.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -148,9 +148,15 @@ def _cell_search(
     best_d = np.full((n, k), np.inf)
     best_i = np.full((n, k), -1, dtype=np.int64)
     # Home cells first: every row then has a k-th distance that screens the other cells.
-    _in_parallel(x, sq, members, np.arange(n), home, best_d, best_i)
+    screen: _Screen | None = None
+
+    def search(rows: npt.NDArray[np.int64], cells: npt.NDArray[np.int64]) -> None:
+        # ``screen`` as it stands at the call: none yet for the home cells' pass.
+        _search(x, sq, members, rows, cells, best_d, best_i, screen)
+
+    _in_parallel(search, np.arange(n), home)
     screen = _Screen(x)
-    _in_parallel(x, sq, members, np.nonzero(other)[0], first[other], best_d, best_i, screen)
+    _in_parallel(search, np.nonzero(other)[0], first[other])
 
     # The certificate: cells that could still hold a nearer item than the k-th found.
     cc = np.sqrt(_squared(cent, np.einsum("ij,ij->i", cent, cent), cent))
@@ -180,7 +186,7 @@ def _cell_search(
         # Cells that do not prune (items spread evenly, as raw pixels are): the
         # all-pairs search is the cheaper way to the same answer.
         return _brute(raw, k)
-    _in_parallel(x, sq, members, more_rows, more_cells, best_d, best_i, screen)
+    _in_parallel(search, more_rows, more_cells)
     return _exact_order(raw, best_i)
 
 
@@ -278,30 +284,21 @@ def _groups(cell: npt.NDArray[np.int64], n_cells: int) -> list[npt.NDArray[np.in
 
 
 def _in_parallel(
-    x: npt.NDArray[np.float64],
-    sq: npt.NDArray[np.float64],
-    members: list[npt.NDArray[np.int64]],
+    search: Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], None],
     rows: npt.NDArray[np.int64],
     cells: npt.NDArray[np.int64],
-    best_d: npt.NDArray[np.float64],
-    best_i: npt.NDArray[np.int64],
-    screen: _Screen | None = None,
 ) -> None:
-    """:func:`_search`, the rows dealt out to one worker per core (disjoint rows, so
-    the workers never touch the same row of ``best_d``). Each worker's products run on
-    one BLAS thread: the selection and merging around them then use the cores too."""
+    """``search(rows, cells)`` (a :func:`_search`), the rows dealt out to one worker per
+    core (disjoint rows, so the workers never touch the same row of the results). Each
+    worker's products run on one BLAS thread: the selection and merging around them
+    then use the cores too."""
     workers = worker_count(None, 8)
     if workers == 1 or len(rows) < 2 * BLOCK_ROWS:
-        _search(x, sq, members, rows, cells, best_d, best_i, screen)
+        search(rows, cells)
         return
     part = rows % workers
     with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        jobs = [
-            pool.submit(
-                _search, x, sq, members, rows[part == w], cells[part == w], best_d, best_i, screen
-            )
-            for w in range(workers)
-        ]
+        jobs = [pool.submit(search, rows[part == w], cells[part == w]) for w in range(workers)]
         for job in jobs:
             job.result()
 
