@@ -1,5 +1,6 @@
-"""The ensemble's verdict on the cells stored by ``std_cell.py`` (seed 0; full MNIST
-unless ``--data`` names another of the standard suite's datasets).
+"""The ensemble's verdict on the cells stored by ``std_cell.py`` (seed 0 unless
+``--seed``; full MNIST unless ``--data`` names another of the standard suite's
+datasets).
 
 With ``--rule FILE`` the ``combine`` of another version of ``tripwire/scan/ensemble.py``
 is used instead of the installed one (the rule before a change):
@@ -86,12 +87,13 @@ def main() -> None:
         "--probe-dir", type=Path, default=Path("runs/probe"), help="where the stored cells are"
     )
     ap.add_argument("--data", default="mnist", help="the dataset whose cells to combine")
+    ap.add_argument("--seed", type=int, default=0, help="the cells' seed")
     args = ap.parse_args()
     combine = load_rule(args.rule)
-    for path in sorted(args.probe_dir.glob(f"{args.data}_*_0.npz")):
-        ds, results, space = stored_cell(path)
+    for path in sorted(args.probe_dir.glob(f"{args.data}_*_{args.seed}.npz")):
+        ds, results, space = stored_cell(path, args.seed)
         truth = np.asarray(ds.poisoned) if ds.poisoned is not None else np.zeros(len(ds), bool)
-        e = combine(results, len(ds), **evidence(combine, ds, space))
+        e = combine(results, len(ds), **evidence(combine, ds, space, args.seed))
         tp = int((e.flags & truth).sum())
         row = {
             "cell": path.stem,
