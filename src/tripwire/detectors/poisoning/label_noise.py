@@ -118,14 +118,26 @@ def confident_classes(
     masked = np.where(above, probs, -1.0)
     best = np.argmax(masked, axis=1).astype(np.int64)
     out = np.where(above.any(axis=1), best, -1)
-    if labels is not None and labels.size:
-        rows = np.arange(labels.size)
-        top = np.argmax(probs, axis=1).astype(np.int64)
-        decisive = (
-            (out < 0) & (top != labels) & (probs[rows, top] >= DECISIVE_RATIO * probs[rows, labels])
-        )
-        out = np.where(decisive, top, out)
+    if labels is not None:
+        decisive = _decisive_classes(probs, labels, out)
+        out = np.where(decisive >= 0, decisive, out)
     return np.asarray(out, dtype=np.int64)
+
+
+def _decisive_classes(
+    probs: npt.NDArray[np.float64], labels: npt.NDArray[np.int64], confident: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Each item's most probable class where it reaches no threshold (``confident`` is
+    -1) and its label is at least :data:`DECISIVE_RATIO` times less probable; -1
+    elsewhere."""
+    rows = np.arange(labels.size)
+    top = np.argmax(probs, axis=1).astype(np.int64)
+    hit = (
+        (confident < 0)
+        & (top != labels)
+        & (probs[rows, top] >= DECISIVE_RATIO * probs[rows, labels])
+    )
+    return np.asarray(np.where(hit, top, -1), dtype=np.int64)
 
 
 def confident_joint(
@@ -160,15 +172,15 @@ def calibrated_joint(
     """
     n_cls = probs.shape[1]
     confident = confident_classes(probs, thresholds)
-    with_decisive = confident_classes(probs, thresholds, labels)
-    decisive = (confident < 0) & (with_decisive >= 0)
+    decisive_to = _decisive_classes(probs, labels, confident)
+    decisive = decisive_to >= 0
     joint = confident_joint(labels, confident, n_cls).astype(np.float64)
     labelled = np.bincount(labels, minlength=n_cls).astype(np.float64)
     rows = joint.sum(axis=1)
     below = labelled - rows  # items that reach no threshold, decisive ones included
     share = joint / np.where(rows > 0, rows, 1.0)[:, None]
     shared = joint + share * below[:, None]
-    counted = joint + confident_joint(labels[decisive], with_decisive[decisive], n_cls)
+    counted = joint + confident_joint(labels[decisive], decisive_to[decisive], n_cls)
     diag = np.arange(n_cls)
     counted[diag, diag] += labelled - counted.sum(axis=1)
     off_shared = shared.sum(axis=1) - np.diag(shared)
