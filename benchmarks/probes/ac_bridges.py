@@ -23,7 +23,7 @@ from tripwire.detectors.poisoning.activation_clustering import (
     silhouette,
     two_means,
 )
-from tripwire.detectors.poisoning.spectral import top_directions
+from tripwire.detectors.projection import top_directions
 
 
 def main() -> None:

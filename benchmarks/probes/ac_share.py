@@ -24,7 +24,7 @@ from tripwire.detectors.poisoning.activation_clustering import (
     silhouette,
     two_means,
 )
-from tripwire.detectors.poisoning.spectral import top_directions
+from tripwire.detectors.projection import top_directions
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from ensemble_ranking import _cell_data

@@ -20,7 +20,7 @@ from tripwire.bench.runner import attacked, load_suite_data
 from tripwire.bench.suites import get_suite
 from tripwire.detectors.input_space import InputSpace, other_class_confirmation
 from tripwire.detectors.poisoning.activation_clustering import two_means
-from tripwire.detectors.poisoning.spectral import top_directions
+from tripwire.detectors.projection import top_directions
 
 
 def main() -> None:

@@ -51,6 +51,7 @@ from sklearn.neighbors import NearestNeighbors
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from tripwire.detectors.parallel import worker_count
+from tripwire.detectors.projection import top_directions
 from tripwire.errors import InputError
 
 #: Below this many items the all-pairs search is cheap enough and used as it is.
@@ -227,8 +228,8 @@ class _Screen:
         if xc.shape[1] > 2 * SCREEN_DIMS:
             # Any orthonormal directions give lower bounds; a sample's principal ones
             # make them tight where the items spread most.
-            _, vecs = np.linalg.eigh(np.cov(xc[:: max(1, len(xc) // 4096)], rowvar=False))
-            self.low = _screen_copy(xc @ vecs[:, ::-1][:, :SCREEN_DIMS])
+            comps = top_directions(xc[:: max(1, len(xc) // 4096)], SCREEN_DIMS)
+            self.low = _screen_copy(xc @ comps.T)
 
     def ruled_out(
         self, q: npt.NDArray[np.int64], mem: npt.NDArray[np.int64], worst: npt.NDArray[np.float64]

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sklearn.covariance import LedoitWolf
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
-from tripwire.detectors.poisoning.spectral import top_directions
+from tripwire.detectors.projection import top_directions
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 

@@ -57,8 +57,8 @@ from tripwire.detectors.poisoning.spectral import (
     features_and_labels,
     integer_labels,
     split_by_size,
-    top_directions,
 )
+from tripwire.detectors.projection import top_directions
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -117,7 +117,14 @@ def two_cluster_silhouette(z: npt.NDArray[np.float64], assign: npt.NDArray[np.in
     1,000-item samples this detector scores dozens of times per scan.
     """
     sq = np.einsum("ij,ij->i", z, z)
-    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (z @ z.T), 0.0))
+    # |a|^2 + |b|^2 - 2 a.b in place (doubling is exact, so the same values as the
+    # plain expression, without its three temporary n x n arrays).
+    dist = np.add.outer(sq, sq)
+    gram = z @ z.T
+    gram *= 2.0
+    dist -= gram
+    np.maximum(dist, 0.0, out=dist)
+    np.sqrt(dist, out=dist)
     np.fill_diagonal(dist, 0.0)
     ones = np.stack([assign == 0, assign == 1], axis=1).astype(np.float64)
     sums = dist @ ones

@@ -12,7 +12,7 @@ not stand out; when the poisons are about half of a class the two groups sit
 symmetrically about the class centre and both project equally far.
 
 This module also holds the small helpers that the other per-class poisoning detectors
-share (input checks, grouping by class, the top directions of a class).
+share (input checks, grouping by class).
 
 Reference: Tran, Li and Madry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018.
 """
@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
 from tripwire.detectors.calibration import MAD_TO_SD
+from tripwire.detectors.projection import top_directions
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -110,27 +111,6 @@ def check_width(features: npt.NDArray[np.float64], width: int, detector: str) ->
             f"features have {features.shape[1]} columns, the detector was fitted on {width}",
             detector,
         )
-
-
-def top_directions(xc: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
-    """The top ``k`` right singular vectors ``(k, F)`` of the centred matrix ``xc``.
-
-    Computed from the smaller Gram matrix (``F x F`` or ``n x n``), so memory is
-    ``min(n, F)**2`` and the result is deterministic (no random start).
-    """
-    n, f = xc.shape
-    k = max(1, min(k, n, f))
-    if f <= n:
-        vals, vecs = np.linalg.eigh(xc.T @ xc)
-        v = vecs[:, ::-1][:, :k].T
-    else:
-        vals, vecs = np.linalg.eigh(xc @ xc.T)
-        u = vecs[:, ::-1][:, :k]
-        s = np.sqrt(np.maximum(vals[::-1][:k], 0.0))
-        v = (u / np.where(s > 0.0, s, 1.0)).T @ xc
-    # A sign convention makes repeated fits agree exactly.
-    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
-    return np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None], dtype=np.float64)
 
 
 def robust_location_scale(values: npt.NDArray[np.float64]) -> tuple[float, float]:
