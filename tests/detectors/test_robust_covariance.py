@@ -174,7 +174,13 @@ def test_small_classes_determinism_and_validation() -> None:
         detect("spectre", xs[ys == 9], ys[ys == 9])
     with pytest.raises(InputError, match="needs features"):
         get("spectre")().fit(DetectorInput(labels=y))
-    bad_params = ({"alpha": -1.0}, {"z_cut": 0.0}, {"null_draws": 1}, {"n_components": 0})
+    bad_params = (
+        {"alpha": -1.0},
+        {"z_cut": 0.0},
+        {"null_draws": 1},
+        {"n_components": 0},
+        {"max_filter_items": 319},  # fewer than ten per component (32)
+    )
     for bad in (*bad_params, {"n_jobs": 0}):
         with pytest.raises(InputError):
             detect("spectre", x, y, **bad)
@@ -190,3 +196,25 @@ def test_workers_do_not_change_the_scores() -> None:
     many = get("spectre")(n_jobs=3).detect(inputs)
     np.testing.assert_array_equal(one.scores, many.scores)
     assert one.evidence == many.evidence
+
+
+def test_the_filter_reads_a_sample_of_large_classes() -> None:
+    # Classes of 1,500 items, the filter capped at 600: the poisons (10% of class 0)
+    # are still filtered out of the sample and every item is scored; classes under
+    # the cap are fitted exactly as without one.
+    x, y, truth = backdoor_data(0.10, n=1500, k=3)
+    inputs = DetectorInput(features=x, labels=y)
+    capped = get("spectre")(max_filter_items=600).detect(inputs)
+    assert auroc(truth, capped) > 0.99
+    assert capped.flags[truth].mean() >= 0.9 and capped.flags[~truth].mean() <= 0.01
+    ev = capped.evidence["per_class"]
+    assert all(ev[c]["filter_items"] == 600 for c in range(3))
+    assert 0.10 * 600 * 0.8 <= ev[0]["filtered_when_fitting"] < 300
+    whole = get("spectre")(max_filter_items=None).detect(inputs)
+    assert all(whole.evidence["per_class"][c]["filter_items"] == ev[c]["items"] for c in ev)
+    small_x, small_y, _ = backdoor_data(0.10)
+    a = get("spectre")().detect(DetectorInput(features=small_x, labels=small_y))
+    b = get("spectre")(max_filter_items=None).detect(
+        DetectorInput(features=small_x, labels=small_y)
+    )
+    np.testing.assert_array_equal(a.scores, b.scores)
