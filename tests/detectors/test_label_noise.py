@@ -464,6 +464,29 @@ def test_knn_label_reference_queries_and_batches() -> None:
     assert fresh.flags.mean() == pytest.approx(0.05, abs=0.03)
 
 
+def test_knn_label_searches_the_principal_subspace() -> None:
+    # Features that spread over 4 of their 40 columns (the rest a whisper of noise),
+    # rotated: the neighbours come from the 4-direction subspace, and lookups of other
+    # items are projected the same way.
+    rot = np.linalg.qr(np.random.default_rng(5).normal(size=(40, 40)))[0]
+
+    def widen(x: np.ndarray, seed: int) -> np.ndarray:
+        whisper = 1e-4 * np.random.default_rng(seed).normal(size=(len(x), 36))
+        return np.hstack([x, whisper]) @ rot
+
+    x, _, y, truth = label_data(0.10, sep=3.0, dim=4)
+    inputs = DetectorInput(features=widen(x, 1), labels=y)
+    sub = get("knn-label")().fit(inputs)
+    full = get("knn-label")(variance=1.0).fit(inputs)
+    assert sub.components_.shape == (4, 40) and full.components_.shape == (40, 40)
+    found = sub.detect(inputs)
+    assert found.flags[truth].mean() >= 0.9
+    assert (found.flags == full.detect(inputs).flags).mean() >= 0.99
+    rx, _, ry, _ = label_data(0.0, sep=3.0, dim=4, noise_seed=7)
+    ref = DetectorInput(features=widen(rx, 2), labels=ry)
+    assert np.corrcoef(sub.score(ref), full.score(ref))[0, 1] > 0.99
+
+
 def test_knn_label_leaves_only_itself_out() -> None:
     # Items 0 and 1 are exact duplicates with different labels: each one's nearest
     # neighbour is the other, which must not be dropped along with the item itself.
@@ -478,7 +501,15 @@ def test_knn_label_validation() -> None:
     x, p, y, _ = label_data(0.10, n=20)
     with pytest.raises(InputError, match="needs features"):
         get("knn-label")().fit(DetectorInput(probs=p, labels=y))
-    for bad in ({"k": 0}, {"majority": 0.0}, {"batch_size": 0}, {"tie_weight": -1.0}):
+    bad_params = (
+        {"k": 0},
+        {"majority": 0.0},
+        {"batch_size": 0},
+        {"tie_weight": -1.0},
+        {"variance": 0.0},
+        {"variance": 1.5},
+    )
+    for bad in bad_params:
         with pytest.raises(InputError):
             detect("knn-label", x, p, y, **bad)
     with pytest.raises(InputError, match="at least 2 items"):
