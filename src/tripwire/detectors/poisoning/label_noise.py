@@ -596,8 +596,9 @@ class KnnLabelDetector(BaseDetector):
     holds ``variance`` of their spread: a network's penultimate features spread over
     far fewer directions than they have columns (full MNIST's 128 columns: 99% of the
     variance in 67-79 directions), and the search costs in proportion to the columns
-    (1.4 s -> 1.0 s there, with the same verdict of the labels family; see
-    docs/benchmarks.md, session 21).
+    (the GTSRB and CIFAR-10 subsets' search halves; full MNIST's cell search gains
+    less), with the same verdict of the labels family on full MNIST and GTSRB
+    (docs/benchmarks.md, session 21).
 
     The statistic of an item is its distance-weighted share of the ``k`` nearest
     neighbours whose label differs, ``D`` in [0, 1], plus ``tie_weight`` times the
