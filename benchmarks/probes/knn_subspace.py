@@ -9,12 +9,14 @@ adds flip groups on top).
 
     PYTHONPATH=src python benchmarks/probes/knn_subspace.py runs/s20/probe/*.npz \\
         runs/probe/gtsrb_*.npz runs/s19/ln-dump/*.npz
+
+``--variance V`` runs the second one at another share (the values tried and dropped).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 
 import numpy as np
@@ -29,13 +31,18 @@ def f1(flags: np.ndarray, truth: np.ndarray) -> float:
 
 
 def main() -> None:
-    for path in sys.argv[1:]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cells", nargs="+", help="stored cells with features and probs")
+    ap.add_argument("--variance", type=float, help="the second run's share (default: 0.99)")
+    args = ap.parse_args()
+    second = {} if args.variance is None else {"variance": args.variance}
+    for path in args.cells:
         f = np.load(path)
         x, y, truth = f["features"].astype(np.float64), f["y"].astype(np.int64), f["truth"]
         truth = truth.astype(bool)
         cl = get("confident-learning")().detect(DetectorInput(probs=f["probs"], labels=y)).flags
         row: dict[str, object] = {"cell": path}
-        for name, kw in (("all columns", {"variance": 1.0}), ("subspace", {})):
+        for name, kw in (("all columns", {"variance": 1.0}), ("subspace", second)):
             t0 = time.perf_counter()
             res = get("knn-label")(**kw).detect(DetectorInput(features=x, labels=y))
             seconds = round(time.perf_counter() - t0, 2)

@@ -180,13 +180,10 @@ def _retrain_settings(
     return ["*"] if suite.retrain_detectors is None else sorted(suite.retrain_detectors)
 
 
-def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
-    """Train (or load from the cache) the suite's recipe on ``ds``."""
-    import torch
-
-    from tripwire.models.loading import load_model
-    from tripwire.models.train import TrainConfig, save_model, train_model
-
+def cached_model_path(ds: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Path:
+    """Where :func:`train_cached` keeps the suite's model of ``ds`` (its metadata beside
+    it, ``.meta.json`` for ``.pt``): keyed by the data's content, the recipe, the seed
+    and tripwire's version."""
     key = _key(
         {
             "data": ds.content_sha256(),
@@ -196,8 +193,18 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
             "v": __version__,
         }
     )
-    path = cache_dir / "models" / f"{key}.pt"
-    meta = path.with_name(f"{key}.meta.json")
+    return cache_dir / "models" / f"{key}.pt"
+
+
+def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
+    """Train (or load from the cache) the suite's recipe on ``ds``."""
+    import torch
+
+    from tripwire.models.loading import load_model
+    from tripwire.models.train import TrainConfig, save_model, train_model
+
+    path = cached_model_path(ds, spec, seed, cache_dir)
+    meta = path.with_suffix(".meta.json")
     # Both files, or the run was stopped between them (the model is written first).
     if path.exists() and meta.exists():
         model = load_model(path, device="cpu")
