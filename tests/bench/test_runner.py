@@ -136,7 +136,13 @@ def test_standard_suite_needs_data_dir(tmp_path: Path) -> None:
 def test_train_only_then_suite_reuses_models(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from tripwire.bench.runner import ENSEMBLE_ROW, train_suite_models
+    from tripwire.bench.runner import (
+        ENSEMBLE_ROW,
+        attacked,
+        cached_model_path,
+        suite_cells,
+        train_suite_models,
+    )
 
     suite = replace(TINY, retrain_detectors=(ENSEMBLE_ROW,))
     cache = tmp_path / "cache"
@@ -145,6 +151,15 @@ def test_train_only_then_suite_reuses_models(tmp_path: Path) -> None:
     assert sum("model ready" in m for m in logs) == 2
     trained = set((cache / "models").glob("*.pt"))
     assert len(trained) == 2
+    # Each cell's model lies where cached_model_path says (the probes find it there).
+    cells = suite_cells(suite, None, log=lambda _: None)
+    expected = {
+        cached_model_path(attacked(train, attack, rate, seed)[0], spec, seed, cache)
+        for spec, train, _, attack, rate, seed in cells
+        if attack.kind in ("clean", "badnets")
+    }
+    assert expected == trained
+    assert all(p.with_suffix(".meta.json").exists() for p in trained)
     result = run_suite(suite, out_dir=tmp_path / "out", cache_dir=cache, log=logs.append)
     # Only retraining without the ensemble's flags may add a model: the cells' own are reused.
     assert len(set((cache / "models").glob("*.pt")) - trained) <= 1
