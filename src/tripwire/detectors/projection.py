@@ -15,6 +15,24 @@ import numpy.typing as npt
 from tripwire.errors import InputError
 
 
+def _spectrum(
+    xc: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Eigenvalues of ``xc``'s scatter, largest first, and the right singular vectors
+    as rows in the same order, from the smaller Gram matrix (``F x F`` or ``n x n``),
+    each signed so that its largest coordinate is positive (repeated fits agree)."""
+    n, f = xc.shape
+    if f <= n:
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        v = vecs[:, ::-1].T
+    else:
+        vals, vecs = np.linalg.eigh(xc @ xc.T)
+        s = np.sqrt(np.maximum(vals[::-1], 0.0))
+        v = (vecs[:, ::-1] / np.where(s > 0.0, s, 1.0)).T @ xc
+    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
+    return vals[::-1], np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None])
+
+
 def top_directions(xc: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
     """The top ``k`` right singular vectors ``(k, F)`` of the centred matrix ``xc``.
 
@@ -23,17 +41,7 @@ def top_directions(xc: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float6
     """
     n, f = xc.shape
     k = max(1, min(k, n, f))
-    if f <= n:
-        vals, vecs = np.linalg.eigh(xc.T @ xc)
-        v = vecs[:, ::-1][:, :k].T
-    else:
-        vals, vecs = np.linalg.eigh(xc @ xc.T)
-        u = vecs[:, ::-1][:, :k]
-        s = np.sqrt(np.maximum(vals[::-1][:k], 0.0))
-        v = (u / np.where(s > 0.0, s, 1.0)).T @ xc
-    # A sign convention makes repeated fits agree exactly.
-    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
-    return np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None], dtype=np.float64)
+    return np.asarray(_spectrum(xc)[1][:k], dtype=np.float64)
 
 
 def principal_subspace(xc: npt.NDArray[np.float64], variance: float) -> npt.NDArray[np.float64]:
@@ -53,9 +61,9 @@ def principal_subspace(xc: npt.NDArray[np.float64], variance: float) -> npt.NDAr
     f = xc.shape[1]
     if variance >= 1.0:
         return np.eye(f)
-    vals = np.linalg.eigvalsh(xc.T @ xc)[::-1]
-    total = float(vals.sum())
+    vals, v = _spectrum(xc)
+    total = float(np.maximum(vals, 0.0).sum())
     if total <= 0.0:
         return np.eye(f)[:1]
     k = int(np.searchsorted(np.cumsum(vals) / total, variance)) + 1
-    return top_directions(xc, min(k, f))
+    return np.asarray(v[: min(k, len(v))], dtype=np.float64)

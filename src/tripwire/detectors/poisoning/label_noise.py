@@ -673,8 +673,9 @@ class KnnLabelDetector(BaseDetector):
         self.features_ = x
         self.labels_ = y
         self.centre_ = x.mean(axis=0)
-        self.components_ = principal_subspace(x - self.centre_, self.variance)
-        z = self._project(x)
+        xc = x - self.centre_
+        self.components_ = principal_subspace(xc, self.variance)
+        z = xc @ self.components_.T
         self.index_ = NearestNeighbors(n_neighbors=self.k_ + 1).fit(z)
         # The all-items search by cells (exact, a tenth of the pairs on a network's
         # features); each item is then left out of its own neighbours.
