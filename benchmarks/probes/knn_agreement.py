@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from knn_subspace import f1
+
 from tripwire.detectors import DetectorInput, get
-
-
-def f1(flags: np.ndarray, truth: np.ndarray) -> float:
-    tp = int((flags & truth).sum())
-    return round(2.0 * tp / max(int(flags.sum()) + int(truth.sum()), 1), 3)
 
 
 def main() -> None:
