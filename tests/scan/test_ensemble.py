@@ -295,6 +295,37 @@ def test_one_members_false_alarms_do_not_hold_back_the_others_group() -> None:
     assert not res.flags[submodes].any()
 
 
+def test_held_back_lone_items_still_extend_the_quorums_group() -> None:
+    """A member with lone groups in too many classes has them held back, except in a
+    class where the quorum's confirmed flags already make a sub-population: there its
+    lone items are the rest of that group (GTSRB 1% blend: 29 poisons beside two clean
+    sub-modes). Quorum flags below the class share do not count as such a finding."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASSES
+
+    n_classes, per = 20, 100
+    n = n_classes * per
+    labels = np.repeat(np.arange(n_classes), per)
+    both = list(range(0, 20))  # the quorum's group in class 0
+    extra = list(range(20, 30))  # the rest of it, activation clustering only
+    modes = range(15, 15 + MAX_LONE_CLASSES)  # 20% of each of two more classes
+    submodes = [c * per + i for c in modes for i in range(20)]
+    stray = [5 * per + i for i in range(2)]  # quorum flags under the class share
+    ac = both + extra + submodes + [5 * per + i for i in range(20)]
+    results = {
+        "spectral-signature": _result("spectral-signature", both + stray, n),
+        "activation-clustering": _result("activation-clustering", ac, n),
+    }
+
+    def confirm(candidates: np.ndarray) -> np.ndarray:
+        return np.asarray(candidates, dtype=bool)
+
+    res = combine(results, n, confirm_other=confirm, labels=labels)
+    fam = res.families["feature-clusters"]
+    assert np.flatnonzero(res.flags).tolist() == both + extra
+    assert fam["lone_confirmed"] == {"activation-clustering:0": len(extra)}
+    assert fam["lone_held_back"] == sorted(f"activation-clustering:{c}" for c in [5, *modes])
+
+
 def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
     """A lone group made mostly of items the labels family flagged is label noise: the
     labels family's verdict stands for it, and the pair's lone flags (which also take

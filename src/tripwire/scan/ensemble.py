@@ -423,12 +423,16 @@ def _confirmed_flags(
     below ``min_share`` of its class is no sub-population (the class gate drops it) and
     does not count towards a member's classes: a member's few confirmed items in many
     classes (spectral signatures' top items, 1-19 per class on GTSRB) must not hold back
-    its one real group.
+    its one real group. A member's lone groups in more classes than
+    :data:`MAX_LONE_CLASSES` are held back, except in a class where the quorum's own
+    confirmed flags stand as a sub-population (at least ``min_share`` of the class, and
+    at least one item): there they extend a finding instead of claiming a target.
     """
     flags = {m: np.asarray(results[m].flags, dtype=bool) for m in members}
     candidates = np.logical_or.reduce(list(flags.values()))
     confirmed = np.asarray(confirm_other(candidates), dtype=bool) & candidates
     out = at_quorum & confirmed
+    quorum_found = out.copy()
     lone: dict[str, int] = {}
     held: list[str] = []
     noise: list[str] = []
@@ -456,10 +460,19 @@ def _confirmed_flags(
                 groups[c] = ok
             # A backdoor sends its poisons to its target: one member's lone groups in
             # many classes at once are label noise spread over the set (which the labels
-            # family judges) or that member's own false alarms.
+            # family judges) or that member's own false alarms. They are held back, but
+            # for a class where the quorum's confirmed flags already stand: there the
+            # lone items are the part of that finding the other member missed (the
+            # GTSRB subset's 1% blend: 29 of the target's poisons, beside two clean
+            # sub-modes that held them back).
             if len(groups) > limit:
-                held += [f"{member}:{c}" for c in groups]
-                continue
+                new = [
+                    c
+                    for c in groups
+                    if _below_share(quorum_found & (labels == c), labels == c, max(min_share, 1e-9))
+                ]
+                held += [f"{member}:{c}" for c in new]
+                groups = {c: g for c, g in groups.items() if c not in new}
             for c, ok in groups.items():
                 added = ok & ~out
                 if added.any():
