@@ -300,7 +300,7 @@ def class_pattern(
     _, cut = best_split(proj, _group_floor(n, min_share, min_count))
     high = proj > cut
     energy = (r * r).sum(axis=1)
-    carriers = _carrier_side(high, energy)
+    carriers = _carrier_side(high, r, energy)
     div = _diversity(z, (z * z).sum(axis=1), proj, carriers)
     sign = 1.0 if proj[carriers].mean() >= proj[~carriers].mean() else -1.0
     med, scale = robust_location_scale(proj[~carriers] * sign)
@@ -328,12 +328,36 @@ def _group_floor(n: int, min_share: float, min_count: int) -> int:
 
 
 def _carrier_side(
-    high: npt.NDArray[np.bool_], energy: npt.NDArray[np.float64]
+    high: npt.NDArray[np.bool_], r: npt.NDArray[np.float64], energy: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.bool_]:
-    """The side of a split with more residual energy (a pattern adds to it)."""
+    """The side of a split whose residuals are more **coherent**: more of their energy
+    lies in their common mean (:func:`coherence`).
+
+    A fixed pattern in a group's residuals adds the same vector to each of them, which
+    raises the share of the group's energy held by its mean, whether the pattern is
+    added (SIG, a patch: ``r + p``) or blended in (``(1 - a) r + a p``, as feature
+    collision's watermark is). Residual energy alone, the earlier rule, holds for an
+    added pattern but not for a blend, which shrinks the image's own residual: on
+    bundled MNIST with feature collision the poisons' median energy was 10.1 against
+    the clean rest's 10.3, and that rule flagged the clean half of the class.
+    """
     if high.all() or not high.any():
         return high
-    return high if np.median(energy[high]) >= np.median(energy[~high]) else ~high
+    return high if coherence(r[high], energy[high]) >= coherence(r[~high], energy[~high]) else ~high
+
+
+def coherence(r: npt.NDArray[np.float64], energy: npt.NDArray[np.float64]) -> float:
+    """Share of a group's mean residual energy held by its mean residual, ``|m|^2 / E``,
+    with ``|m|^2`` corrected for its sampling bias (``trace(cov) / n``), so that a small
+    group's noisier mean does not look coherent by chance."""
+    n = len(r)
+    e_mean = float(energy.mean())
+    if e_mean <= 0.0:
+        return 0.0
+    m2 = float(np.square(r.mean(axis=0)).sum())
+    if n > 1:
+        m2 -= max(e_mean - m2, 0.0) / (n - 1)
+    return m2 / e_mean
 
 
 def _search(
@@ -368,7 +392,7 @@ def _search(
         sep, u, high = refine(z, group, need, halves)
         if sep <= 0.0:
             continue
-        carriers = _carrier_side(high, energy)
+        carriers = _carrier_side(high, r, energy)
         div = _diversity(z, sq, z @ u, carriers)
         candidate = (sep, origin, carriers, div, u)
         if best is None or _ranks_above(candidate, best, diversity_range):
