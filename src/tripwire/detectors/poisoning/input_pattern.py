@@ -26,8 +26,9 @@ detector reads the inputs and labels alone (no model):
    is added to arbitrary members; a group of near-copies, such as a track of video
    frames, is much tighter) and when **no other class** carries it beyond the same cut
    (:func:`other_class_ratio`; a planted clean-label trigger is in the target class
-   only, an acquisition artefact is in many). The **carrier** side is the one with more
-   residual energy: a pattern adds energy to the images it is added to;
+   only, an acquisition artefact is in many). The **carrier** side is the more
+   coherent one (:func:`coherence`): a fixed pattern, added or blended in, puts more of
+   a group's residual energy into its common mean;
 5. and when the split's smaller side is not a **dirty-label** set: other classes' images
    under this label look like another class as inputs, far more often than the rest of
    their class does (:func:`looks_other_shares`, :func:`is_dirty_label`); those belong
@@ -620,8 +621,7 @@ class InputPatternDetector(BaseDetector):
                 # Clean-label: both sides of the split are the class. A smaller side
                 # whose items look like other classes as inputs, well beyond the rest of
                 # the class, is a dirty-label set (other classes' images under this
-                # label, e.g. blended poisons, whose lower contrast can even give the
-                # clean side more residual energy): the families that test labels own
+                # label, e.g. blended poisons): the families that test labels own
                 # it. Measured against the class's own rest, the test also runs where
                 # pooled pixels predict labels badly (CIFAR-10, GTSRB).
                 found.looks_other, found.looks_other_rest = looks_other_shares(
