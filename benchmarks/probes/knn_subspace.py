@@ -22,12 +22,12 @@ import time
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from tripwire.bench.metrics import flag_metrics
 from tripwire.detectors import DetectorInput, get
 
 
 def f1(flags: np.ndarray, truth: np.ndarray) -> float:
-    tp = int((flags & truth).sum())
-    return round(2.0 * tp / max(int(flags.sum()) + int(truth.sum()), 1), 3)
+    return round(float(flag_metrics(truth, flags)["f1"] or 0.0), 3)
 
 
 def main() -> None:

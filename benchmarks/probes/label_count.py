@@ -21,23 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
+from tripwire.bench.metrics import flag_metrics
 from tripwire.detectors import DetectorInput, get
 from tripwire.scan.ensemble import combine
 
 
 def prf(flags: np.ndarray, truth: np.ndarray) -> str:
-    tp = int((flags & truth).sum())
     if not truth.any():
         return f"{int(flags.sum())} flagged"
-    p, r = tp / max(int(flags.sum()), 1), tp / int(truth.sum())
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return f"{int(flags.sum())} P {p:.3f} R {r:.3f} F1 {f1:.3f}"
+    m = flag_metrics(truth, flags)
+    return f"{m['n_flagged']} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}"
 
 
 def f1(flags: np.ndarray, truth: np.ndarray) -> float:
-    tp = int((flags & truth).sum())
-    p, r = tp / max(int(flags.sum()), 1), tp / max(int(truth.sum()), 1)
-    return 2 * p * r / (p + r) if p + r else 0.0
+    return float(flag_metrics(truth, flags)["f1"] or 0.0)
 
 
 def main() -> None:

@@ -3,7 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tripwire.bench.metrics import curve_points, detection_metrics, summarise, tpr_at_fpr
+from tripwire.bench.metrics import (
+    curve_points,
+    detection_metrics,
+    flag_metrics,
+    summarise,
+    tpr_at_fpr,
+)
 from tripwire.bench.report import aggregate
 
 
@@ -26,6 +32,17 @@ def test_flag_counts() -> None:
     m = detection_metrics(truth, flags.astype(float), flags)
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["f1"] == 0.5
     assert m["flag_rate"] == 0.4 and m["n_flagged"] == 2 and m["n_positive"] == 2
+
+
+def test_flag_metrics_need_no_scores() -> None:
+    truth = np.array([1, 1, 1, 0, 0, 0], bool)
+    m = flag_metrics(truth, np.array([1, 1, 0, 1, 0, 0], bool))
+    assert (m["precision"], m["recall"], m["n_flagged"]) == (round(2 / 3, 6), round(2 / 3, 6), 3)
+    assert m["f1"] == round(2 / 3, 6)
+    assert flag_metrics(truth, np.zeros(6, bool))["f1"] == 0.0  # positives, no flags
+    assert flag_metrics(np.zeros(6, bool), np.zeros(6, bool))["f1"] is None
+    with pytest.raises(ValueError):
+        flag_metrics(truth, np.zeros(5, bool))
 
 
 def test_clean_cell_has_no_score_metrics() -> None:

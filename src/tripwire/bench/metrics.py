@@ -22,6 +22,38 @@ def tpr_at_fpr(truth: npt.NDArray[np.bool_], scores: npt.NDArray[np.float64], fp
     return float(t[ok].max()) if ok.any() else 0.0
 
 
+def flag_metrics(truth: npt.ArrayLike, flags: npt.ArrayLike) -> dict[str, Any]:
+    """Precision, recall and F1 of boolean verdicts against the ground truth.
+
+    Returns ``precision``, ``recall``, ``f1``, ``flag_rate``, ``n_flagged`` and
+    ``n_positive``. With no positives (a clean cell) recall and F1 are ``None`` and
+    precision is 1 when nothing is flagged, else 0; with positives and no flags,
+    precision is 0.
+    """
+    t = np.asarray(truth, dtype=bool)
+    f = np.asarray(flags, dtype=bool)
+    if t.shape != f.shape:
+        raise ValueError(f"truth and flags differ in shape: {t.shape}, {f.shape}")
+    tp = int((t & f).sum())
+    n_flag = int(f.sum())
+    n_pos = int(t.sum())
+    precision = tp / n_flag if n_flag else (1.0 if n_pos == 0 else 0.0)
+    recall = tp / n_pos if n_pos else None
+    f1 = (
+        2 * precision * recall / (precision + recall)
+        if recall is not None and precision + recall > 0
+        else (0.0 if recall is not None else None)
+    )
+    return {
+        "precision": round(precision, 6),
+        "recall": None if recall is None else round(recall, 6),
+        "f1": None if f1 is None else round(f1, 6),
+        "flag_rate": round(n_flag / max(1, t.size), 6),
+        "n_flagged": n_flag,
+        "n_positive": n_pos,
+    }
+
+
 def detection_metrics(
     truth: npt.ArrayLike, scores: npt.ArrayLike, flags: npt.ArrayLike
 ) -> dict[str, Any]:
@@ -40,8 +72,9 @@ def detection_metrics(
     -------
     dict
         ``precision``, ``recall``, ``f1``, ``auroc``, ``auprc``, ``tpr_at_1fpr``,
-        ``flag_rate``, ``n_flagged``, ``n_positive``. Score metrics are ``None`` where
-        undefined (a clean cell has no positives).
+        ``flag_rate``, ``n_flagged``, ``n_positive`` (the flags' part as
+        :func:`flag_metrics`). Score metrics are ``None`` where undefined (a clean cell
+        has no positives).
     """
     t = np.asarray(truth, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
@@ -50,27 +83,18 @@ def detection_metrics(
         raise ValueError(
             f"truth, scores and flags differ in shape: {t.shape}, {s.shape}, {f.shape}"
         )
-    tp = int((t & f).sum())
-    n_flag = int(f.sum())
-    n_pos = int(t.sum())
-    precision = tp / n_flag if n_flag else (1.0 if n_pos == 0 else 0.0)
-    recall = tp / n_pos if n_pos else None
-    f1 = (
-        2 * precision * recall / (precision + recall)
-        if recall is not None and precision + recall > 0
-        else (0.0 if recall is not None else None)
-    )
-    both = 0 < n_pos < t.size
+    fm = flag_metrics(t, f)
+    both = 0 < fm["n_positive"] < t.size
     return {
-        "precision": round(precision, 6),
-        "recall": None if recall is None else round(recall, 6),
-        "f1": None if f1 is None else round(f1, 6),
+        "precision": fm["precision"],
+        "recall": fm["recall"],
+        "f1": fm["f1"],
         "auroc": round(float(roc_auc_score(t, s)), 6) if both else None,
         "auprc": round(float(average_precision_score(t, s)), 6) if both else None,
         "tpr_at_1fpr": round(tpr_at_fpr(t, s, 0.01), 6) if both else None,
-        "flag_rate": round(n_flag / max(1, t.size), 6),
-        "n_flagged": n_flag,
-        "n_positive": n_pos,
+        "flag_rate": fm["flag_rate"],
+        "n_flagged": fm["n_flagged"],
+        "n_positive": fm["n_positive"],
     }
 
 
