@@ -10,6 +10,11 @@ from tripwire.errors import InputError
 from tripwire.scan.ensemble import combine, common_scale, family_of
 
 
+def confirm(candidates: np.ndarray) -> np.ndarray:
+    """An input-space confirmation under which every candidate looks like another class."""
+    return np.asarray(candidates, dtype=bool)
+
+
 def _result(name: str, flagged: list[int], n: int = 20) -> DetectorResult:
     scores = np.linspace(0.0, 1.0, n)
     scores[flagged] = 5.0
@@ -246,9 +251,6 @@ def test_lone_groups_in_many_classes_are_left_to_the_labels_family() -> None:
         "spectral-signature": _result("spectral-signature", [], n),
     }
 
-    def confirm(candidates: np.ndarray) -> np.ndarray:
-        return np.asarray(candidates, dtype=bool)  # every candidate looks like another class
-
     res = combine(results, n, confirm_other=confirm, labels=labels)
     assert not res.flags.any()
     fam = res.families["feature-clusters"]
@@ -282,9 +284,6 @@ def test_one_members_false_alarms_do_not_hold_back_the_others_group() -> None:
         "activation-clustering": _result("activation-clustering", submodes, n),
     }
 
-    def confirm(candidates: np.ndarray) -> np.ndarray:
-        return np.asarray(candidates, dtype=bool)
-
     res = combine(results, n, confirm_other=confirm, labels=labels)
     assert np.flatnonzero(res.flags).tolist() == target
     fam = res.families["feature-clusters"]
@@ -316,9 +315,6 @@ def test_held_back_lone_items_still_extend_the_quorums_group() -> None:
         "activation-clustering": _result("activation-clustering", ac, n),
     }
 
-    def confirm(candidates: np.ndarray) -> np.ndarray:
-        return np.asarray(candidates, dtype=bool)
-
     res = combine(results, n, confirm_other=confirm, labels=labels)
     fam = res.families["feature-clusters"]
     assert np.flatnonzero(res.flags).tolist() == both + extra
@@ -338,9 +334,6 @@ def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
     group = list(range(100, 130))  # 30% of class 1, found by one member only
     flips = group[:24]  # 80% of it flagged by both label checks
     assert len(flips) >= LONE_LABEL_NOISE_SHARE * len(group)
-
-    def confirm(candidates: np.ndarray) -> np.ndarray:
-        return np.asarray(candidates, dtype=bool)
 
     def results(label_flagged: list[int]) -> dict[str, DetectorResult]:
         return {
@@ -378,9 +371,6 @@ def test_feature_cluster_flags_in_a_class_of_label_noise_are_left_to_the_labels_
     lookalikes = list(range(30, 38))  # class 0: clean, taken by the pair with the flips
     poisons = list(range(100, 130))  # class 1: a backdoor's poisons, label checks pass
     pair = flips + lookalikes + poisons
-
-    def confirm(candidates: np.ndarray) -> np.ndarray:
-        return np.asarray(candidates, dtype=bool)
 
     results = {
         "activation-clustering": _result("activation-clustering", pair, n),
