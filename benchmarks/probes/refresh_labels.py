@@ -2,8 +2,9 @@
 
 For every cell stored by ``std_cell.py`` that matches ``PATTERN`` (its ``probs``,
 ``features`` and labels are in it), recompute the named detectors that need only
-probabilities, features and labels (``confident-learning``, ``knn-label``) with the
-installed code and write the cell, with their outputs and thresholds replaced, to
+probabilities, features and labels (``confident-learning``, ``knn-label``), or the
+inputs too (``input-pattern``: the cell's attacked data is rebuilt as ``combine.py``
+does), with the installed code and write the cell, with their outputs and thresholds replaced, to
 ``OUT``; ``combine.py --probe-dir OUT`` then gives the ensemble's verdict with them.
 No pickles.
 
@@ -20,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tripwire.detectors import DetectorInput, get
+from tripwire.detectors import DetectorInput, Need, get
+
+sys.path.insert(0, str(Path(__file__).parent))
+from combine import stored_cell
 
 
 def main() -> None:
@@ -30,8 +34,15 @@ def main() -> None:
         z = np.load(path, allow_pickle=False)
         arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(z["meta"]))
+        data: dict[str, object] = {}
+        if any(Need.DATA in get(n).needs for n in names):
+            ds, _, space = stored_cell(Path(path), int(Path(path).stem.split("_")[-1]))
+            data = {"data": ds, "input_space": space}
         inputs = DetectorInput(
-            features=np.asarray(z["features"], dtype=np.float64), labels=z["y"], probs=z["probs"]
+            features=np.asarray(z["features"], dtype=np.float64),
+            labels=z["y"],
+            probs=z["probs"],
+            **data,  # type: ignore[arg-type]
         )
         for name in names:
             res = get(name)().detect(inputs)

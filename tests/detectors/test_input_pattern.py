@@ -11,7 +11,10 @@ import pytest
 
 from tripwire.attacks import poison_dataset
 from tripwire.detectors import DetectorInput
+from tripwire.detectors.input_space import InputSpace
 from tripwire.detectors.poisoning.input_pattern import (
+    DIRTY_MIN_SPREAD,
+    ClassPattern,
     InputPatternDetector,
     _carrier_side,
     best_split,
@@ -124,9 +127,11 @@ def test_a_group_of_near_copies_is_not_a_pattern() -> None:
     assert not res.flags[copies].any()
 
 
-def test_other_classes_images_under_the_label_are_left_to_the_label_checks() -> None:
-    # Dirty-label: images of class 1 with the pattern, relabelled 0. They split class 0
-    # as cleanly as clean-label carriers would, but as inputs they look like 1s.
+def test_other_classes_images_under_the_label_with_one_pattern_are_flagged() -> None:
+    # Dirty-label: images of class 1 with the pattern, relabelled 0 (a patch backdoor's
+    # poisons). They split class 0 as cleanly as clean-label carriers would, and as
+    # inputs they look like 1s: a dirty-label set, flagged where it passes the
+    # ensemble's gates on feature-cluster groups (share, look-alike share, spread).
     x, y = _images(seed=6)
     rng = np.random.default_rng(4)
     moved = rng.choice(np.flatnonzero(y == 1), 40, replace=False)
@@ -134,9 +139,62 @@ def test_other_classes_images_under_the_label_are_left_to_the_label_checks() -> 
     y = y.copy()
     y[moved] = 0
     res = _detect(x, y)
-    assert not res.flags.any()
+    assert np.flatnonzero(res.flags).tolist() == sorted(moved.tolist())
     row = next(c for c in res.evidence["classes"] if c["class"] == 0)
-    assert row["looks_other"] is not None and row["looks_other"] > 0.5
+    assert row["dirty_label"] and row["looks_other"] >= 0.8 and row["spread"] >= 0.5
+    assert res.evidence["dirty_label_classes"] == [0]
+
+
+@pytest.mark.parametrize(("moved", "flagged"), [(7, False), (8, True)])
+def test_a_dirty_label_set_under_five_percent_of_its_class_is_left_aside(
+    moved: int, flagged: bool
+) -> None:
+    # 7 relabelled images are 4.5% of class 0 (157), 8 are 5.1% (158): the ensemble's
+    # class-share gate on feature-cluster groups, applied to dirty-label sets.
+    x, y = _images(seed=6)
+    rng = np.random.default_rng(4)
+    idx = rng.choice(np.flatnonzero(y == 1), moved, replace=False)
+    x[idx] = np.clip(x[idx] + _stripes(0.15), 0, 1)
+    y = y.copy()
+    y[idx] = 0
+    res = _detect(x, y, min_count=4, min_share=0.01)
+    row = next(c for c in res.evidence["classes"] if c["class"] == 0)
+    assert row["dirty_label"]
+    assert bool(res.flags.any()) is flagged
+    if flagged:
+        assert np.flatnonzero(res.flags).tolist() == sorted(idx.tolist())
+
+
+@pytest.mark.parametrize("copies", [True, False])
+def test_a_dirty_label_set_of_near_copies_is_left_aside(copies: bool) -> None:
+    """A group of near-copies (a video track's frames) is no spread-out set of poisons:
+    its spread against random draws of its class is under DIRTY_MIN_SPREAD."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(200, 1, SIDE, SIDE)).astype(np.float32)
+    y = np.zeros(200, dtype=np.int64)
+    y[150:] = 1
+    group = np.zeros(150, dtype=bool)
+    group[:20] = True
+    if copies:
+        x[:20] = x[0] + rng.normal(scale=0.01, size=x[:20].shape).astype(np.float32)
+    found = ClassPattern(
+        label=0,
+        size=150,
+        origin="test",
+        separation=10.0,
+        carrier_share=20 / 150,
+        diversity=1.0,
+        confirmed=True,
+        z=np.zeros(150),
+        carriers=group,
+        looks_other=1.0,
+        looks_other_rest=0.0,
+        dirty_label=True,
+    )
+    space = InputSpace(x.reshape(200, -1), random_state=0)
+    stands = InputPatternDetector._dirty_set_stands(found, space, y, np.arange(150))
+    assert stands is not copies
+    assert found.spread is not None and (found.spread < DIRTY_MIN_SPREAD) is copies
 
 
 def _look_alike_classes(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +215,9 @@ def test_dirty_label_test_runs_where_inputs_predict_labels_badly() -> None:
     xd[moved] = np.clip(xd[moved] + _stripes(0.15), 0, 1)
     yd[moved] = 0
     res = _detect(xd, yd)
-    assert not res.flags.any()
+    assert np.flatnonzero(res.flags).tolist() == sorted(moved.tolist())
     row = next(c for c in res.evidence["classes"] if c["class"] == 0)
-    assert row["looks_other"] > 0.5
+    assert row["dirty_label"] and row["looks_other"] > 0.5
     assert row["looks_other_rest"] < 0.2
 
 

@@ -109,6 +109,9 @@ family                    members                                     quorum
   share of one class, and of no other, carrying one added pattern). ``input-pattern``
   is the family that sees clean-label poisons (SIG, label-consistent): they keep
   their true labels and look like their class, so no other family's evidence applies;
+  it also flags a dirty-label set that carries one pattern where the set passes this
+  family table's gates on feature-cluster groups (class share, look-alike share,
+  spread), applied inside the detector;
 - ``outliers`` only rank (they raise the combined score) unless they are all that ran;
 - a detector the table does not know (a plug-in) is a family of its own, quorum 1;
 - where fewer members of a family ran than its quorum (``--detectors`` chose them),
