@@ -11,14 +11,14 @@ import pytest
 
 from tripwire.attacks import poison_dataset
 from tripwire.detectors import DetectorInput
-from tripwire.detectors.input_space import InputSpace
+from tripwire.detectors.input_space import MIN_GROUP_SPREAD, InputSpace
 from tripwire.detectors.poisoning.input_pattern import (
-    DIRTY_MIN_SPREAD,
     ClassPattern,
     InputPatternDetector,
     _carrier_side,
     best_split,
     coherence,
+    dirty_set_stands,
     highpass_residuals,
 )
 from tripwire.errors import InputError
@@ -168,7 +168,7 @@ def test_a_dirty_label_set_under_five_percent_of_its_class_is_left_aside(
 @pytest.mark.parametrize("copies", [True, False])
 def test_a_dirty_label_set_of_near_copies_is_left_aside(copies: bool) -> None:
     """A group of near-copies (a video track's frames) is no spread-out set of poisons:
-    its spread against random draws of its class is under DIRTY_MIN_SPREAD."""
+    its spread against random draws of its class is under MIN_GROUP_SPREAD."""
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(200, 1, SIDE, SIDE)).astype(np.float32)
     y = np.zeros(200, dtype=np.int64)
@@ -192,9 +192,9 @@ def test_a_dirty_label_set_of_near_copies_is_left_aside(copies: bool) -> None:
         dirty_label=True,
     )
     space = InputSpace(x.reshape(200, -1), random_state=0)
-    stands = InputPatternDetector._dirty_set_stands(found, space, y, np.arange(150))
+    stands = dirty_set_stands(found, space, y, np.arange(150))
     assert stands is not copies
-    assert found.spread is not None and (found.spread < DIRTY_MIN_SPREAD) is copies
+    assert found.spread is not None and (found.spread < MIN_GROUP_SPREAD) is copies
 
 
 def _look_alike_classes(seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,6 +39,16 @@ SHARED_NEIGHBOURS = 81
 #: confirm with the same share).
 LOOKS_OTHER_SHARE = 0.5
 
+#: The gates a group of one class's items must pass to stand as a foreign
+#: sub-population (the ensemble's feature-cluster groups, ``input-pattern``'s
+#: dirty-label sets): at least this share of its class ...
+MIN_GROUP_SHARE = 0.05
+#: ... at least this share of it looking like another class as inputs ...
+MIN_GROUP_LOOKS_OTHER = 0.8
+#: ... and at least this spread against random draws of its class (:func:`group_spread`;
+#: a group of near-copies, one video track's frames, scores far below 1).
+MIN_GROUP_SPREAD = 0.5
+
 
 #: Components of the input-space embedding's PCA.
 EMBEDDING_COMPONENTS = 40

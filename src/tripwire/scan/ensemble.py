@@ -147,6 +147,11 @@ import numpy as np
 import numpy.typing as npt
 
 from tripwire.detectors import DetectorResult
+from tripwire.detectors.input_space import (
+    MIN_GROUP_LOOKS_OTHER,
+    MIN_GROUP_SHARE,
+    MIN_GROUP_SPREAD,
+)
 from tripwire.errors import InputError
 
 #: family -> (quorum, members); quorum 0 means "ranks only".
@@ -205,10 +210,10 @@ INPUT_CONFIRMED = frozenset({"feature-clusters"})
 #: confirmed ones held at most 13 of a class's ~400 items (3.2%). A dirty-label
 #: backdoor at 1% of a balanced 10-class set already makes 9% of its target class.
 CLASS_SHARE_GATED = frozenset({"feature-clusters"})
-MIN_CLASS_SHARE = 0.05
+MIN_CLASS_SHARE = MIN_GROUP_SHARE
 #: A lone member's flags in a class stand where at least this share of them look like
 #: another class as inputs (see :func:`_confirmed_flags`).
-LONE_CONFIRMED_SHARE = 0.8
+LONE_CONFIRMED_SHARE = MIN_GROUP_LOOKS_OTHER
 #: ... in at most this share of the classes (at least one), and at most
 #: :data:`MAX_LONE_CLASSES`, counted per member: a backdoor's target. The cap is
 #: absolute because a member's clean sub-modes grow with the number of classes while a
@@ -225,10 +230,10 @@ MAX_LONE_CLASSES = 2
 #: docs/benchmarks.md, session 14).
 LONE_LABEL_NOISE_SHARE = 0.5
 #: ``feature-clusters`` flags in a class stand only where the flagged group is at least
-#: this spread out in input space against the rest of its class
+#: ``MIN_GROUP_SPREAD`` spread out in input space against the rest of its class
 #: (:func:`~tripwire.detectors.input_space.group_spread`, 1.0: as spread as a random
-#: draw of the class). See the module docstring for the figures.
-MIN_GROUP_SPREAD = 0.5
+#: draw of the class; the value lives beside it). See the module docstring for the
+#: figures.
 #: Families whose flags in either class of a flip group (``confident-learning``'s
 #: finding that one class's items were relabelled into another) are left to the
 #: labels family: they see the group, or the source class's remaining items whose

@@ -37,10 +37,9 @@ detector reads the inputs and labels alone (no model):
    dirty-label set with one pattern is a patch or blend backdoor's poisons, found by
    their trigger, **or** a natural look-alike group (GTSRB's video tracks make them);
    it is flagged only where it passes the gates the ensemble puts on feature-cluster
-   groups: at least :data:`DIRTY_MIN_SHARE` of its class, at least
-   :data:`DIRTY_MIN_LOOKS_OTHER` of it looking like another class, and no group of
-   near-copies (spread at least :data:`DIRTY_MIN_SPREAD`). Else it is left to the
-   families that test labels.
+   groups (:func:`dirty_set_stands`: at least 5% of its class, 80% of it looking like
+   another class, and no group of near-copies). Else it is left to the families that
+   test labels.
 
 Score of an item: its robust z-score along the class's direction, signed towards the
 carrier side and squashed into (-1, 1), plus 2 for the items of a confirmed carrier
@@ -80,6 +79,9 @@ from tripwire.detectors.base import (
 )
 from tripwire.detectors.input_space import (
     LOOKS_OTHER_SHARE,
+    MIN_GROUP_LOOKS_OTHER,
+    MIN_GROUP_SHARE,
+    MIN_GROUP_SPREAD,
     InputSpace,
     group_spread,
     neighbours_among,
@@ -103,17 +105,11 @@ FLAG_THRESHOLD = 1.0
 DIRTY_MARGIN = 0.2
 
 #: A dirty-label set is flagged where it passes the gates the ensemble puts on
-#: feature-cluster groups: at least this share of its class (a dirty-label backdoor at 1%
-#: of a balanced 10-class set makes 9% of its target class) ...
-DIRTY_MIN_SHARE = 0.05
-#: ... at least this share of it looking like another class as inputs ...
-DIRTY_MIN_LOOKS_OTHER = 0.8
-#: ... and no group of near-copies: at least this spread against random draws of its
-#: class (:func:`~tripwire.detectors.input_space.group_spread`). GTSRB's video tracks
-#: make dirty-label-looking groups of 10-58 items that each fail one of the three; the
-#: BadNets and blend poisons of bundled and full MNIST, Fashion-MNIST and CIFAR-10 pass
-#: all three (docs/benchmarks.md, session 22).
-DIRTY_MIN_SPREAD = 0.5
+#: feature-cluster groups (:data:`~tripwire.detectors.input_space.MIN_GROUP_SHARE`,
+#: ``MIN_GROUP_LOOKS_OTHER``, ``MIN_GROUP_SPREAD``). GTSRB's video tracks make
+#: dirty-label-looking groups of 10-58 items that each fail one of the three; the BadNets
+#: and blend poisons of bundled and full MNIST, Fashion-MNIST and CIFAR-10 pass all three
+#: (docs/benchmarks.md, session 22).
 
 #: Items of the larger side that the dirty-label test reads (a seeded sample).
 _REST_SAMPLE = 1000
@@ -433,6 +429,31 @@ def _search(
     return None if best is None else (best[0], best[1], best[4])
 
 
+def dirty_set_stands(
+    found: ClassPattern,
+    space: InputSpace,
+    labels: npt.NDArray[np.int64],
+    idx: npt.NDArray[np.intp],
+    *,
+    random_state: int = 0,
+) -> bool:
+    """Whether a class's dirty-label set (``found.carriers`` over the class positions
+    ``idx``, its look-alike share measured) passes the ensemble's gates on
+    feature-cluster groups: at least ``MIN_GROUP_SHARE`` of its class, at least
+    ``MIN_GROUP_LOOKS_OTHER`` of it looking like another class, and a spread of at least
+    ``MIN_GROUP_SPREAD`` (set on ``found.spread``). The carriers must be the split's
+    smaller side, the one the look-alike test measured."""
+    n_car = int(found.carriers.sum())
+    if n_car > found.size - n_car or n_car < MIN_GROUP_SHARE * found.size:
+        return False
+    if found.looks_other is None or found.looks_other < MIN_GROUP_LOOKS_OTHER:
+        return False
+    group = np.zeros(len(labels), dtype=bool)
+    group[idx[found.carriers]] = True
+    found.spread = float(group_spread(space, labels, random_state=random_state)(group))
+    return bool(found.spread >= MIN_GROUP_SPREAD)
+
+
 def other_class_ratio(
     pattern: ClassPattern, residuals: npt.NDArray[np.float32], groups: list[npt.NDArray[np.intp]]
 ) -> float:
@@ -664,7 +685,9 @@ class InputPatternDetector(BaseDetector):
                 if found.dirty_label:
                     # ... unless it passes the ensemble's gates on feature-cluster groups:
                     # then it is a dirty-label backdoor's poisons, found by their trigger.
-                    found.confirmed = self._dirty_set_stands(found, space, y, idx)
+                    found.confirmed = dirty_set_stands(
+                        found, space, y, idx, random_state=self.random_state
+                    )
 
             self.classes_.append(found)
             s = found.z / (1.0 + np.abs(found.z))
@@ -684,23 +707,6 @@ class InputPatternDetector(BaseDetector):
                 "max_other": self.max_other,
             },
         )
-
-    @staticmethod
-    def _dirty_set_stands(
-        found: ClassPattern, space: InputSpace, y: npt.NDArray[np.int64], idx: npt.NDArray[np.intp]
-    ) -> bool:
-        """Whether a dirty-label set passes :data:`DIRTY_MIN_SHARE`,
-        :data:`DIRTY_MIN_LOOKS_OTHER` and :data:`DIRTY_MIN_SPREAD` (its carriers are the
-        split's smaller side, the one the look-alike test measured)."""
-        n_car = int(found.carriers.sum())
-        if n_car > found.size - n_car or n_car < DIRTY_MIN_SHARE * found.size:
-            return False
-        if found.looks_other is None or found.looks_other < DIRTY_MIN_LOOKS_OTHER:
-            return False
-        group = np.zeros(len(y), dtype=bool)
-        group[idx[found.carriers]] = True
-        found.spread = float(group_spread(space, y, random_state=0)(group))
-        return bool(found.spread >= DIRTY_MIN_SPREAD)
 
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         return fitted_scores(
