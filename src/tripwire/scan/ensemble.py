@@ -229,11 +229,10 @@ MAX_LONE_CLASSES = 2
 #: group also took cost precision (full MNIST, 5% flips: precision 0.90 -> 0.98;
 #: docs/benchmarks.md, session 14).
 LONE_LABEL_NOISE_SHARE = 0.5
-#: ``feature-clusters`` flags in a class stand only where the flagged group is at least
-#: ``MIN_GROUP_SPREAD`` spread out in input space against the rest of its class
-#: (:func:`~tripwire.detectors.input_space.group_spread`, 1.0: as spread as a random
-#: draw of the class; the value lives beside it). See the module docstring for the
-#: figures.
+# ``feature-clusters`` flags in a class stand only where the flagged group is at least
+# ``MIN_GROUP_SPREAD`` (imported above, beside group_spread) spread out in input space
+# against the rest of its class (1.0: as spread as a random draw of the class). See the
+# module docstring for the figures.
 #: Families whose flags in either class of a flip group (``confident-learning``'s
 #: finding that one class's items were relabelled into another) are left to the
 #: labels family: they see the group, or the source class's remaining items whose
