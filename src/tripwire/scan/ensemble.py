@@ -473,11 +473,7 @@ def _confirmed_flags(
             # GTSRB subset's 1% blend: 29 of the target's poisons, beside two clean
             # sub-modes that held them back).
             if len(groups) > limit:
-                new = [
-                    c
-                    for c in groups
-                    if _below_share(quorum_found & (labels == c), labels == c, max(min_share, 1e-9))
-                ]
+                new = [c for c in groups if not _quorum_group(quorum_found, labels == c, min_share)]
                 held += [f"{member}:{c}" for c in new]
                 groups = {c: g for c, g in groups.items() if c not in new}
             for c, ok in groups.items():
@@ -534,6 +530,15 @@ def _below_share(
 ) -> bool:
     """Whether ``group`` holds less than ``share`` of the class ``members``."""
     return int(group.sum()) < share * int(members.sum())
+
+
+def _quorum_group(
+    found: npt.NDArray[np.bool_], members: npt.NDArray[np.bool_], share: float
+) -> bool:
+    """Whether the quorum's confirmed flags ``found`` make a sub-population of the class
+    ``members``: at least one item and at least ``share`` of the class."""
+    group = found & members
+    return bool(group.any()) and not _below_share(group, members, share)
 
 
 def _mostly_label_noise(group: npt.NDArray[np.bool_], label_issues: npt.NDArray[np.bool_]) -> bool:
