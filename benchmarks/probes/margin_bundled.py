@@ -21,9 +21,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from ensemble_ranking import CELLS, _cell_data
-from max_margin import max_margin
+from max_margin import clean_margins, max_margin, ratio_index
 
-from tripwire.detectors.backdoor.reverse import mad_anomaly, torch_module
+from tripwire.detectors.backdoor.reverse import torch_module
 from tripwire.io import load_dataset
 from tripwire.models.loading import load_model
 from tripwire.scan.model import model_threshold
@@ -55,13 +55,7 @@ def main() -> None:
                 q.requires_grad_(False)
             t0 = time.perf_counter()
             stat = max_margin(net, test.input_shape, 10, 8, 200, 0.1, 0, init)
-            with torch.no_grad():
-                lg = net(xs).numpy()
-            own = lg[np.arange(len(ys)), ys]
-            lg[np.arange(len(ys)), ys] = -np.inf
-            cm = own - lg.max(1)
-            clean = np.array([np.median(cm[(ys == t) & (cm > 0)]) for t in range(10)])
-            idx, _, _ = mad_anomaly(-np.log(np.maximum(stat / clean, 1e-6)), min_scale=0.25)
+            idx = ratio_index(stat, clean_margins(net, xs, ys, 10))
             print(
                 json.dumps(
                     {

@@ -83,6 +83,31 @@ def universal_margin(net, x, y, n_out, eps, steps, bs, lr, seed) -> np.ndarray:
     return res
 
 
+def clean_margins(net, x, y, n_out) -> np.ndarray:
+    """Each class's own clean margin: the median ``z_y - max_{j != y} z_j`` over the
+    correctly classified clean inputs ``x`` of that class (1 where there are none)."""
+    with torch.no_grad():
+        lg = net(x).numpy()
+    rows = np.arange(len(y))
+    own = lg[rows, y]
+    lg[rows, y] = -np.inf
+    cm = own - lg.max(1)
+    clean = np.ones(n_out)
+    for t in range(n_out):
+        ok = (y == t) & (cm > 0)
+        if ok.any():
+            clean[t] = np.median(cm[ok])
+    return clean
+
+
+def ratio_index(stat: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """The MAD index of each class's log max margin over its clean margin (larger =
+    more suspicious)."""
+    ratio = stat / np.maximum(clean, 1e-3)
+    idx, _, _ = mad_anomaly(-np.log(np.maximum(ratio, 1e-6)), min_scale=0.25)
+    return idx
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -128,21 +153,9 @@ def main() -> None:
     # Each class's own clean margin: the median over correctly classified clean inputs.
     rng = np.random.default_rng(a.seed + 1)
     sel = rng.choice(len(ds), min(len(ds), 50 * n_cls), replace=False)
-    with torch.no_grad():
-        lg = net(torch.from_numpy(np.ascontiguousarray(ds.model_input(sel), dtype=np.float32)))
-    lg = lg.numpy()
-    ys = ds.y[sel]
-    own = lg[np.arange(len(ys)), ys]
-    lg2 = lg.copy()
-    lg2[np.arange(len(ys)), ys] = -np.inf
-    cm = own - lg2.max(1)
-    clean = np.ones(n_cls)
-    for t in range(n_cls):
-        ok = (ys == t) & (cm > 0)
-        if ok.any():
-            clean[t] = np.median(cm[ok])
-    ratio = stat / np.maximum(clean, 1e-3)
-    ridx, _, _ = mad_anomaly(-np.log(np.maximum(ratio, 1e-6)), min_scale=0.25)
+    xs = torch.from_numpy(np.ascontiguousarray(ds.model_input(sel), dtype=np.float32))
+    clean = clean_margins(net, xs, ds.y[sel], n_cls)
+    ridx = ratio_index(stat, clean)
     print(
         json.dumps(
             {
