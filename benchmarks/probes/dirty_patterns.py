@@ -63,9 +63,7 @@ def main() -> None:
             truth = np.zeros(len(ds), bool) if ds.poisoned is None else np.asarray(ds.poisoned)
             t0 = time.perf_counter()
             space = InputSpace(ds.model_input(), random_state=0)
-            det = InputPatternDetector().fit(
-                DetectorInput(labels=ds.y, data=ds, input_space=space)
-            )
+            det = InputPatternDetector().fit(DetectorInput(labels=ds.y, data=ds, input_space=space))
             spread = group_spread(space, ds.y)
             groups = []
             for p in det.classes_:
