@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ pytest.importorskip("torch")
 
 from tripwire.bench.report import COLUMNS, write_outputs
 from tripwire.bench.runner import run_suite
-from tripwire.bench.suites import AttackCell, DataSpec, Suite, get_suite
+from tripwire.bench.suites import AttackCell, DataSpec, Suite, get_suite, with_arch
 from tripwire.errors import InputError
 
 TINY = Suite(
@@ -291,8 +292,30 @@ def test_bench_cli_refuses_unknown_datasets_and_seeds_and_too_few_verified_sampl
         (["--trusted", "5"], ["--trusted", "at least 100"]),
         (["--seeds", "2"], ["--seeds", "no seed 2", "0, 1"]),
         (["--seeds", "one"], ["--seeds", "integers"]),
+        (["--arch", "vgg"], ["vgg", "resnet-mini"]),
     ):
         code, _, err = cli(capsys, "bench", "--suite", "quick", *args, *out)
         assert code == 2, args
         one_line_error(err, *needles)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_architecture_runs_the_same_cells_apart(tmp_path: Path, tiny_cache: Path) -> None:
+    std = with_arch(get_suite("standard"), "resnet-mini")
+    assert [d.name for d in std.data] == [
+        "mnist@resnet-mini",
+        "cifar10-10k@resnet-mini",
+        "gtsrb@resnet-mini",
+    ]
+    assert {d.arch for d in std.data} == {"resnet-mini"}
+    assert std.retrain_data == ("mnist@resnet-mini",)  # retraining follows the rename
+    assert [a.kind for a in std.attacks_for(std.data[1])] == [
+        a.kind for a in get_suite("standard").attacks_for(get_suite("standard").data[1])
+    ]
+    tiny = replace(with_arch(TINY, "resnet-mini"), attacks=TINY.attacks[:2])
+    result = run_suite(tiny, out_dir=tmp_path / "out", cache_dir=tiny_cache, log=lambda m: None)
+    rows = result["rows"]
+    assert rows and {r["dataset"] for r in rows} == {"digits@resnet-mini"}
+    models = sorted((tiny_cache / "models").glob("*.meta.json"))
+    archs = {json.loads(m.read_text())["arch"] for m in models}
+    assert "resnet-mini" in archs  # its own models, beside the suite's own in the cache

@@ -162,6 +162,37 @@ FULL = Suite(
 SUITES = {s.name: s for s in (QUICK, STANDARD, FULL)}
 
 
+def with_arch(suite: Suite, arch: str) -> Suite:
+    """``suite`` with every dataset's models of architecture ``arch`` instead of the
+    suite's own: issue #4's check against tuning detectors to one architecture.
+
+    Each dataset is renamed ``<name>@<arch>`` so that its rows, tables and cached cells
+    stay apart from those of the suite's own models (the models' cache key holds the
+    architecture already); retraining follows the renamed datasets.
+
+    Raises
+    ------
+    InputError
+        ``arch`` is not an image architecture ``tripwire train`` builds.
+    """
+    from tripwire.models.arch import ARCHITECTURES
+
+    images = [a for a in ARCHITECTURES if a != "mlp"]
+    if arch not in images:
+        raise InputError(f"unknown image architecture (choose from {', '.join(images)})", arch)
+
+    def renamed(name: str) -> str:
+        return f"{name}@{arch}"
+
+    return replace(
+        suite,
+        data=tuple(replace(d, name=renamed(d.name), arch=arch) for d in suite.data),
+        retrain_data=None
+        if suite.retrain_data is None
+        else tuple(renamed(n) for n in suite.retrain_data),
+    )
+
+
 def get_suite(name: str) -> Suite:
     if name not in SUITES:
         raise InputError(f"unknown suite (choose from {', '.join(SUITES)})", name)

@@ -62,6 +62,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "key, so runs over different seeds complete one suite",
     )
     p.add_argument(
+        "--arch",
+        metavar="ARCH",
+        help="train the suite's models with this architecture instead of the suite's own "
+        "(cnn-small, cnn-compact or resnet-mini: the check against tuning to one design); "
+        "datasets are then named <name>@<arch>",
+    )
+    p.add_argument(
         "--train-only",
         action="store_true",
         help="only train and cache every model the suite needs (no detection, no outputs); "
@@ -74,7 +81,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tripwire.bench.report import write_outputs
     from tripwire.bench.runner import run_suite, train_suite_models
-    from tripwire.bench.suites import get_suite
+    from tripwire.bench.suites import get_suite, with_arch
     from tripwire.scan.data import MIN_TRUSTED
 
     suite = get_suite(args.suite)
@@ -93,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
                 "--data",
             )
         suite = replace(suite, data=tuple(d for d in suite.data if d.name in names))
+    if args.arch:
+        suite = with_arch(suite, args.arch)
     seeds = _seeds(args.seeds, suite) if args.seeds else None
     started = time.perf_counter()
     if args.train_only:
