@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 
 from tripwire.bench.report import COLUMNS, write_outputs
 from tripwire.bench.runner import run_suite
-from tripwire.bench.suites import AttackCell, DataSpec, Suite, get_suite, with_arch
+from tripwire.bench.suites import AttackCell, DataSpec, Suite, get_suite, only_attacks, with_arch
 from tripwire.errors import InputError
 
 TINY = Suite(
@@ -293,6 +293,7 @@ def test_bench_cli_refuses_unknown_datasets_and_seeds_and_too_few_verified_sampl
         (["--seeds", "2"], ["--seeds", "no seed 2", "0, 1"]),
         (["--seeds", "one"], ["--seeds", "integers"]),
         (["--arch", "vgg"], ["vgg", "resnet-mini"]),
+        (["--attacks", "sig"], ["--attacks", "no attack sig", "badnets, blend, clean"]),
     ):
         code, _, err = cli(capsys, "bench", "--suite", "quick", *args, *out)
         assert code == 2, args
@@ -319,3 +320,18 @@ def test_a_second_architecture_runs_the_same_cells_apart(tmp_path: Path, tiny_ca
     models = sorted((tiny_cache / "models").glob("*.meta.json"))
     archs = {json.loads(m.read_text())["arch"] for m in models}
     assert "resnet-mini" in archs  # its own models, beside the suite's own in the cache
+
+
+def test_an_attack_selection_keeps_the_cells_and_their_keys(tmp_path: Path) -> None:
+    from tripwire.bench.runner import cell_file
+
+    std = get_suite("standard")
+    some = only_attacks(std, ["clean", "wanet"])
+    for full, part in zip(std.data, some.data, strict=True):
+        kept = part.attacks if part.attacks is not None else some.attacks
+        assert [a.kind for a in kept] == ["clean", "wanet"]
+        wanet = next(a for a in std.attacks_for(full) if a.kind == "wanet")
+        assert wanet in kept  # the same setting (rate, params) as in the whole suite
+        assert cell_file(some, part, wanet, wanet.rates[0], 0, tmp_path) == cell_file(
+            std, full, wanet, wanet.rates[0], 0, tmp_path
+        )

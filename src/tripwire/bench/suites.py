@@ -162,6 +162,37 @@ FULL = Suite(
 SUITES = {s.name: s for s in (QUICK, STANDARD, FULL)}
 
 
+def only_attacks(suite: Suite, kinds: list[str]) -> Suite:
+    """``suite`` with only the attack settings of ``kinds`` (``clean`` is one) on each
+    dataset; the cells keep their cache keys, so runs over different attacks complete
+    one suite.
+
+    Raises
+    ------
+    InputError
+        A kind that no dataset of the suite runs.
+    """
+    known = sorted({a.kind for d in suite.data for a in suite.attacks_for(d)})
+    unknown = sorted(set(kinds) - set(known))
+    if unknown:
+        raise InputError(
+            f"the {suite.name} suite has no attack {', '.join(unknown)} "
+            f"(it has {', '.join(known)})",
+            "--attacks",
+        )
+
+    def keep(cells: tuple[AttackCell, ...]) -> tuple[AttackCell, ...]:
+        return tuple(a for a in cells if a.kind in kinds)
+
+    return replace(
+        suite,
+        attacks=keep(suite.attacks),
+        data=tuple(
+            d if d.attacks is None else replace(d, attacks=keep(d.attacks)) for d in suite.data
+        ),
+    )
+
+
 def with_arch(suite: Suite, arch: str) -> Suite:
     """``suite`` with every dataset's models of architecture ``arch`` instead of the
     suite's own: issue #4's check against tuning detectors to one architecture.

@@ -62,6 +62,12 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "key, so runs over different seeds complete one suite",
     )
     p.add_argument(
+        "--attacks",
+        metavar="KINDS",
+        help="run only these of the suite's attacks (comma-separated, e.g. clean,badnets,"
+        "label-flip); a cell keeps its cache key",
+    )
+    p.add_argument(
         "--arch",
         metavar="ARCH",
         help="train the suite's models with this architecture instead of the suite's own "
@@ -81,7 +87,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tripwire.bench.report import write_outputs
     from tripwire.bench.runner import run_suite, train_suite_models
-    from tripwire.bench.suites import get_suite, with_arch
+    from tripwire.bench.suites import get_suite, only_attacks, with_arch
     from tripwire.scan.data import MIN_TRUSTED
 
     suite = get_suite(args.suite)
@@ -100,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                 "--data",
             )
         suite = replace(suite, data=tuple(d for d in suite.data if d.name in names))
+    if args.attacks:
+        suite = only_attacks(suite, [k.strip() for k in args.attacks.split(",") if k.strip()])
     if args.arch:
         suite = with_arch(suite, args.arch)
     seeds = _seeds(args.seeds, suite) if args.seeds else None
