@@ -85,6 +85,23 @@ def test_validation_holdout_when_no_test_split() -> None:
     assert r.eval_samples + r.train_samples == len(train)
 
 
+def test_recorded_margins_cover_the_items_that_trained() -> None:
+    train = load_dataset("bundled:digits")
+    r = train_model(train, TrainConfig(epochs=2), show_progress=False, record_margins=True)
+    assert r.margins is not None and r.margins.shape == (2, len(train))
+    held_out = np.isnan(r.margins).all(axis=0)
+    assert held_out.sum() == r.eval_samples  # the validation items never trained
+    assert np.isfinite(r.margins[:, ~held_out]).all()
+    # Late in training most items are fitted: their margin is positive.
+    assert (r.margins[1, ~held_out] > 0).mean() > 0.5
+    every = train_model(
+        train, TrainConfig(epochs=2, val_fraction=0.0), show_progress=False, record_margins=True
+    )
+    assert every.eval_split == "train" and every.train_samples == len(train)
+    assert every.margins is not None and np.isfinite(every.margins).all()
+    assert train_model(train, TrainConfig(epochs=1), show_progress=False).margins is None
+
+
 def test_mlp_on_table() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 5)).astype(np.float32) * 100 + 50

@@ -239,3 +239,31 @@ def test_cli_trusted_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     code, _, err = run(capsys, *argv, "--trusted-source", "nobody")
     assert code == 2
     one_line_error(err, str(data), "no samples from source nobody")
+
+
+def test_cli_dynamics_adds_the_training_runs_disputed_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    from tripwire.attacks.base import poison_dataset
+    from tripwire.io import load_dataset
+
+    ds = poison_dataset(load_dataset("bundled:digits"), "label-flip", rate=0.1, seed=0)
+    assert ds.poisoned is not None
+    data = tmp_path / "d.npz"
+    np.savez(data, x=ds.x, y=ds.y)  # no 'poisoned' field: the scan cannot read the answer
+    report = tmp_path / "r.json"
+    argv = ["scan-data", str(data), "--out", str(report), "--epochs", "12", "--detectors"]
+    code, _, err = run(capsys, *argv, "knn-label,training-margin")
+    assert code == 2 and not report.exists()
+    one_line_error(err, "--detectors", "add --dynamics")
+    # The proxy trains on every sample, recording margins as it goes.
+    run(capsys, *argv, "confident-learning,knn-label,training-margin", "--dynamics")
+    rep = json.loads(report.read_text())
+    det = rep["detectors"]["training-margin"]
+    assert len(det["scores"]) == len(ds) and det["evidence"]["epochs"] == 12
+    flagged = np.asarray(det["flagged"], dtype=np.int64)
+    assert len(flagged) >= 0.5 * ds.poisoned.sum() and ds.poisoned[flagged].mean() >= 0.95
+    assert set(flagged.tolist()) <= set(rep["flagged"])  # the ensemble keeps its flags
+    labels = [f for f in rep["findings"] if f["rule_id"] == "TW102"]
+    assert labels and set(flagged.tolist()) <= set(labels[0]["indices"])

@@ -51,6 +51,9 @@ class Need(StrEnum):
     DATA = "data"
     #: A client's query stream, in arrival order.
     QUERIES = "queries"
+    #: Training dynamics: each item's margin in each epoch of a training run on the
+    #: data (``(epochs, N)``), recorded where tripwire trains.
+    DYNAMICS = "dynamics"
 
 
 @dataclass
@@ -74,6 +77,9 @@ class DetectorInput:
     input_space
         The shared input-space embedding and neighbour graph of ``data`` (a scan builds
         one for all its detectors; see :meth:`space`).
+    margins
+        ``(epochs, N)`` margins of each item in each epoch of a training run on the
+        data (:func:`~tripwire.models.train.train_model` with ``record_margins``).
     """
 
     labels: npt.NDArray[np.int64] | None = None
@@ -83,6 +89,7 @@ class DetectorInput:
     data: Dataset | None = None
     queries: npt.NDArray[np.floating[Any]] | None = None
     input_space: InputSpace | None = None
+    margins: npt.NDArray[np.floating[Any]] | None = None
 
     def space(self, random_state: int = 0) -> InputSpace:
         """``data``'s shared :class:`InputSpace` where one was given, else a new one.
@@ -113,6 +120,7 @@ class DetectorInput:
             Need.MODEL: self.model,
             Need.DATA: self.data,
             Need.QUERIES: self.queries,
+            Need.DYNAMICS: self.margins,
         }
         return frozenset(k for k, v in have.items() if v is not None)
 

@@ -30,6 +30,7 @@ BUILTIN_MODULES = (
     "tripwire.detectors.poisoning.duplicates",
     "tripwire.detectors.poisoning.perturbation",
     "tripwire.detectors.poisoning.input_pattern",
+    "tripwire.detectors.poisoning.dynamics",
 )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
@@ -66,6 +67,11 @@ class TrainResult:
     num_classes: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     device: str = "cpu"
+    #: With ``record_margins``: ``(epochs, len(train))`` margins of each training item
+    #: as the training pass saw it, ``z_label - max_{j != label} z_j`` (NaN for items
+    #: held out for validation): the training dynamics that label-noise and
+    #: backdoor-isolation scores read (see :mod:`tripwire.detectors.poisoning.dynamics`).
+    margins: npt.NDArray[np.float32] | None = None
 
 
 def default_epochs(arch: str, n_train: int, batch_size: int) -> int:
@@ -130,6 +136,7 @@ def train_model(
     *,
     test: Dataset | None = None,
     show_progress: bool = True,
+    record_margins: bool = False,
 ) -> TrainResult:
     """Train a reference model on ``train``; evaluate on ``test`` or a held-out split.
 
@@ -141,7 +148,12 @@ def train_model(
         Hyperparameters; recipe defaults when omitted.
     test
         Evaluation data. Without it, ``config.val_fraction`` of ``train`` is held out
-        (stratified, seeded) and accuracy is reported on that validation split.
+        (stratified, seeded) and accuracy is reported on that validation split; with
+        ``val_fraction`` 0, every item trains and the accuracy is the training data's.
+    record_margins
+        Keep every training item's margin in each epoch (``TrainResult.margins``): read
+        from the training pass itself (augmented, dropout on), so it costs no extra
+        forward pass.
 
     Raises
     ------
@@ -168,6 +180,11 @@ def train_model(
             )
         tr_idx = np.arange(len(train))
         x_ev, y_ev, eval_split = test.model_input(), test.y, "test"
+    elif cfg.val_fraction <= 0.0:
+        # Every item trains (a proxy whose per-item training dynamics are read): the
+        # accuracy reported is then the training data's own.
+        tr_idx = np.arange(len(train))
+        x_ev, y_ev, eval_split = x_all, y_all, "train"
     else:
         tr_idx, ev_idx = stratified_holdout(y_all, cfg.val_fraction, cfg.seed)
         x_ev, y_ev, eval_split = x_all[ev_idx], y_all[ev_idx], "validation"
@@ -201,6 +218,8 @@ def train_model(
     xt_all = torch.from_numpy(x_tr)
     yt_all = torch.from_numpy(y_tr)
     history: list[dict[str, float]] = []
+    margins = np.full((epochs, len(train)), np.nan, dtype=np.float32) if record_margins else None
+    tr_pos = torch.from_numpy(tr_idx)
     start = time.perf_counter()
 
     progress = None
@@ -233,6 +252,8 @@ def train_model(
                 loss.backward()
                 opt.step()
                 sched.step()
+                if margins is not None:
+                    margins[epoch, tr_pos[idx].numpy()] = _margins(out.detach(), yb).cpu().numpy()
                 total_loss += float(loss.detach()) * len(idx)
                 seen += len(idx)
                 correct += int((out.argmax(1) == yb).sum())
@@ -266,7 +287,15 @@ def train_model(
         num_classes=n_classes,
         history=history,
         device=device,
+        margins=margins,
     )
+
+
+def _margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``z_y - max_{j != y} z_j`` per row (negative: another class wins)."""
+    own = logits.gather(1, y[:, None])[:, 0]
+    other = logits.scatter(1, y[:, None], float("-inf")).max(1).values
+    return own - other
 
 
 def metadata_path(model_path: str | Path) -> Path:

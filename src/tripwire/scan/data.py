@@ -254,6 +254,7 @@ def scan_data(
     feature_origin: str = "",
     artifact: str | None = None,
     model: Model | None = None,
+    margins: npt.NDArray[np.floating[Any]] | None = None,
 ) -> DataScanResult:
     """Run the data detectors on ``ds`` with its ``features``.
 
@@ -278,6 +279,10 @@ def scan_data(
     model
         The model trained on ``ds`` (the suspect model or a proxy): behavioural
         detectors run only with it.
+    margins
+        ``(epochs, len(ds))`` margins of a training run on ``ds``
+        (:func:`~tripwire.detectors.poisoning.dynamics.record_dynamics`): the
+        training-dynamics detector runs only with them.
 
     Raises
     ------
@@ -298,9 +303,17 @@ def scan_data(
     space = InputSpace(ds.model_input(), random_state=seed)
     probs, probs_origin = scan_probabilities(ds, feats, seed, space=space)
     inputs = DetectorInput(
-        features=feats, labels=ds.y, probs=probs, data=ds, model=model, input_space=space
+        features=feats,
+        labels=ds.y,
+        probs=probs,
+        data=ds,
+        model=model,
+        input_space=space,
+        margins=margins,
     )
     have = WITH_MODEL if model is not None else DATA_NEEDS
+    if margins is not None:
+        have = have | {Need.DYNAMICS}
     chosen = (
         [get(name) for name in detectors]
         if detectors
@@ -565,7 +578,10 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                         evidence={"per_class": res.per_class, "excess_p_value": class_p},
                     )
                 )
-    label_flags = None if res.ensemble is None else res.ensemble.family_flags.get("labels")
+    # Label issues: the label checks' quorum, and the training run's disputed labels.
+    fams = {} if res.ensemble is None else res.ensemble.family_flags
+    parts = [fams[f] for f in ("labels", "dynamics") if f in fams]
+    label_flags = np.logical_or.reduce(parts) if parts else None
     if label_flags is not None and label_flags.any():
         out.append(_label_finding(res, np.flatnonzero(label_flags), artifact))
     n_sources = len(res.sources)

@@ -165,6 +165,8 @@ FAMILIES: dict[str, tuple[int, frozenset[str]]] = {
     # Clean-label poisons: a class-level test on the inputs' high-pass residuals.
     "input-pattern": (1, frozenset({"input-pattern"})),
     "outliers": (0, frozenset({"spectre", "feature-outlier"})),
+    # Where tripwire trained on the data: labels the network disputed for most of it.
+    "dynamics": (1, frozenset({"training-margin"})),
 }
 
 

@@ -44,6 +44,13 @@ def register_scan(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--detectors", help="comma-separated detector names (default: all that apply)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="epochs of the proxy model (no --model/--features)")
+    p.add_argument(
+        "--dynamics",
+        action="store_true",
+        help="record every sample's margin in every epoch of a training run on the data "
+        "and run the training-margin detector (label flips the network disputed before "
+        "memorising them); free when tripwire trains the proxy, one training run otherwise",
+    )
     add_report_args(p)
     p.set_defaults(func=run_scan)
     return p
@@ -123,7 +130,14 @@ def _features(
     from tripwire.models.train import TrainConfig, train_model
 
     console.print("no --model or --features: training a proxy model on the data")
-    result = train_model(ds, TrainConfig(seed=args.seed, epochs=args.epochs))
+    dynamics = bool(getattr(args, "dynamics", False))
+    # With --dynamics every sample trains (no hold-out), so that each has its margins.
+    result = train_model(
+        ds,
+        TrainConfig(seed=args.seed, epochs=args.epochs, val_fraction=0.0 if dynamics else 0.1),
+        record_margins=dynamics,
+    )
+    args.proxy_margins = result.margins
     net = result.model.eval()
 
     def embed(x: np.ndarray) -> np.ndarray:
@@ -211,7 +225,18 @@ def run_scan(args: argparse.Namespace) -> int:
         raise InputError("give --trusted or --trusted-source, not both", "--trusted-source")
     verified = _trusted_sources(ds, args.trusted_source) if args.trusted_source else None
     names = [n.strip() for n in args.detectors.split(",")] if args.detectors else None
+    if names and "training-margin" in names and not args.dynamics:
+        # Said before any training: the margins come only from a run --dynamics asks for.
+        raise InputError(
+            "training-margin reads a training run's margins: add --dynamics", "--detectors"
+        )
     feats, t_feats, origin, model = _features(args, ds, trusted)
+    margins = getattr(args, "proxy_margins", None)
+    if args.dynamics and margins is None:
+        from tripwire.detectors.poisoning.dynamics import record_dynamics
+
+        console.print("--dynamics: training a proxy on the data to record its margins")
+        margins = record_dynamics(ds, epochs=args.epochs, seed=args.seed)
     res = scan_data(
         ds,
         feats,
@@ -224,6 +249,7 @@ def run_scan(args: argparse.Namespace) -> int:
         feature_origin=origin,
         artifact=str(args.data),
         model=model,
+        margins=margins,
     )
     order = np.argsort(-res.scores)[:24]
     figures = [
