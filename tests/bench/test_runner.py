@@ -47,6 +47,9 @@ def test_tiny_suite(tmp_path: Path, tiny_cache: Path) -> None:
     ]
     detectors = {r["detector"] for r in rows}
     assert "feature-outlier" in detectors
+    # The suite's own training runs keep their dynamics beside each model.
+    assert "training-margin" in detectors
+    assert sorted(tiny_cache.glob("models/*.margins.npy"))
     if importlib.util.find_spec("art") is not None:  # the baselines extra is installed
         assert {"art:ActivationDefence", "art:SpectralSignatureDefense"} <= detectors
     if importlib.util.find_spec("cleanlab") is not None:

@@ -28,6 +28,7 @@ from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
 from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
+from tripwire.detectors.poisoning.dynamics import MIN_EPOCHS
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
@@ -54,6 +55,10 @@ class Trained:
     accuracy: float
     #: The torch module, for baselines that need the framework model (ART).
     module: Any = None
+    #: ``(epochs, N)`` margins of every training item in each epoch of this model's
+    #: training run (``training-margin`` reads them); None for models cached before
+    #: they were recorded.
+    margins: npt.NDArray[np.float32] | None = None
 
 
 def _key(obj: Any) -> str:
@@ -205,6 +210,8 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
 
     path = cached_model_path(ds, spec, seed, cache_dir)
     meta = path.with_suffix(".meta.json")
+    # The training run's own dynamics, kept beside the model (a plain array, no pickle).
+    margins_path = path.with_suffix(".margins.npy")
     # Both files, or the run was stopped between them (the model is written first).
     if path.exists() and meta.exists():
         model = load_model(path, device="cpu")
@@ -218,14 +225,18 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
             features=model.features,
             accuracy=acc,
             module=getattr(model, "_module", None),
+            margins=(np.load(margins_path, allow_pickle=False) if margins_path.exists() else None),
         )
     result = train_model(
         ds,
         TrainConfig(arch=spec.arch, epochs=spec.epochs, seed=seed),
         test=test,
         show_progress=progress_enabled(),
+        record_margins=True,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
+    if result.margins is not None:
+        np.save(margins_path, result.margins)  # before the model: the model marks it done
     save_model(result, path, ds)
     net = result.model.eval()
 
@@ -243,7 +254,13 @@ def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_di
                 out.append(net.features(torch.from_numpy(x[s : s + 512])).numpy())
         return np.concatenate(out).astype(np.float32)
 
-    return Trained(predict=predict_t, features=features_t, accuracy=result.accuracy, module=net)
+    return Trained(
+        predict=predict_t,
+        features=features_t,
+        accuracy=result.accuracy,
+        module=net,
+        margins=result.margins,
+    )
 
 
 def baselines(
@@ -390,7 +407,13 @@ def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInpu
     probs, _ = scan_probabilities(ds, feats, seed, space=space)
     net = None if model.module is None else model_from_module(model.module, "suite model")
     inputs = DetectorInput(
-        features=feats, labels=ds.y, probs=probs, data=ds, model=net, input_space=space
+        features=feats,
+        labels=ds.y,
+        probs=probs,
+        data=ds,
+        model=net,
+        input_space=space,
+        margins=model.margins,
     )
     return inputs, forward_s
 
@@ -448,6 +471,8 @@ def run_poison_cell(
     have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
     if inputs.model is not None:
         have = have | {Need.MODEL}
+    if inputs.margins is not None and len(inputs.margins) >= MIN_EPOCHS:
+        have = have | {Need.DYNAMICS}  # one epoch's margins are a snapshot, not dynamics
     results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
     ours: dict[str, DetectorResult] = {}
     verified = verified_subset(ds.y, truth, trusted, seed) if trusted else None
