@@ -234,6 +234,18 @@ class Detector(Protocol):
     def detect(self, inputs: DetectorInput) -> DetectorResult: ...
 
 
+def class_flag_counts(
+    labels: npt.NDArray[np.int64] | None, flags: npt.NDArray[np.bool_]
+) -> dict[int, dict[str, int]]:
+    """Per class (all in class 0 without labels): its items and how many are flagged,
+    the per-class evidence of a detector's report."""
+    y = labels if labels is not None else np.zeros(len(flags), np.int64)
+    return {
+        int(c): {"items": int((y == c).sum()), "flagged": int(flags[y == c].sum())}
+        for c in np.unique(y)
+    }
+
+
 def fitted_scores(
     inputs: DetectorInput,
     scores: npt.NDArray[np.float64],

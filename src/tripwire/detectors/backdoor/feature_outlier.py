@@ -18,7 +18,13 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.covariance import LedoitWolf
 
-from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.base import (
+    BaseDetector,
+    DetectorInput,
+    Need,
+    Threat,
+    class_flag_counts,
+)
 from tripwire.detectors.projection import top_directions
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
@@ -146,9 +152,7 @@ class FeatureOutlierDetector(BaseDetector):
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
     ) -> dict[str, Any]:
-        labels = inputs.labels if inputs.labels is not None else np.zeros(len(scores), np.int64)
-        per_class = {
-            int(c): {"items": int((labels == c).sum()), "flagged": int(flags[labels == c].sum())}
-            for c in np.unique(labels)
+        return {
+            "pca_dim": int(self.model_["dim"]),
+            "per_class": class_flag_counts(inputs.labels, flags),
         }
-        return {"pca_dim": int(self.model_["dim"]), "per_class": per_class}

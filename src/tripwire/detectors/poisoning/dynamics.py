@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.base import (
+    BaseDetector,
+    DetectorInput,
+    Need,
+    Threat,
+    class_flag_counts,
+)
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -137,13 +143,8 @@ class TrainingMarginDetector(BaseDetector):
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
     ) -> dict[str, Any]:
-        labels = inputs.labels if inputs.labels is not None else np.zeros(len(scores), np.int64)
-        per_class = {
-            int(c): {"items": int((labels == c).sum()), "flagged": int(flags[labels == c].sum())}
-            for c in np.unique(labels)
-        }
         return {
             "epochs": self.epochs_,
             "negative_area": int((self.aum_ < 0).sum()),
-            "per_class": per_class,
+            "per_class": class_flag_counts(inputs.labels, flags),
         }
