@@ -162,6 +162,28 @@ FULL = Suite(
 SUITES = {s.name: s for s in (QUICK, STANDARD, FULL)}
 
 
+def _refuse_unknown(suite: Suite, what: str, asked: list[str], known: set[str], flag: str) -> None:
+    unknown = sorted(set(asked) - known)
+    if unknown:
+        raise InputError(
+            f"the {suite.name} suite has no {what} {', '.join(unknown)} "
+            f"(it has {', '.join(sorted(known))})",
+            flag,
+        )
+
+
+def only_data(suite: Suite, names: list[str]) -> Suite:
+    """``suite`` with only its datasets named in ``names``.
+
+    Raises
+    ------
+    InputError
+        A name that is not one of the suite's datasets.
+    """
+    _refuse_unknown(suite, "dataset", names, {d.name for d in suite.data}, "--data")
+    return replace(suite, data=tuple(d for d in suite.data if d.name in names))
+
+
 def only_attacks(suite: Suite, kinds: list[str]) -> Suite:
     """``suite`` with only the attack settings of ``kinds`` (``clean`` is one) on each
     dataset; the cells keep their cache keys, so runs over different attacks complete
@@ -172,14 +194,13 @@ def only_attacks(suite: Suite, kinds: list[str]) -> Suite:
     InputError
         A kind that no dataset of the suite runs.
     """
-    known = sorted({a.kind for d in suite.data for a in suite.attacks_for(d)})
-    unknown = sorted(set(kinds) - set(known))
-    if unknown:
-        raise InputError(
-            f"the {suite.name} suite has no attack {', '.join(unknown)} "
-            f"(it has {', '.join(known)})",
-            "--attacks",
-        )
+    _refuse_unknown(
+        suite,
+        "attack",
+        kinds,
+        {a.kind for d in suite.data for a in suite.attacks_for(d)},
+        "--attacks",
+    )
 
     def keep(cells: tuple[AttackCell, ...]) -> tuple[AttackCell, ...]:
         return tuple(a for a in cells if a.kind in kinds)

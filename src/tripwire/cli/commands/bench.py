@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +86,7 @@ def register(sub: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tripwire.bench.report import write_outputs
     from tripwire.bench.runner import run_suite, train_suite_models
-    from tripwire.bench.suites import get_suite, only_attacks, with_arch
+    from tripwire.bench.suites import get_suite, only_attacks, only_data, with_arch
     from tripwire.scan.data import MIN_TRUSTED
 
     suite = get_suite(args.suite)
@@ -96,16 +95,7 @@ def run(args: argparse.Namespace) -> int:
             f"needs at least {MIN_TRUSTED} verified samples, got {args.trusted}", "--trusted"
         )
     if args.data:
-        names = [n.strip() for n in args.data.split(",") if n.strip()]
-        known = [d.name for d in suite.data]
-        unknown = sorted(set(names) - set(known))
-        if unknown:
-            raise InputError(
-                f"the {suite.name} suite has no dataset {', '.join(unknown)} "
-                f"(it has {', '.join(known)})",
-                "--data",
-            )
-        suite = replace(suite, data=tuple(d for d in suite.data if d.name in names))
+        suite = only_data(suite, [n.strip() for n in args.data.split(",") if n.strip()])
     if args.attacks:
         suite = only_attacks(suite, [k.strip() for k in args.attacks.split(",") if k.strip()])
     if args.arch:
