@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,9 +91,10 @@ def _load_npy(path: str, flag: str) -> np.ndarray:
 
 def _features(
     args: argparse.Namespace, ds: Dataset, trusted: Dataset | None
-) -> tuple[np.ndarray, np.ndarray | None, str, Any]:
-    """Features of the data (and of the trusted set), where they came from, and the model
-    trained on the data (the given one or the proxy; ``None`` with features only)."""
+) -> tuple[np.ndarray, np.ndarray | None, str, Any, np.ndarray | None]:
+    """Features of the data (and of the trusted set), where they came from, the model
+    trained on the data (the given one or the proxy; ``None`` with features only), and
+    the proxy's recorded margins (``--dynamics`` with a proxy trained here; else None)."""
     if args.features:
         if trusted is not None and not args.model:
             raise InputError(
@@ -106,7 +108,7 @@ def _features(
             )
         origin = f"features file {args.features}"
         if not args.model:
-            return feats.astype(np.float64), None, origin, None
+            return feats.astype(np.float64), None, origin, None, None
     from tripwire.models.loading import load_model
 
     if args.model:
@@ -124,20 +126,17 @@ def _features(
             else feats
         )
         t_feats = None if trusted is None else model.features(trusted.model_input())
-        return feats, t_feats, f"model {args.model}", model
+        return feats, t_feats, f"model {args.model}", model, None
     import torch
 
     from tripwire.models.train import TrainConfig, train_model
 
     console.print("no --model or --features: training a proxy model on the data")
-    dynamics = bool(getattr(args, "dynamics", False))
-    # With --dynamics every sample trains (no hold-out), so that each has its margins.
-    result = train_model(
-        ds,
-        TrainConfig(seed=args.seed, epochs=args.epochs, val_fraction=0.0 if dynamics else 0.1),
-        record_margins=dynamics,
-    )
-    args.proxy_margins = result.margins
+    config = TrainConfig(seed=args.seed, epochs=args.epochs)
+    if args.dynamics:
+        # Every sample trains (no hold-out), so that each has its margins.
+        config = replace(config, val_fraction=0.0)
+    result = train_model(ds, config, record_margins=args.dynamics)
     net = result.model.eval()
 
     def embed(x: np.ndarray) -> np.ndarray:
@@ -153,7 +152,8 @@ def _features(
 
     t_feats = None if trusted is None else embed(trusted.model_input())
     proxy = model_from_module(net, f"proxy {result.arch}")
-    return embed(ds.model_input()), t_feats, f"proxy {result.arch} trained here", proxy
+    origin = f"proxy {result.arch} trained here"
+    return embed(ds.model_input()), t_feats, origin, proxy, result.margins
 
 
 def _trusted_sources(ds: Dataset, spec: str) -> np.ndarray:
@@ -230,8 +230,7 @@ def run_scan(args: argparse.Namespace) -> int:
         raise InputError(
             "training-margin reads a training run's margins: add --dynamics", "--detectors"
         )
-    feats, t_feats, origin, model = _features(args, ds, trusted)
-    margins = getattr(args, "proxy_margins", None)
+    feats, t_feats, origin, model, margins = _features(args, ds, trusted)
     if args.dynamics and margins is None:
         from tripwire.detectors.poisoning.dynamics import record_dynamics
 
