@@ -19,11 +19,9 @@ import json
 
 import numpy as np
 import torch
+from clean_inputs import clean_inputs  # type: ignore[import-not-found]
 
-from tripwire.detectors.backdoor.reverse import mad_anomaly, torch_module
-from tripwire.io import load_dataset
-from tripwire.models.loading import load_model
-from tripwire.scan.model import stratified_subset
+from tripwire.detectors.backdoor.reverse import mad_anomaly
 
 
 def split_model(net, split: int):
@@ -67,13 +65,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    ds = load_dataset(a.data, split="test")
-    n_cls = int(ds.y.max()) + 1
-    model = load_model(a.model, input_shape=ds.input_shape)
-    net = torch_module(model).eval()
-    sub = stratified_subset(ds.y, a.per_class * n_cls, a.seed)
-    x = torch.from_numpy(np.ascontiguousarray(ds.model_input(sub), dtype=np.float32))
-    y = ds.y[sub]
+    net, x, y, n_cls = clean_inputs(a.model, a.data, a.per_class, a.seed)
+    net.eval()
     _, _, n_layers = split_model(net, 0)
     split = a.split if a.split > 0 else n_layers
     inner, rest, _ = split_model(net, split)

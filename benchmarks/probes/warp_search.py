@@ -23,11 +23,9 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from clean_inputs import clean_inputs  # type: ignore[import-not-found]
 
-from tripwire.detectors.backdoor.reverse import mad_anomaly, torch_module
-from tripwire.io import load_dataset
-from tripwire.models.loading import load_model
-from tripwire.scan.model import stratified_subset
+from tripwire.detectors.backdoor.reverse import mad_anomaly
 
 
 def warp_apply(x: torch.Tensor, ctrl: torch.Tensor) -> torch.Tensor:
@@ -131,13 +129,8 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    ds = load_dataset(a.data, split="test")
-    n_cls = int(ds.y.max()) + 1
-    idx = stratified_subset(ds.y, a.per_class * n_cls, a.seed)
-    x = torch.from_numpy(np.ascontiguousarray(ds.model_input(idx), dtype=np.float32))
-    y = torch.from_numpy(ds.y[idx])
-    model = load_model(a.model, input_shape=ds.input_shape)
-    net = torch_module(model)
+    net, x, y_np, n_cls = clean_inputs(a.model, a.data, a.per_class, a.seed)
+    y = torch.from_numpy(y_np)
     for q in net.parameters():
         q.requires_grad_(False)
     if a.family == "warp":
