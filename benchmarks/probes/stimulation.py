@@ -25,33 +25,31 @@ from tripwire.detectors.backdoor.reverse import mad_anomaly
 
 
 def split_model(net, split: int):
+    """``inner`` (the first ``split`` inner layers), ``rest`` (the layers after them and
+    the head) and the number of inner layers, for ``body``/``neck``/``head`` models
+    (cnn-small, cnn-compact) and ``stem``/``stages``/``pool``/``head`` ones (resnet-mini)."""
     if hasattr(net, "body"):
         layers = list(net.body.children())
 
-        def inner(x):
-            for m in layers[:split]:
-                x = m(x)
-            return x
-
-        def rest(a):
-            for m in layers[split:]:
-                a = m(a)
+        def tail(a):
             return net.head(net.neck(a))
+    else:
+        layers = [net.stem, *list(net.stages.children())]
 
-        return inner, rest, len(layers)
-    stages = [net.stem, *list(net.stages.children())]
+        def tail(a):
+            return net.head(torch.flatten(net.pool(a), 1))
 
     def inner(x):
-        for m in stages[:split]:
+        for m in layers[:split]:
             x = m(x)
         return x
 
     def rest(a):
-        for m in stages[split:]:
+        for m in layers[split:]:
             a = m(a)
-        return net.head(torch.flatten(net.pool(a), 1))
+        return tail(a)
 
-    return inner, rest, len(stages)
+    return inner, rest, len(layers)
 
 
 def main() -> None:
