@@ -17,7 +17,8 @@ detectors slow down unevenly, so read the cells run alone.
     PYTHONPATH=src python benchmarks/suite_table.py --cache-dir runs/std-cache
 
 With ``--trusted N``, the cells of a run calibrated on N verified samples
-(``tripwire bench --trusted N``).
+(``tripwire bench --trusted N``); with ``--arch ARCH``, those of a run on another
+architecture's models (``tripwire bench --arch ARCH``).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def bars(c: dict[str, Any]) -> list[tuple[str, bool]]:
 
 def main() -> None:
     from tripwire.bench.runner import cell_file, suite_grid
-    from tripwire.bench.suites import get_suite
+    from tripwire.bench.suites import get_suite, with_arch
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", default="standard")
@@ -125,8 +126,11 @@ def main() -> None:
     ap.add_argument(
         "--trusted", type=int, help="the cells a `bench --trusted N` run calibrated this way"
     )
+    ap.add_argument("--arch", help="the cells of a `bench --arch ARCH` run")
     args = ap.parse_args()
     suite = get_suite(args.suite)
+    if args.arch:
+        suite = with_arch(suite, args.arch)
     grid = list(suite_grid(suite, log=lambda _: None))
     cells: list[dict[str, Any]] = []
     missing = []

@@ -9,10 +9,22 @@ from typing import Any
 import numpy as np
 
 from tripwire.bench.runner import attacked, load_suite_data, train_cached
-from tripwire.bench.suites import DataSpec, get_suite
+from tripwire.bench.suites import DataSpec, Suite, get_suite, with_arch
 
 DATA_DIR = "../shared/datasets"
 CACHE = Path("runs/std-cache")
+
+
+def standard_suite(name: str) -> tuple[Suite, DataSpec]:
+    """The standard suite and its dataset ``name``; ``<name>@<arch>`` names that dataset
+    with another architecture's models, as ``tripwire bench --arch`` runs it."""
+    suite = get_suite("standard")
+    if "@" in name:
+        suite = with_arch(suite, name.split("@", 1)[1])
+    spec = next((d for d in suite.data if d.name == name), None)
+    if spec is None:
+        raise SystemExit(f"{name}: not a dataset of the standard suite")
+    return suite, spec
 
 
 def standard_cell(
@@ -21,8 +33,7 @@ def standard_cell(
     """The standard suite's dataset ``name`` attacked by ``kind`` at ``rate`` (seed
     ``seed``): its spec, the attacked training set, the poisoned mask, and the model the
     suite trained on it (from ``runs/std-cache``, trained there if missing)."""
-    suite = get_suite("standard")
-    spec = next(d for d in suite.data if d.name == name)
+    suite, spec = standard_suite(name)
     spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
     cell = next(a for a in suite.attacks if a.kind == kind)
     train, test = load_suite_data(spec, DATA_DIR)

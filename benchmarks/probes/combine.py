@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 
 from tripwire.bench.runner import attacked, load_suite_data
-from tripwire.bench.suites import get_suite
 from tripwire.detectors import DetectorResult
 from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from ensemble_ranking import stored_results
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cells import standard_suite
 
 DATA_DIR = "../shared/datasets"
 
@@ -53,8 +55,7 @@ def load_rule(path: Path | None) -> Any:
 def stored_cell(path: Path, seed: int = 0) -> tuple[Any, dict[str, DetectorResult], InputSpace]:
     """The cell's dataset, its detectors' results and its input space."""
     name, kind, rate, _ = path.stem.split("_")
-    suite = get_suite("standard")
-    spec = next(d for d in suite.data if d.name == name)
+    suite, spec = standard_suite(name)
     train, _ = load_suite_data(spec, DATA_DIR)
     cell = next(a for a in suite.attacks if a.kind == kind)
     ds, _, _ = attacked(train, cell, float(rate), seed)
