@@ -322,6 +322,43 @@ def test_held_back_lone_items_still_extend_the_quorums_group() -> None:
     assert fam["lone_held_back"] == sorted(f"activation-clustering:{c}" for c in [5, *modes])
 
 
+def test_without_input_evidence_lone_flags_extend_only_the_quorums_group() -> None:
+    """Where the inputs do not predict their labels there is no look-alike test: a lone
+    member's flags stand only in a class where the quorum's flags already make a
+    sub-population holding a good part of that member's flags (the rest of a warped set
+    that spectral signatures ranked in part); elsewhere, beside quorum flags under the
+    class share, or where the quorum only grazes the member's group, they stay out."""
+    from tripwire.scan.ensemble import MIN_CLASS_SHARE, MIN_EXTENDED_SHARE
+
+    n = 600
+    labels = np.repeat([0, 1, 2], 200)
+    both = list(range(0, 20))  # 10% of class 0: the quorum's group
+    rest = list(range(20, 45))  # the rest of it, activation clustering only
+    grazed = list(range(200, 212))  # 6% of class 1, at quorum ...
+    submode = list(range(212, 260))  # ... inside activation clustering's 60 there
+    stray = [400, 401]  # the quorum's flags in class 2, under the class share
+    near = list(range(402, 430))  # activation clustering's lone flags beside them
+    assert len(stray) < MIN_CLASS_SHARE * 200 <= min(len(both), len(grazed))
+    assert len(grazed) < MIN_EXTENDED_SHARE * (len(grazed) + len(submode))
+    assert len(both) >= MIN_EXTENDED_SHARE * (len(both) + len(rest))
+    ac = both + rest + grazed + submode + stray + near
+    results = {
+        "activation-clustering": _result("activation-clustering", ac, n),
+        "spectral-signature": _result("spectral-signature", both + grazed + stray, n),
+    }
+    res = combine(results, n, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == both + rest + grazed
+    fam = res.families["feature-clusters"]
+    assert fam["lone_extended"] == {"activation-clustering:0": len(rest)}
+    assert fam["below_class_share"] == {"2": len(stray)}
+    assert res.scores[rest].min() >= 1.0 > res.scores[submode + near].max()
+    # With look-alike evidence the lone flags are judged by it instead.
+    none_other = combine(results, n, labels=labels, confirm_other=lambda c: np.zeros(n, bool))
+    assert not none_other.flags.any()
+    # Without labels there are no classes to extend.
+    assert np.flatnonzero(combine(results, n).flags).tolist() == both + grazed + stray
+
+
 def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
     """A lone group made mostly of items the labels family flagged is label noise: the
     labels family's verdict stands for it, and the pair's lone flags (which also take

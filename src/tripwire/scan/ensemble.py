@@ -77,6 +77,14 @@ family                    members                                     quorum
   flagged at least half are dropped (the report's ``label_noise_classes``): flipped
   items look like another class as inputs, and so do the clean look-alikes the
   pair's split took with them; the labels family judges those items one by one;
+- where there is no such look-alike evidence (``confirm_other`` is None: the inputs do
+  not predict their labels), a lone member's flags in a class where the quorum's flags
+  already make a sub-population **extend that group** (:func:`_extended_groups`); a
+  lone member's flags elsewhere stay out. On the CIFAR-10 subset with 5% WaNet
+  spectral signatures reach only part of the warped set (385 and 177 of 500) and
+  activation clustering nearly all of it (451 and 434, at precision 1.00 and 0.96;
+  ``cnn-compact`` and ``resnet-mini``), so the family's recall rises from 0.77 / 0.35
+  to 0.90 / 0.83 (docs/benchmarks.md, session 24);
 - ``feature-clusters`` flags in a class also stand only as a **sub-population**: at
   least :data:`MIN_CLASS_SHARE` (5%) of the class, where ``labels`` are given
   (``scan-data`` gives them). The confirmed sub-modes of clean classes held at most
@@ -231,6 +239,13 @@ MAX_LONE_CLASSES = 2
 #: group also took cost precision (full MNIST, 5% flips: precision 0.90 -> 0.98;
 #: docs/benchmarks.md, session 14).
 LONE_LABEL_NOISE_SHARE = 0.5
+#: Without look-alike evidence a lone member's flags extend the quorum's group in a
+#: class only where that group is at least this share of the member's flags there (see
+#: :func:`_extended_groups`). On the CIFAR-10 subset (``cnn-compact`` and
+#: ``resnet-mini``, session 24) the quorum held 0.41-0.85 of activation clustering's
+#: cluster of warped or blended poisons, and 0.09-0.17 of its one clean sub-mode (282
+#: birds, with 26-47 of spectral signatures' top items).
+MIN_EXTENDED_SHARE = 1 / 3
 # ``feature-clusters`` flags in a class stand only where the flagged group is at least
 # ``MIN_GROUP_SPREAD`` (imported above, beside group_spread) spread out in input space
 # against the rest of its class (1.0: as spread as a random draw of the class). See the
@@ -304,16 +319,15 @@ def combine(
         if fam == "labels" and flip_entry:
             fam_flags |= flip_groups
             entry["flip_groups"] = flip_entry
+        min_share = MIN_CLASS_SHARE if fam in CLASS_SHARE_GATED else 0.0
         if fam in INPUT_CONFIRMED and confirm_other is not None and len(members) > 1:
             fam_flags, entry = _confirmed_flags(
-                results,
-                members,
-                fam_flags,
-                confirm_other,
-                y,
-                label_issues,
-                min_share=MIN_CLASS_SHARE if fam in CLASS_SHARE_GATED else 0.0,
+                results, members, fam_flags, confirm_other, y, label_issues, min_share=min_share
             )
+        elif fam in INPUT_CONFIRMED and y is not None and len(members) > 1:
+            fam_flags, extended = _extended_groups(results, members, fam_flags, y, min_share)
+            if extended:
+                entry["lone_extended"] = extended
         if fam in CLASS_SHARE_GATED and y is not None and len(members) > 1:
             fam_flags, small = _class_share_gate(fam_flags, y)
             if small:
@@ -497,6 +511,45 @@ def _confirmed_flags(
     if small:
         entry["lone_below_class_share"] = sorted(small)
     return out, entry
+
+
+def _extended_groups(
+    results: dict[str, DetectorResult],
+    members: list[str],
+    at_quorum: npt.NDArray[np.bool_],
+    labels: npt.NDArray[Any],
+    min_share: float,
+) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """Without input-space evidence: a member's lone flags in a class where the quorum's
+    flags make a sub-population (at least ``min_share`` of the class, and one item) and
+    hold at least :data:`MIN_EXTENDED_SHARE` of that member's flags in the class.
+
+    There the quorum has found a group and the lone items are the part of it that the
+    other member's statistic missed: where poisons make a large share of their class,
+    spectral signatures' cut takes only the top of them while activation clustering's
+    split holds nearly all (CIFAR-10 subset, 5% WaNet: the quorum 385 and
+    177 poisons, activation clustering 451 and 434 at precision 1.00 and 0.96 on
+    ``cnn-compact`` and ``resnet-mini``; docs/benchmarks.md, session 24). Returns the
+    flags and, per ``"member:class"``, how many were added. Lone flags in a class
+    without such a group stay out: with no look-alike test there is nothing to tell a
+    group of other classes' images from a clean sub-mode.
+    """
+    out = at_quorum.copy()
+    added: dict[str, int] = {}
+    for c in np.unique(labels[at_quorum]):
+        in_class = labels == c
+        if not _quorum_group(at_quorum, in_class, min_share):
+            continue
+        group = int((at_quorum & in_class).sum())
+        for member in members:
+            mine = np.asarray(results[member].flags, dtype=bool) & in_class
+            new = mine & ~out
+            # The quorum must hold a good part of what it extends: a clean sub-mode that
+            # the other member's top items only graze is the lone member's own finding.
+            if new.any() and group >= MIN_EXTENDED_SHARE * int(mine.sum()):
+                added[f"{member}:{c}"] = int(new.sum())
+                out |= new
+    return out, added
 
 
 def _drop_classes(
