@@ -32,6 +32,7 @@ def _result(name: str, flagged: list[int], n: int = 20) -> DetectorResult:
 
 def test_families() -> None:
     assert family_of("confident-learning") == ("labels", 2)
+    assert family_of("training-margin") == ("labels", 2)
     assert family_of("dual-space") == ("dual-space", 1)
     assert family_of("spectre") == ("outliers", 0)
     assert family_of("my-plugin") == ("my-plugin", 1)
@@ -59,6 +60,23 @@ def test_a_family_needs_its_quorum_and_outliers_only_rank() -> None:
     unflagged = res.scores[~res.flags]
     assert res.scores[5] == unflagged.max() and res.scores[5] > res.scores[0]
     assert res.scores[1] > res.scores[0]
+
+
+def test_training_margin_is_a_third_vote_on_labels() -> None:
+    """The training run's disputed labels stand where one label check agrees (flips the
+    finished model memorised, which knn-label still sees); alone they are ambiguous
+    items the network was slow to fit. Run on its own it keeps its flags."""
+    results = {
+        "confident-learning": _result("confident-learning", [1, 2]),
+        "knn-label": _result("knn-label", [1, 3, 4]),
+        "training-margin": _result("training-margin", [1, 4, 5]),
+    }
+    res = combine(results, 20)
+    assert np.flatnonzero(res.flags).tolist() == [1, 4]
+    assert res.families["labels"]["quorum"] == 2
+    assert res.scores[5] < 1.0 <= res.scores[4]
+    alone = combine({"training-margin": results["training-margin"]}, 20)
+    assert np.flatnonzero(alone.flags).tolist() == [1, 4, 5]
 
 
 def test_confident_learnings_flip_groups_stand_without_the_quorum() -> None:

@@ -578,10 +578,9 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                         evidence={"per_class": res.per_class, "excess_p_value": class_p},
                     )
                 )
-    # Label issues: the label checks' quorum, and the training run's disputed labels.
+    # Label issues: the label checks' quorum (training-margin votes there where it ran).
     fams = {} if res.ensemble is None else res.ensemble.family_flags
-    parts = [fams[f] for f in ("labels", "dynamics") if f in fams]
-    label_flags = np.logical_or.reduce(parts) if parts else None
+    label_flags = fams.get("labels")
     if label_flags is not None and label_flags.any():
         out.append(_label_finding(res, np.flatnonzero(label_flags), artifact))
     n_sources = len(res.sources)
