@@ -377,6 +377,41 @@ def test_without_input_evidence_lone_flags_extend_only_the_quorums_group() -> No
     assert np.flatnonzero(combine(results, n).flags).tolist() == both + grazed + stray
 
 
+def test_without_input_evidence_extensions_in_many_classes_are_held_back() -> None:
+    """A backdoor targets one or two classes: a member that would extend standing groups
+    in more classes extends none (clean sub-modes beside label noise), and lone items
+    the labels family flagged are left to it."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASSES
+
+    n_classes, per = 20, 100
+    n = n_classes * per
+    labels = np.repeat(np.arange(n_classes), per)
+    classes = range(MAX_LONE_CLASSES + 1)
+    quorum = [c * per + i for c in classes for i in range(10)]  # 10% of each class
+    lone = [c * per + i for c in classes for i in range(10, 15)]
+    results = {
+        "activation-clustering": _result("activation-clustering", quorum + lone, n),
+        "spectral-signature": _result("spectral-signature", quorum, n),
+    }
+    res = combine(results, n, labels=labels)
+    assert np.flatnonzero(res.flags).tolist() == quorum
+    fam = res.families["feature-clusters"]
+    assert fam["lone_extension_held_back"] == [f"activation-clustering:{c}" for c in classes]
+    # In one class the same extension stands, unless the label checks flagged it.
+    one = {
+        k: _result(k, [i for i in r_flags if i < per], n)
+        for k, r_flags in (("activation-clustering", quorum + lone), ("spectral-signature", quorum))
+    }
+    assert np.flatnonzero(combine(one, n, labels=labels).flags).tolist() == list(range(15))
+    noisy = {
+        **one,
+        "confident-learning": _result("confident-learning", list(range(10, 15)), n),
+        "knn-label": _result("knn-label", list(range(10, 15)), n),
+    }
+    res = combine(noisy, n, labels=labels)
+    assert "lone_extended" not in res.families["feature-clusters"]
+
+
 def test_a_lone_group_the_label_checks_flagged_is_left_to_them() -> None:
     """A lone group made mostly of items the labels family flagged is label noise: the
     labels family's verdict stands for it, and the pair's lone flags (which also take

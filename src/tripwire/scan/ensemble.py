@@ -91,8 +91,10 @@ family                    members                                     quorum
   pair's split took with them; the labels family judges those items one by one;
 - where there is no such look-alike evidence (``confirm_other`` is None: the inputs do
   not predict their labels), a lone member's flags in a class where the quorum's flags
-  already make a sub-population **extend that group** (:func:`_extended_groups`); a
-  lone member's flags elsewhere stay out. On the CIFAR-10 subset with 5% WaNet
+  stand (after the gates below) **extend that group** (:func:`_extended_groups`),
+  where the group holds a third of them, they are not label noise, and that member
+  extends groups in no more classes than a backdoor targets; a lone member's flags
+  elsewhere stay out. On the CIFAR-10 subset with 5% WaNet
   spectral signatures reach only part of the warped set (385 and 177 of 500) and
   activation clustering nearly all of it (451 and 434, at precision 1.00 and 0.96;
   ``cnn-compact`` and ``resnet-mini``), so the family's recall rises from 0.77 / 0.35
@@ -335,10 +337,6 @@ def combine(
             fam_flags, entry = _confirmed_flags(
                 results, members, fam_flags, confirm_other, y, label_issues, min_share=min_share
             )
-        elif fam in INPUT_CONFIRMED and y is not None and len(members) > 1:
-            fam_flags, extended = _extended_groups(results, members, fam_flags, y, min_share)
-            if extended:
-                entry["lone_extended"] = extended
         if fam in CLASS_SHARE_GATED and y is not None and len(members) > 1:
             fam_flags, small = _class_share_gate(fam_flags, y)
             if small:
@@ -353,6 +351,15 @@ def combine(
                 if copies:
                     entry["near_copy_classes"] = copies
                     entry["min_group_spread"] = MIN_GROUP_SPREAD
+        if fam in INPUT_CONFIRMED and confirm_other is None and y is not None and len(members) > 1:
+            # After the gates: only a group that stands is extended.
+            fam_flags, extended, held_ext = _extended_groups(
+                results, members, fam_flags, y, label_issues
+            )
+            if extended:
+                entry["lone_extended"] = extended
+            if held_ext:
+                entry["lone_extension_held_back"] = held_ext
         if fam in FLIP_GROUP_GATED and y is not None and flip_classes:
             fam_flags, held = _drop_classes(
                 fam_flags, y, lambda _, members: _holds_flip_group(y, members, flip_classes)
@@ -527,40 +534,55 @@ def _confirmed_flags(
 def _extended_groups(
     results: dict[str, DetectorResult],
     members: list[str],
-    at_quorum: npt.NDArray[np.bool_],
+    standing: npt.NDArray[np.bool_],
     labels: npt.NDArray[Any],
-    min_share: float,
-) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
-    """Without input-space evidence: a member's lone flags in a class where the quorum's
-    flags make a sub-population (at least ``min_share`` of the class, and one item) and
-    hold at least :data:`MIN_EXTENDED_SHARE` of that member's flags in the class.
+    label_issues: npt.NDArray[np.bool_] | None,
+) -> tuple[npt.NDArray[np.bool_], dict[str, int], list[str]]:
+    """Without input-space evidence: a member's lone flags in a class where the family's
+    flags ``standing`` (the quorum's, after the class-share, label-noise and near-copy
+    gates) hold at least :data:`MIN_EXTENDED_SHARE` of that member's flags there.
 
     There the quorum has found a group and the lone items are the part of it that the
     other member's statistic missed: where poisons make a large share of their class,
     spectral signatures' cut takes only the top of them while activation clustering's
-    split holds nearly all (CIFAR-10 subset, 5% WaNet: the quorum 385 and
-    177 poisons, activation clustering 451 and 434 at precision 1.00 and 0.96 on
-    ``cnn-compact`` and ``resnet-mini``; docs/benchmarks.md, session 24). Returns the
-    flags and, per ``"member:class"``, how many were added. Lone flags in a class
-    without such a group stay out: with no look-alike test there is nothing to tell a
-    group of other classes' images from a clean sub-mode.
+    split holds nearly all (CIFAR-10 subset, 5% WaNet: the quorum 385 and 177 poisons,
+    activation clustering 451 and 434 at precision 1.00 and 0.96 on ``cnn-compact``
+    and ``resnet-mini``; docs/benchmarks.md, session 24). Lone items that the labels
+    family mostly flagged are label noise and left to it; a member that would extend
+    groups in more classes than a backdoor targets (:data:`MAX_LONE_CLASSES`, and
+    :data:`MAX_LONE_CLASS_SHARE` of the classes) extends none: on the GTSRB subset with
+    5% label flips the quorum's few groups that pass the gates are clean sub-modes
+    beside the flips, and extending them cost precision (0.914 -> 0.852). Returns the
+    flags, per ``"member:class"`` how many were added, and the members' classes held
+    back. Lone flags in a class without a standing group stay out: with no look-alike
+    test there is nothing to tell a group of other classes' images from a clean
+    sub-mode.
     """
-    out = at_quorum.copy()
+    out = standing.copy()
+    limit = max(1, min(MAX_LONE_CLASSES, int(MAX_LONE_CLASS_SHARE * np.unique(labels).size)))
     added: dict[str, int] = {}
-    for c in np.unique(labels[at_quorum]):
-        in_class = labels == c
-        if not _quorum_group(at_quorum, in_class, min_share):
+    held: list[str] = []
+    for member in members:
+        flags = np.asarray(results[member].flags, dtype=bool)
+        extend: dict[Any, npt.NDArray[np.bool_]] = {}
+        for c in np.unique(labels[standing]):
+            in_class = labels == c
+            mine = flags & in_class
+            new = mine & ~standing
+            if not new.any() or int((standing & in_class).sum()) < MIN_EXTENDED_SHARE * int(
+                mine.sum()
+            ):
+                continue
+            if label_issues is not None and _mostly_label_noise(new, label_issues):
+                continue
+            extend[c] = new
+        if len(extend) > limit:
+            held += [f"{member}:{c}" for c in extend]
             continue
-        group = int((at_quorum & in_class).sum())
-        for member in members:
-            mine = np.asarray(results[member].flags, dtype=bool) & in_class
-            new = mine & ~out
-            # The quorum must hold a good part of what it extends: a clean sub-mode that
-            # the other member's top items only graze is the lone member's own finding.
-            if new.any() and group >= MIN_EXTENDED_SHARE * int(mine.sum()):
-                added[f"{member}:{c}"] = int(new.sum())
-                out |= new
-    return out, added
+        for c, new in extend.items():
+            added[f"{member}:{c}"] = int((new & ~out).sum())
+            out |= new
+    return out, {k: v for k, v in added.items() if v}, sorted(held)
 
 
 def _drop_classes(
