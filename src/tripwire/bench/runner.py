@@ -27,14 +27,14 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
-from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
+from tripwire.detectors.input_space import group_spread, other_class_confirmation
 from tripwire.detectors.poisoning.dynamics import MIN_EPOCHS
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
 from tripwire.reports.render import write_text_atomic
-from tripwire.scan.data import scan_probabilities
+from tripwire.scan.data import scan_inputs
 from tripwire.scan.ensemble import FAMILIES, combine
 
 Log = Callable[[str], None]
@@ -403,18 +403,8 @@ def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInpu
     t0 = time.perf_counter()
     feats = model.features(ds.model_input())
     forward_s = time.perf_counter() - t0
-    space = InputSpace(ds.model_input(), random_state=seed)
-    probs, _ = scan_probabilities(ds, feats, seed, space=space)
     net = None if model.module is None else model_from_module(model.module, "suite model")
-    inputs = DetectorInput(
-        features=feats,
-        labels=ds.y,
-        probs=probs,
-        data=ds,
-        model=net,
-        input_space=space,
-        margins=model.margins,
-    )
+    inputs, *_ = scan_inputs(ds, feats, seed, model=net, margins=model.margins)
     return inputs, forward_s
 
 

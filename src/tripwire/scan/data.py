@@ -203,6 +203,33 @@ def scan_probabilities(
     )
 
 
+def scan_inputs(
+    ds: Dataset,
+    features: npt.NDArray[np.floating[Any]],
+    seed: int = 0,
+    *,
+    model: Any = None,
+    margins: npt.NDArray[np.floating[Any]] | None = None,
+) -> tuple[DetectorInput, InputSpace, npt.NDArray[np.float64], str]:
+    """What every detector of a data scan reads: the features, labels, out-of-sample
+    probabilities (:func:`scan_probabilities`), the data, the model where there is one,
+    the training run's margins where recorded, and one input-space embedding and
+    neighbour search shared by every check that reads them. Returns the input, that
+    input space, the probabilities and their origin."""
+    space = InputSpace(ds.model_input(), random_state=seed)
+    probs, origin = scan_probabilities(ds, features, seed, space=space)
+    inputs = DetectorInput(
+        features=features,
+        labels=ds.y,
+        probs=probs,
+        data=ds,
+        model=model,
+        input_space=space,
+        margins=margins,
+    )
+    return inputs, space, probs, origin
+
+
 def trusted_reference(
     ds: Dataset,
     features: npt.NDArray[np.floating[Any]],
@@ -299,18 +326,7 @@ def scan_data(
         raise InputError("features contain NaN or infinite values", "--features")
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
-    # One input-space embedding and neighbour search for every check that reads them.
-    space = InputSpace(ds.model_input(), random_state=seed)
-    probs, probs_origin = scan_probabilities(ds, feats, seed, space=space)
-    inputs = DetectorInput(
-        features=feats,
-        labels=ds.y,
-        probs=probs,
-        data=ds,
-        model=model,
-        input_space=space,
-        margins=margins,
-    )
+    inputs, space, probs, probs_origin = scan_inputs(ds, feats, seed, model=model, margins=margins)
     have = WITH_MODEL if model is not None else DATA_NEEDS
     if margins is not None:
         have = have | {Need.DYNAMICS}
