@@ -189,3 +189,29 @@ def test_a_poison_cluster_of_two_source_blobs_is_kept_whole() -> None:
     assert target["bridges_shed"] == 0
     assert res.flags[truth].all()
     assert res.flags[~truth].sum() <= 2
+
+
+def test_classes_fitted_in_parallel_give_what_one_worker_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The random draws are made before the classes are handed out, so the number of
+    workers changes nothing, and the null draws follow one another as when the
+    classes ran in turn (null_silhouettes from the same generator)."""
+    from tripwire.detectors import parallel
+    from tripwire.detectors.poisoning import activation_clustering as ac
+
+    x, y, _ = backdoor_data(0.05)
+    many = ac.fit_activation_clusters(x, y, random_state=3)
+    monkeypatch.setattr(parallel, "worker_count", lambda n_jobs, tasks: 1)
+    one = ac.fit_activation_clusters(x, y, random_state=3)
+    for c, fitted in many["classes"].items():
+        for key, value in fitted.items():
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(one["classes"][c][key]))
+    # The first class's null as the sequential form draws it.
+    rng = np.random.default_rng(3)
+    rng.integers(2**31 - 1)
+    xc = x[y == 0] - x[y == 0].mean(axis=0)
+    fit0 = many["classes"][0]
+    z = xc @ fit0["components"].T
+    null = ac.null_silhouettes(z.var(axis=0), len(z), draws=5, max_samples=1000, rng=rng)
+    assert float(null.mean()) == pytest.approx(fit0["null_silhouette_mean"], rel=1e-9)

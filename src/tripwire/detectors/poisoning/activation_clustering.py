@@ -45,10 +45,8 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import KMeans
 
-# threadpoolctl comes with scikit-learn.
-from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
-
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.parallel import map_in_threads
 from tripwire.detectors.poisoning.spectral import (
     MIN_CLASS_SIZE,
     check_known_classes,
@@ -138,6 +136,19 @@ def two_cluster_silhouette(z: npt.NDArray[np.float64], assign: npt.NDArray[np.in
     return float(np.mean(np.nan_to_num(s)))
 
 
+NullDraws = list[tuple[npt.NDArray[np.float64], int]]
+
+
+def draw_null(
+    n: int, dims: int, *, draws: int, max_samples: int, rng: np.random.Generator
+) -> NullDraws:
+    """The random input of :func:`null_silhouettes`: ``draws`` standard normal samples
+    of ``min(n, max_samples)`` items in ``dims`` dimensions, each with its 2-means
+    seed, drawn from ``rng`` in that order."""
+    m = min(n, max_samples)
+    return [(rng.standard_normal((m, dims)), int(rng.integers(2**31 - 1))) for _ in range(draws)]
+
+
 def null_silhouettes(
     variances: npt.NDArray[np.float64],
     n: int,
@@ -148,11 +159,17 @@ def null_silhouettes(
 ) -> npt.NDArray[np.float64]:
     """Silhouettes of 2-means on ``draws`` Gaussian samples with the given variances
     (the class's principal variances): what a split of an unimodal class reaches."""
-    m = min(n, max_samples)
-    out = np.empty(draws)
-    for i in range(draws):
-        g = rng.standard_normal((m, len(variances))) * np.sqrt(variances)
-        seed = int(rng.integers(2**31 - 1))
+    normals = draw_null(n, len(variances), draws=draws, max_samples=max_samples, rng=rng)
+    return silhouettes_of(variances, normals, max_samples=max_samples)
+
+
+def silhouettes_of(
+    variances: npt.NDArray[np.float64], normals: NullDraws, *, max_samples: int
+) -> npt.NDArray[np.float64]:
+    """:func:`null_silhouettes` of samples already drawn (:func:`draw_null`)."""
+    out = np.empty(len(normals))
+    for i, (normal, seed) in enumerate(normals):
+        g = normal * np.sqrt(variances)
         # Fewer restarts than for the class itself: a Gaussian sample has one split.
         assign, _ = two_means(g, random_state=seed, n_init=3)
         out[i] = silhouette(g, assign, max_samples=max_samples, random_state=seed)
@@ -254,59 +271,84 @@ def fit_activation_clusters(
     rng = np.random.default_rng(random_state)
     groups = class_indices(labels)
     big, small = split_by_size(groups, min_class_size, detector)
-    classes: dict[int, dict[str, Any]] = {}
+    # Every random draw in the calling thread, class by class in a fixed order (the
+    # draws each class made when the classes ran one after another), so that the
+    # result does not depend on the number of workers.
+    plan: dict[int, tuple[int, NullDraws]] = {}
     for c in big:
-        xc = features[groups[c]]
-        mean = xc.mean(axis=0)
-        centred = xc - mean
-        comps = top_directions(centred, min(n_components, xc.shape[0] - 1, xc.shape[1]))
-        z = centred @ comps.T
+        dims = max(1, min(n_components, len(groups[c]) - 1, features.shape[1]))
         seed = int(rng.integers(2**31 - 1))
-        # One thread: these fits are small, and OpenMP workers that spin-wait on a busy
-        # machine made them a hundred times slower.
-        with threadpool_limits(limits=1):
-            assign, centres = two_means(z, random_state=seed, n_init=10)
-            sil = silhouette(z, assign, max_samples=max_silhouette_samples, random_state=seed)
-            null = null_silhouettes(
-                z.var(axis=0),
-                len(z),
-                draws=null_draws,
-                max_samples=max_silhouette_samples,
-                rng=rng,
-            )
-        null_sd = max(float(null.std(ddof=1)), _MIN_NULL_SD)
-        sil_z = (sil - float(null.mean())) / null_sd
-        n_small = int((assign == 1).sum())
-        share = n_small / len(z)
-        sizes = [len(z) - n_small, n_small]
-        flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
-        bridges: list[npt.NDArray[np.float64]] = []
-        flagged_size = 0
-        if flagged:
-            with threadpool_limits(limits=1):
-                _, centre, bridges = shed_bridges(
-                    z, assign == 1, centres[0], random_state=seed, n_init=10
-                )
-            if bridges:  # the kept part's centre; else 2-means' own stands
-                centres = np.stack([centres[0], centre])
-            flagged_size = int(in_flagged_cluster(z, centres, bridges).sum())
-        dist = np.linalg.norm(z - centres[0], axis=1)
-        classes[c] = {
-            "mean": mean,
-            "components": comps,
-            "centres": centres,
-            "bridges": np.asarray(bridges, dtype=np.float64).reshape(len(bridges), z.shape[1]),
-            "flagged_size": flagged_size,
-            "sorted_dist": np.sort(dist),
-            "flagged": flagged,
-            "silhouette": sil,
-            "null_silhouette_mean": float(null.mean()),
-            "null_silhouette_sd": null_sd,
-            "silhouette_z": float(sil_z),
-            "sizes": sizes,
-            "small_share": float(share),
-        }
+        plan[c] = (
+            seed,
+            draw_null(
+                len(groups[c]), dims, draws=null_draws, max_samples=max_silhouette_samples, rng=rng
+            ),
+        )
+
+    def fit_one(c: int) -> dict[str, Any]:
+        return _fit_class(
+            features[groups[c]],
+            *plan[c],
+            n_components=n_components,
+            min_silhouette_z=min_silhouette_z,
+            max_cluster_share=max_cluster_share,
+            max_silhouette_samples=max_silhouette_samples,
+        )
+
+    # Dozens of small fits per class: one class per worker uses the cores.
+    fits = map_in_threads(fit_one, big)
+    classes = dict(zip(big, fits, strict=True))
     return {"classes": classes, "skipped": small, "width": int(features.shape[1])}
+
+
+def _fit_class(
+    xc: npt.NDArray[np.float64],
+    seed: int,
+    normals: NullDraws,
+    *,
+    n_components: int,
+    min_silhouette_z: float,
+    max_cluster_share: float,
+    max_silhouette_samples: int,
+) -> dict[str, Any]:
+    """One class's projection, split, evidence and ranking distances
+    (:func:`fit_activation_clusters`), its random draws made by the caller."""
+    mean = xc.mean(axis=0)
+    centred = xc - mean
+    comps = top_directions(centred, min(n_components, xc.shape[0] - 1, xc.shape[1]))
+    z = centred @ comps.T
+    assign, centres = two_means(z, random_state=seed, n_init=10)
+    sil = silhouette(z, assign, max_samples=max_silhouette_samples, random_state=seed)
+    null = silhouettes_of(z.var(axis=0), normals, max_samples=max_silhouette_samples)
+    null_sd = max(float(null.std(ddof=1)), _MIN_NULL_SD)
+    sil_z = (sil - float(null.mean())) / null_sd
+    n_small = int((assign == 1).sum())
+    share = n_small / len(z)
+    sizes = [len(z) - n_small, n_small]
+    flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
+    bridges: list[npt.NDArray[np.float64]] = []
+    flagged_size = 0
+    if flagged:
+        _, centre, bridges = shed_bridges(z, assign == 1, centres[0], random_state=seed, n_init=10)
+        if bridges:  # the kept part's centre; else 2-means' own stands
+            centres = np.stack([centres[0], centre])
+        flagged_size = int(in_flagged_cluster(z, centres, bridges).sum())
+    dist = np.linalg.norm(z - centres[0], axis=1)
+    return {
+        "mean": mean,
+        "components": comps,
+        "centres": centres,
+        "bridges": np.asarray(bridges, dtype=np.float64).reshape(len(bridges), z.shape[1]),
+        "flagged_size": flagged_size,
+        "sorted_dist": np.sort(dist),
+        "flagged": flagged,
+        "silhouette": sil,
+        "null_silhouette_mean": float(null.mean()),
+        "null_silhouette_sd": null_sd,
+        "silhouette_z": float(sil_z),
+        "sizes": sizes,
+        "small_share": float(share),
+    }
 
 
 def activation_cluster_scores(
