@@ -27,7 +27,7 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
-from tripwire.detectors.input_space import group_spread, other_class_confirmation
+from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.detectors.poisoning.dynamics import MIN_EPOCHS
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
@@ -35,7 +35,7 @@ from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
 from tripwire.reports.render import write_text_atomic
 from tripwire.scan.data import scan_inputs
-from tripwire.scan.ensemble import FAMILIES, combine
+from tripwire.scan.ensemble import FAMILIES, EnsembleResult, combine
 
 Log = Callable[[str], None]
 
@@ -458,30 +458,11 @@ def run_poison_cell(
     feats, probs, space = inputs.features, inputs.probs, inputs.input_space
     if feats is None or probs is None or space is None:  # detector_input makes all three
         raise RuntimeError("incomplete detector input")
-    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
-    if inputs.model is not None:
-        have = have | {Need.MODEL}
-    if inputs.margins is not None and len(inputs.margins) >= MIN_EPOCHS:
-        have = have | {Need.DYNAMICS}  # one epoch's margins are a snapshot, not dynamics
-    results: dict[str, tuple[np.ndarray, np.ndarray, float]] = {}
-    ours: dict[str, DetectorResult] = {}
     verified = verified_subset(ds.y, truth, trusted, seed) if trusted else None
-    for cls in available(satisfiable_with=have):
-        t1 = time.perf_counter()
-        det = cls().fit(inputs)
-        if verified is not None:
-            det.calibrate_fitted(inputs, verified)
-        res = det.detect(inputs)
-        ours[cls.name] = res
-        results[cls.name] = (res.scores, res.flags, time.perf_counter() - t1)
+    ours, secs_of = run_detectors(inputs, verified)
+    results = {name: (r.scores, r.flags, secs_of[name]) for name, r in ours.items()}
     # What a user of scan-data gets: every detector combined by the ensemble's rule.
-    ensemble = combine(
-        ours,
-        len(ds),
-        confirm_other=other_class_confirmation(space, ds.y),
-        labels=ds.y,
-        spread=group_spread(space, ds.y, random_state=seed),
-    )
+    ensemble = cell_ensemble(ours, ds, space, seed)
     results[ENSEMBLE_ROW] = (
         ensemble.scores,
         ensemble.flags,
@@ -529,6 +510,43 @@ def run_poison_cell(
         f"{len(results)} detectors, {time.perf_counter() - t_start:.0f} s"
     )
     return rows, curves
+
+
+def run_detectors(
+    inputs: DetectorInput, verified: npt.NDArray[np.bool_] | None = None
+) -> tuple[dict[str, DetectorResult], dict[str, float]]:
+    """Every registered detector whose needs ``inputs`` meet, fitted and run as the
+    bench runs a cell (calibrated on the ``verified`` samples' scores where given), and
+    each one's seconds."""
+    have = frozenset({Need.FEATURES, Need.LABELS, Need.PROBS, Need.DATA})
+    if inputs.model is not None:
+        have = have | {Need.MODEL}
+    if inputs.margins is not None and len(inputs.margins) >= MIN_EPOCHS:
+        have = have | {Need.DYNAMICS}  # one epoch's margins are a snapshot, not dynamics
+    ours: dict[str, DetectorResult] = {}
+    secs: dict[str, float] = {}
+    for cls in available(satisfiable_with=have):
+        t1 = time.perf_counter()
+        det = cls().fit(inputs)
+        if verified is not None:
+            det.calibrate_fitted(inputs, verified)
+        ours[cls.name] = det.detect(inputs)
+        secs[cls.name] = time.perf_counter() - t1
+    return ours, secs
+
+
+def cell_ensemble(
+    ours: dict[str, DetectorResult], ds: Dataset, space: InputSpace, seed: int
+) -> EnsembleResult:
+    """The ensemble's verdict on a cell's detector results, with the input-space
+    evidence scan-data gives it."""
+    return combine(
+        ours,
+        len(ds),
+        confirm_other=other_class_confirmation(space, ds.y),
+        labels=ds.y,
+        spread=group_spread(space, ds.y, random_state=seed),
+    )
 
 
 def run_suite(
