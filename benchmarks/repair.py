@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,12 @@ def _subset(ds: Dataset, n: int | None, seed: int) -> Dataset:
     return ds.subset(np.sort(rng.choice(len(ds), n, replace=False)))
 
 
-def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> dict[str, Any]:
+def own_model(
+    args: argparse.Namespace, name: str, attack: str
+) -> tuple[Any, dict[str, Any], Dataset, Path, bool]:
+    """This benchmark's own backdoored model (trained here or reused from
+    ``--model-dir``), its attack record, the test split, the model's path, and whether
+    it was trained here."""
     path = Path(args.data_dir) / FILES[name]
     train = _subset(load_dataset(path, split="train"), args.train_samples, args.seed)
     test = load_dataset(path, split="test")
@@ -70,6 +76,37 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         model_path.parent.mkdir(parents=True, exist_ok=True)
         save_model(res, model_path, poisoned)
     module = torch.jit.load(str(model_path), map_location="cpu")
+    return module, record, test, model_path, trained_here
+
+
+def suite_model(cell: str) -> tuple[Any, dict[str, Any], Dataset, Path, bool]:
+    """The standard suite's model of ``cell`` (``DATA:KIND:RATE:SEED``, from
+    ``runs/std-cache``, trained there if missing), its attack record, the dataset's
+    whole test split, the model's path, and False."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "probes"))
+    from cells import CACHE, DATA_DIR, standard_cell  # type: ignore[import-not-found]
+
+    from tripwire.bench.runner import cached_model_path
+
+    data, kind, rate, seed = cell.split(":")
+    spec, ds, _, _ = standard_cell(data, kind, float(rate), int(seed))
+    if ds.attack is None:
+        raise SystemExit(f"{cell}: no attack to repair")
+    model_path = cached_model_path(ds, spec, int(seed), CACHE)
+    test = load_dataset(spec.spec.format(data_dir=DATA_DIR), split="test")
+    module = torch.jit.load(str(model_path), map_location="cpu")
+    return module, ds.attack, test, model_path, False
+
+
+def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> dict[str, Any]:
+    if args.cell:
+        module, record, test, model_path, trained_here = suite_model(args.cell)
+        target = int(record.get("target", args.target))
+    else:
+        module, record, test, model_path, trained_here = own_model(args, name, attack)
+        target = args.target
 
     rng = np.random.default_rng(args.seed + 11)
     order = rng.permutation(len(test))
@@ -82,7 +119,7 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
 
     def on_eval() -> tuple[float, float]:
         acc = float((predict(module, x_e, "cpu") == y_e).mean())
-        return acc, trigger_success(module, x_e, y_e, real, args.target, "cpu")
+        return acc, trigger_success(module, x_e, y_e, real, target, "cpu")
 
     acc0, asr0 = on_eval()
     if args.report:
@@ -102,11 +139,12 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
             method=method, epochs=args.epochs, seed=args.seed, trigger_share=args.trigger_share
         ),
         real_trigger=real,
-        real_target=args.target,
+        real_target=target,
     )
     acc1, asr1 = on_eval()
     return {
         "dataset": name,
+        "cell": args.cell,
         "attack": attack,
         "method": method,
         "trigger": source,
@@ -142,24 +180,32 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-dir", default="runs/input", help="reuse/write backdoored models")
     ap.add_argument("--results", default="runs/repair/results.jsonl")
+    ap.add_argument(
+        "--cell",
+        help="repair the standard suite's model of DATA:KIND:RATE:SEED instead "
+        "(runs/std-cache; --datasets, --attacks, --rate, --target, --train-samples unused)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    for name in args.datasets.split(","):
-        for attack in args.attacks.split(","):
-            for method in args.methods.split(","):
-                t0 = time.perf_counter()
-                row = run_case(args, name, attack, method)
-                row["case_s"] = round(time.perf_counter() - t0, 1)
-                with open(args.results, "a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                print(
-                    f"{name} {attack} {method}: acc {row['accuracy_before']:.4f} -> "
-                    f"{row['accuracy_after']:.4f} ({row['accuracy_drop_points']:+.2f} pts lost) "
-                    f"ASR {row['asr_before']:.4f} -> {row['asr_after']:.4f} "
-                    f"(pruned {len(row['repair']['pruned_neurons'])}) | {row['case_s']} s",
-                    flush=True,
-                )
+    cases = (
+        [(args.cell.split(":")[0], args.cell.split(":")[1])]
+        if args.cell
+        else [(n, a) for n in args.datasets.split(",") for a in args.attacks.split(",")]
+    )
+    for (name, attack), method in product(cases, args.methods.split(",")):
+        t0 = time.perf_counter()
+        row = run_case(args, name, attack, method)
+        row["case_s"] = round(time.perf_counter() - t0, 1)
+        with open(args.results, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(
+            f"{name} {attack} {method}: acc {row['accuracy_before']:.4f} -> "
+            f"{row['accuracy_after']:.4f} ({row['accuracy_drop_points']:+.2f} pts lost) "
+            f"ASR {row['asr_before']:.4f} -> {row['asr_after']:.4f} "
+            f"(pruned {len(row['repair']['pruned_neurons'])}) | {row['case_s']} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -108,6 +108,32 @@ def test_repair_cuts_attack_success_and_keeps_accuracy(
     assert d["accuracy_drop"] == pytest.approx(res.accuracy_before - res.accuracy_after, abs=1e-5)
 
 
+def test_fine_tuning_that_diverges_backs_off_its_learning_rate(
+    backdoored: BackdooredModel,
+) -> None:
+    """A learning rate that wrecks the model is retried at a tenth (the first run's
+    weights are thrown away); a model no rate can fine-tune is left as it came."""
+    import torch
+
+    from tripwire.response.repair import RepairConfig, predict, repair_model, trigger_from_attack
+
+    torch.set_num_threads(1)
+    x, y = backdoored.test.model_input(), backdoored.test.y
+    trig = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    module = torch.jit.load(str(backdoored.path))
+    # On this model SGD diverges at 1 and at 0.1 (measured), not at 0.01.
+    res = repair_model(module, x, y, [trig], RepairConfig(method="unlearn", epochs=2, lr=1.0))
+    assert any("diverged at learning rate 1 " in n and "ran at 0.01" in n for n in res.notes)
+    assert res.accuracy_after >= res.accuracy_before - 0.05
+    module = torch.jit.load(str(backdoored.path))
+    before = predict(module, x, "cpu")
+    res = repair_model(
+        module, x, y, [trig], RepairConfig(method="unlearn", epochs=2, lr=50.0, lr_backoffs=1)
+    )
+    assert any("diverged at every learning rate" in n for n in res.notes)
+    np.testing.assert_array_equal(predict(module, x, "cpu"), before)
+
+
 def test_cli_repair_writes_a_contract_model(
     backdoored: BackdooredModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

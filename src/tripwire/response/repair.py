@@ -63,6 +63,13 @@ class RepairConfig:
         Share of penultimate neurons pruned per step, and the most that may be pruned.
     prune_accuracy_drop
         Pruning stops before clean accuracy on the fitting data drops by more than this.
+    tune_accuracy_drop, lr_backoffs
+        Fine-tuning that loses more than ``tune_accuracy_drop`` of clean accuracy on the
+        fitting data it trains on (checked after each epoch) has diverged: the weights
+        are restored and it starts again at a tenth of the learning rate, at most
+        ``lr_backoffs`` times. A learning rate that suits one model wrecks another (the
+        standard suite's CIFAR-10 ``cnn-compact``: plain fine-tuning at 0.01 fell from
+        70% to chance, at 0.001 it kept 69.9%; docs/benchmarks.md, session 25).
     asr_goal
         Pruning stops once the reversed trigger's success on the fitting data is below this.
     holdout
@@ -79,6 +86,8 @@ class RepairConfig:
     prune_step: float = 0.05
     max_prune: float = 0.8
     prune_accuracy_drop: float = 0.03
+    tune_accuracy_drop: float = 0.1
+    lr_backoffs: int = 2
     asr_goal: float = 0.05
     holdout: float = 0.3
     seed: int = 0
@@ -93,6 +102,8 @@ class RepairConfig:
             (0.0 < self.prune_step <= 1.0, "prune_step must lie in (0, 1]"),
             (0.0 <= self.max_prune < 1.0, "max_prune must lie in [0, 1)"),
             (0.0 < self.holdout < 1.0, "holdout must lie in (0, 1)"),
+            (0.0 < self.tune_accuracy_drop <= 1.0, "tune_accuracy_drop must lie in (0, 1]"),
+            (self.lr_backoffs >= 0, "lr_backoffs must be at least 0"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -361,11 +372,42 @@ def fine_tune(
     *,
     head: torch.Tensor | None = None,
     pruned: npt.NDArray[np.int64] | None = None,
-) -> None:
+) -> float:
     """Fine-tune in place on clean data; with ``triggers``, a share of each batch carries
-    one of them and keeps its true label (unlearning). Pruned head columns stay zero."""
+    one of them and keeps its true label (unlearning). Pruned head columns stay zero.
+
+    Returns the learning rate it finished with: ``cfg.lr``, or a tenth of it for each
+    time the run diverged (see :class:`RepairConfig`'s ``tune_accuracy_drop``).
+    """
     if cfg.epochs == 0:
-        return
+        return cfg.lr
+    start = {k: v.detach().clone() for k, v in module.state_dict().items()}
+    base = float((predict(module, x, device) == y).mean())
+    lr = cfg.lr
+    for attempt in range(cfg.lr_backoffs + 1):
+        if _tune_epochs(module, x, y, triggers, cfg, device, lr, head, pruned, base):
+            return lr
+        module.load_state_dict(start)
+        if attempt < cfg.lr_backoffs:
+            lr /= 10.0
+    # Every rate diverged: the model is left as it came, not wrecked.
+    return 0.0
+
+
+def _tune_epochs(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    cfg: RepairConfig,
+    device: str,
+    lr: float,
+    head: torch.Tensor | None,
+    pruned: npt.NDArray[np.int64] | None,
+    base: float,
+) -> bool:
+    """One fine-tuning run at ``lr``; False as soon as an epoch leaves the accuracy on
+    ``x`` more than ``cfg.tune_accuracy_drop`` below ``base``."""
     gen = torch.Generator().manual_seed(cfg.seed)
     tt = [
         (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
@@ -374,7 +416,7 @@ def fine_tune(
     params = [p for p in module.parameters()]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
     steps = cfg.epochs * -(-len(x) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -397,7 +439,11 @@ def fine_tune(
             if cols is not None and head is not None:
                 with torch.no_grad():
                     head[:, cols] = 0.0
+        module.eval()
+        if float((predict(module, x, device) == y).mean()) < base - cfg.tune_accuracy_drop:
+            return False
     module.eval()
+    return True
 
 
 def neuron_drive(
@@ -542,7 +588,19 @@ def repair_model(
         pruned = prune_by_drive(module, xf, yf, triggers, head, cfg, device)
         notes.append(f"pruned {len(pruned)} of {n_feat} penultimate neurons")
     unlearn = cfg.method in ("both", "unlearn")
-    fine_tune(module, xf, yf, triggers if unlearn else [], cfg, device, head=head, pruned=pruned)
+    lr = fine_tune(
+        module, xf, yf, triggers if unlearn else [], cfg, device, head=head, pruned=pruned
+    )
+    if cfg.epochs and lr == 0.0:
+        notes.append(
+            f"fine-tuning diverged at every learning rate from {cfg.lr:g} down to "
+            f"{cfg.lr / 10**cfg.lr_backoffs:g}; the model was left as it was before fine-tuning"
+        )
+    elif cfg.epochs and lr != cfg.lr:
+        notes.append(
+            f"fine-tuning diverged at learning rate {cfg.lr:g} (clean accuracy on the "
+            f"fitting data fell by more than {cfg.tune_accuracy_drop:g}); ran at {lr:g}"
+        )
     acc1, asr1, real1 = measure()
     return RepairResult(
         method=cfg.method,
