@@ -242,3 +242,25 @@ def test_cli_bad_input(
     code, err = run(model, "--data", str(data), "--report", str(good), "--out", model)
     assert code == 2
     _one_line(err, "overwrite")
+
+
+def test_repair_is_deterministic_and_leaves_the_global_generator_alone(
+    backdoored: BackdooredModel,
+) -> None:
+    import torch
+
+    from tripwire.response.repair import RepairConfig, predict, repair_model, trigger_from_attack
+
+    torch.set_num_threads(1)
+    x, y = backdoored.test.model_input(), backdoored.test.y
+    trig = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    outputs = []
+    for _ in range(2):
+        module = torch.jit.load(str(backdoored.path))
+        torch.manual_seed(123)
+        repair_model(module, x, y, [trig], RepairConfig(method="unlearn", epochs=1))
+        after = torch.rand(1).item()  # the caller's stream, as if repair drew nothing
+        torch.manual_seed(123)
+        assert after == torch.rand(1).item()
+        outputs.append(predict(module, x, "cpu"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])  # dropout's draws are seeded

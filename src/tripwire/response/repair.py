@@ -408,6 +408,26 @@ def _tune_epochs(
 ) -> bool:
     """One fine-tuning run at ``lr``; False as soon as an epoch leaves the accuracy on
     ``x`` more than ``cfg.tune_accuracy_drop`` below ``base``."""
+    # Dropout draws from torch's global generator: seeded here, inside a fork of it so
+    # that the caller's stream is left as it was.
+    gpu = torch.device(device)
+    with torch.random.fork_rng(devices=[gpu.index or 0] if gpu.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        return _tune_seeded(module, x, y, triggers, cfg, device, lr, head, pruned, base)
+
+
+def _tune_seeded(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    cfg: RepairConfig,
+    device: str,
+    lr: float,
+    head: torch.Tensor | None,
+    pruned: npt.NDArray[np.int64] | None,
+    base: float,
+) -> bool:
     gen = torch.Generator().manual_seed(cfg.seed)
     tt = [
         (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
