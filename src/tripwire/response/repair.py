@@ -384,87 +384,62 @@ def fine_tune(
         return cfg.lr
     start = {k: v.detach().clone() for k, v in module.state_dict().items()}
     base = float((predict(module, x, device) == y).mean())
+
+    def run(lr: float) -> bool:
+        """One fine-tuning run at ``lr``; False as soon as an epoch leaves the accuracy
+        on ``x`` more than ``cfg.tune_accuracy_drop`` below ``base``."""
+        gen = torch.Generator().manual_seed(cfg.seed)
+        tt = [
+            (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
+            for t in triggers
+        ]
+        params = [p for p in module.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+        steps = cfg.epochs * -(-len(x) // cfg.batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
+        for _ in range(cfg.epochs):
+            module.train()
+            _freeze_batchnorm(module)
+            perm = torch.randperm(len(x), generator=gen)
+            for s in _batches(len(x), cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                xb = xt[idx].to(device)
+                if tt:
+                    xb = _stamp(xb, tt, cfg.trigger_share, gen)
+                loss = loss_fn(module(xb), yt[idx].to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if cols is not None and head is not None:
+                    with torch.no_grad():
+                        head[:, cols] = 0.0
+            module.eval()
+            if float((predict(module, x, device) == y).mean()) < base - cfg.tune_accuracy_drop:
+                return False
+        module.eval()
+        return True
+
     lr = cfg.lr
+    gpu = torch.device(device)
     for attempt in range(cfg.lr_backoffs + 1):
-        if _tune_epochs(module, x, y, triggers, cfg, device, lr, head, pruned, base):
+        # Dropout draws from torch's global generator: seeded here, inside a fork of it
+        # so that the caller's stream is left as it was.
+        with torch.random.fork_rng(devices=[gpu.index or 0] if gpu.type == "cuda" else []):
+            torch.manual_seed(cfg.seed)
+            ok = run(lr)
+        if ok:
             return lr
         module.load_state_dict(start)
         if attempt < cfg.lr_backoffs:
             lr /= 10.0
     # Every rate diverged: the model is left as it came, not wrecked.
     return 0.0
-
-
-def _tune_epochs(
-    module: Any,
-    x: FloatArray,
-    y: npt.NDArray[np.int64],
-    triggers: list[ReversedTrigger],
-    cfg: RepairConfig,
-    device: str,
-    lr: float,
-    head: torch.Tensor | None,
-    pruned: npt.NDArray[np.int64] | None,
-    base: float,
-) -> bool:
-    """One fine-tuning run at ``lr``; False as soon as an epoch leaves the accuracy on
-    ``x`` more than ``cfg.tune_accuracy_drop`` below ``base``."""
-    # Dropout draws from torch's global generator: seeded here, inside a fork of it so
-    # that the caller's stream is left as it was.
-    gpu = torch.device(device)
-    with torch.random.fork_rng(devices=[gpu.index or 0] if gpu.type == "cuda" else []):
-        torch.manual_seed(cfg.seed)
-        return _tune_seeded(module, x, y, triggers, cfg, device, lr, head, pruned, base)
-
-
-def _tune_seeded(
-    module: Any,
-    x: FloatArray,
-    y: npt.NDArray[np.int64],
-    triggers: list[ReversedTrigger],
-    cfg: RepairConfig,
-    device: str,
-    lr: float,
-    head: torch.Tensor | None,
-    pruned: npt.NDArray[np.int64] | None,
-    base: float,
-) -> bool:
-    gen = torch.Generator().manual_seed(cfg.seed)
-    tt = [
-        (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
-        for t in triggers
-    ]
-    params = [p for p in module.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
-    for _ in range(cfg.epochs):
-        module.train()
-        _freeze_batchnorm(module)
-        perm = torch.randperm(len(x), generator=gen)
-        for s in _batches(len(x), cfg.batch_size):
-            idx = perm[s : s + cfg.batch_size]
-            xb = xt[idx].to(device)
-            if tt:
-                xb = _stamp(xb, tt, cfg.trigger_share, gen)
-            loss = loss_fn(module(xb), yt[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if cols is not None and head is not None:
-                with torch.no_grad():
-                    head[:, cols] = 0.0
-        module.eval()
-        if float((predict(module, x, device) == y).mean()) < base - cfg.tune_accuracy_drop:
-            return False
-    module.eval()
-    return True
 
 
 def neuron_drive(
