@@ -373,35 +373,37 @@ def fine_tune(
     *,
     head: torch.Tensor | None = None,
     pruned: npt.NDArray[np.int64] | None = None,
-) -> float:
+) -> float | None:
     """Fine-tune in place on clean data; with ``triggers``, a share of each batch carries
     one of them and keeps its true label (unlearning). Pruned head columns stay zero.
 
     Returns the learning rate it finished with: ``cfg.lr``, or a tenth of it for each
-    time the run diverged (see :class:`RepairConfig`'s ``tune_accuracy_drop``).
+    time the run diverged (see :class:`RepairConfig`'s ``tune_accuracy_drop``); None
+    when it diverged at every rate and the model was left as it came.
     """
     if cfg.epochs == 0:
         return cfg.lr
     start = {k: v.detach().clone() for k, v in module.state_dict().items()}
     base = float((predict(module, x, device) == y).mean())
 
+    tt = [
+        (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
+        for t in triggers
+    ]
+    steps = cfg.epochs * -(-len(x) // cfg.batch_size)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
+
     def run(lr: float) -> bool:
         """One fine-tuning run at ``lr``; False as soon as an epoch leaves the accuracy
         on ``x`` more than ``cfg.tune_accuracy_drop`` below ``base``."""
         gen = torch.Generator().manual_seed(cfg.seed)
-        tt = [
-            (torch.from_numpy(t.mask)[None].to(device), torch.from_numpy(t.pattern).to(device))
-            for t in triggers
-        ]
         params = [p for p in module.parameters()]
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
-        steps = cfg.epochs * -(-len(x) // cfg.batch_size)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        loss_fn = torch.nn.CrossEntropyLoss()
-        cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
         for _ in range(cfg.epochs):
             module.train()
             _freeze_batchnorm(module)
@@ -439,7 +441,7 @@ def fine_tune(
         if attempt < cfg.lr_backoffs:
             lr /= 10.0
     # Every rate diverged: the model is left as it came, not wrecked.
-    return 0.0
+    return None
 
 
 def neuron_drive(
@@ -587,12 +589,12 @@ def repair_model(
     lr = fine_tune(
         module, xf, yf, triggers if unlearn else [], cfg, device, head=head, pruned=pruned
     )
-    if cfg.epochs and lr == 0.0:
+    if lr is None:
         notes.append(
             f"fine-tuning diverged at every learning rate from {cfg.lr:g} down to "
             f"{cfg.lr / 10**cfg.lr_backoffs:g}; the model was left as it was before fine-tuning"
         )
-    elif cfg.epochs and lr != cfg.lr:
+    elif lr != cfg.lr:
         notes.append(
             f"fine-tuning diverged at learning rate {cfg.lr:g} (clean accuracy on the "
             f"fitting data fell by more than {cfg.tune_accuracy_drop:g}); ran at {lr:g}"
