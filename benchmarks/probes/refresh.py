@@ -1,18 +1,21 @@
-"""Run feature-only detectors again on the stored full-MNIST cells, into a copy.
+"""Run feature-only detectors again on stored cells, into a copy.
 
-For every cell stored by ``std_cell.py`` (``runs/probe/mnist_*_0.npz``) whose features
-``dump_features.py`` stored (``runs/probe/feat_<cell>.npz``), recompute the named
-detectors (those that need only features and labels) and write the cell, with their
-outputs replaced, to ``OUT``; ``combine.py --probe-dir OUT`` then gives the ensemble's
-verdict with them. No pickles.
+For every cell stored by ``std_cell.py`` (``PROBE_DIR/DATA_*_0.npz``; default
+``runs/probe``, full MNIST) whose features are stored (in the cell itself, or by
+``dump_features.py`` beside it as ``feat_<cell>.npz``), recompute the named detectors
+(those that need only features and labels) and write the cell, with their outputs
+replaced, to ``OUT``; ``combine.py --probe-dir OUT`` then gives the ensemble's verdict
+with them. No pickles.
 
     PYTHONPATH=src python benchmarks/probes/refresh.py activation-clustering runs/probe-ac
+    PYTHONPATH=src python benchmarks/probes/refresh.py activation-clustering /tmp/gprobe-ac \
+        --probe-dir runs/s21/gprobe --data gtsrb
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +24,24 @@ from tripwire.detectors import DetectorInput, get
 
 
 def main() -> None:
-    names, out = sys.argv[1].split(","), Path(sys.argv[2])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("detectors", help="comma-separated detectors to run again")
+    ap.add_argument("out", type=Path, help="folder for the refreshed copies")
+    ap.add_argument("--probe-dir", type=Path, default=Path("runs/probe"))
+    ap.add_argument("--data", default="mnist")
+    args = ap.parse_args()
+    names, out = args.detectors.split(","), args.out
     out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(Path("runs/probe").glob("mnist_*_0.npz")):
+    for path in sorted(args.probe_dir.glob(f"{args.data}_*_0.npz")):
+        cell = dict(np.load(path, allow_pickle=False))
         feat = path.with_name(f"feat_{path.name}")
-        if not feat.exists():
+        if "features" in cell:
+            f = cell
+        elif feat.exists():
+            f = dict(np.load(feat, allow_pickle=False))
+        else:
             print(f"{path.stem}: no stored features, skipped")
             continue
-        f = np.load(feat)
-        cell = dict(np.load(path, allow_pickle=False))
         meta = json.loads(str(cell["meta"]))
         inputs = DetectorInput(features=f["features"].astype(np.float64), labels=f["y"])
         truth = cell["truth"]

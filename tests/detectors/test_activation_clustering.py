@@ -140,6 +140,7 @@ def test_small_classes_validation_and_determinism() -> None:
         {"null_draws": 1},
         {"n_components": 0},
         {"min_class_size": 2},
+        {"vote_neighbours": -1},
     ):
         with pytest.raises(InputError):
             detect(x, y, **bad)
@@ -215,3 +216,60 @@ def test_classes_fitted_in_parallel_give_what_one_worker_gives(
     z = xc @ fit0["components"].T
     null = ac.null_silhouettes(z.var(axis=0), len(z), draws=5, max_samples=1000, rng=rng)
     assert float(null.mean()) == pytest.approx(fit0["null_silhouette_mean"], rel=1e-9)
+
+
+def _strewn_poisons(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two classes in 8-D; class 0 holds 1,500 clean items and 200 poisons: 160 in a
+    tight mode far out along the first axis and 40 strewn between it and the class, off
+    to one side, where a 2-means border through the class leaves some of them on the
+    clean side (a blend's poisons from a few source classes)."""
+    rng = np.random.default_rng(seed)
+    d = 8
+    e1, e2 = np.eye(d)[0], np.eye(d)[1]
+    clean0 = rng.normal(size=(1500, d))
+    mode = rng.normal(size=(160, d)) * 0.8 + 12 * e1
+    strewn = rng.normal(size=(40, d)) + 6 * e1 + 4 * e2
+    other = rng.normal(size=(1500, d)) + 30 * e2
+    x = np.vstack([clean0, mode, strewn, other])
+    y = np.r_[np.zeros(1700, int), np.ones(1500, int)]
+    truth = np.zeros(len(x), bool)
+    truth[1500:1700] = True
+    return x, y, truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_poisons_beyond_the_split_border_join_by_neighbour_vote(seed: int) -> None:
+    x, y, truth = _strewn_poisons(seed)
+    border = detect(x, y, vote_neighbours=0)
+    det = get("activation-clustering")().fit(DetectorInput(features=x, labels=y))
+    voted = det.detect(DetectorInput(features=x, labels=y))
+    assert border.flags[truth].sum() <= 195  # the border cut through the strewn poisons
+    assert voted.flags[truth].sum() >= 198
+    assert not voted.flags[~truth].any()
+    assert np.all(voted.flags >= border.flags)  # the vote only adds
+    target = voted.evidence["per_class"][0]
+    assert target["split_border_size"] == int(border.flags.sum())
+    assert target["flagged_cluster_size"] == int(voted.flags.sum())
+    # Items other than the fitted ones (here the same, shuffled) are looked up among
+    # them and vote alike.
+    perm = np.random.default_rng(seed).permutation(len(x))
+    shuffled = det.score(DetectorInput(features=x[perm], labels=y[perm]))
+    np.testing.assert_array_equal(shuffled > voted.threshold, voted.flags[perm])
+
+
+def test_neighbour_vote_grows_from_the_flagged_side_only() -> None:
+    from tripwire.detectors.poisoning.activation_clustering import grow_by_vote, neighbour_vote
+
+    side = np.array([True, True, False, False, False])
+    near = np.array([[1, 2], [0, 2], [0, 1], [2, 4], [2, 3]])
+    # Item 2's neighbours are both flagged (3 of 3 votes with its own against it: 2 of 3).
+    np.testing.assert_array_equal(
+        neighbour_vote(side, side[near]), [True, True, True, False, False]
+    )
+    # Once 2 joins, 3 and 4 have one flagged neighbour each: 1 of 3 votes, not a majority.
+    np.testing.assert_array_equal(grow_by_vote(side, near), [True, True, True, False, False])
+    # A flagged item outvoted by its neighbours stays flagged.
+    lone = np.array([True, False, False])
+    np.testing.assert_array_equal(grow_by_vote(lone, np.array([[1, 2], [0, 2], [0, 1]])), lone)
+    # Without neighbours the side stands.
+    np.testing.assert_array_equal(neighbour_vote(side, np.zeros((5, 0), bool)), side)

@@ -21,12 +21,27 @@ a band whose centre lies nearer to the class than to the poisons. On full MNIST 
 1% WaNet the split held all 600 poisons among 1,524 items, the flagged cluster after
 shedding 585 among 592 (``benchmarks/probes/refresh.py``, session 15).
 
+2-means then draws a straight border (nearest centre) through the class, but poisons
+are no single round blob: a blend over many source classes leaves a few sources'
+poisons in a mode of their own, between the clean items and the rest of the poisons,
+on the clean side of that border. So the flagged cluster **grows by a neighbour vote**
+(:func:`grow_by_vote`): an item on the clean side joins it where most of itself and its
+``vote_neighbours`` nearest items of the class (in the same reduced space) are in it,
+repeated until no item joins. On the GTSRB subset with a 1% blend (123 poisons, 37% of
+the target class) the border left 13 poisons on the clean side, many with half or more
+of their neighbours flagged, while no clean item of the class had a flagged neighbour;
+the vote takes 7 of them (docs/benchmarks.md, session 26). The vote only adds: a
+majority vote both ways also drops the rims of clean sub-modes that 2-means cut
+through, but it drops a compact mode of poisons that the border cut through nearer
+its clean side as well (tested on generated classes), and a found poison should stay
+found.
+
 Score of an item: its within-class rank of distance to the centre of its class's
 larger cluster, in [0, 1) (see :func:`continuous_rank`); plus ``2 + silhouette`` for
-items nearer the smaller cluster's centre than to the larger one's and to every shed
-bridge's, in a flagged class. With no flagged class every score lies below 1, which
-the robust-z threshold (about 1.8 for ranks) does not reach; flagged clusters score
-above 2.
+items in the flagged cluster (nearer the smaller cluster's centre than to the larger
+one's and to every shed bridge's, or joined by the neighbour vote), in a flagged
+class. With no flagged class every score lies below 1, which the robust-z threshold
+(about 1.8 for ranks) does not reach; flagged clusters score above 2.
 
 Known limits: 2-means on about 10 principal dimensions needs poisons that are well
 separated from the clean items; very few poisons (about 1% of a class) seldom form a
@@ -44,6 +59,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import KMeans
+from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
 from tripwire.detectors.parallel import map_in_threads
@@ -67,6 +83,11 @@ FLAG_OFFSET = 2.0
 MAX_BRIDGE_ROUNDS = 3
 #: Fewest items a part must hold for :func:`shed_bridges` to shed it.
 MIN_BRIDGE_PART = 10
+
+#: Nearest items of its class whose side of the split votes with an item's own.
+VOTE_NEIGHBOURS = 10
+#: Most rounds of the vote (each adds the items that the last one's joiners tipped).
+MAX_VOTE_ROUNDS = 20
 
 #: Smallest standard deviation assumed for the null silhouettes (a handful of draws can
 #: agree by chance).
@@ -232,6 +253,55 @@ def in_flagged_cluster(
     return np.asarray(d_small < nearest_other, dtype=bool)
 
 
+def neighbour_vote(
+    side: npt.NDArray[np.bool_], neighbour_sides: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Majority of each item's own ``side`` (``(n,)``, True: the flagged side of the
+    split) and its neighbours' (``(n, k)``): True where more than half of the ``k + 1``
+    votes are. Without neighbours (``k = 0``) the item's own side stands."""
+    votes = side.astype(np.int64) + neighbour_sides.sum(axis=1)
+    return np.asarray(2 * votes > neighbour_sides.shape[1] + 1, dtype=bool)
+
+
+def grow_by_vote(
+    side: npt.NDArray[np.bool_], near: npt.NDArray[np.intp], *, max_rounds: int = MAX_VOTE_ROUNDS
+) -> npt.NDArray[np.bool_]:
+    """The flagged ``side`` and every item that :func:`neighbour_vote` of itself and its
+    neighbours ``near`` (``(n, k)`` positions) puts there, repeated until no item joins
+    (at most ``max_rounds``). Flagged items stay flagged.
+
+    An item that joins turns the vote of its own neighbours: poisons strewn beyond the
+    split's border join from the flagged side inwards, not by the nearest rim alone.
+    """
+    flags = np.asarray(side, dtype=bool)
+    for _ in range(max_rounds):
+        grown = flags | neighbour_vote(flags, flags[near])
+        if np.array_equal(grown, flags):
+            break
+        flags = grown
+    return flags
+
+
+def vote_neighbours_of(
+    z: npt.NDArray[np.float64],
+    fitted: npt.NDArray[np.float64],
+    k: int,
+    *,
+    same_items: bool,
+) -> npt.NDArray[np.intp]:
+    """Positions ``(n, k)`` in ``fitted`` of each row of ``z``'s ``k`` nearest fitted
+    rows; where ``z`` are the fitted rows themselves (``same_items``), each leaves
+    itself out."""
+    k = min(k, len(fitted) - 1 if same_items else len(fitted))
+    if k < 1:
+        return np.zeros((len(z), 0), dtype=np.intp)
+    index = NearestNeighbors(n_neighbors=k).fit(fitted)
+    if not same_items:
+        return np.asarray(index.kneighbors(z, return_distance=False), dtype=np.intp)
+    # kneighbors() without rows leaves each fitted row out of its own neighbours.
+    return np.asarray(index.kneighbors(n_neighbors=k, return_distance=False), dtype=np.intp)
+
+
 def continuous_rank(
     values: npt.NDArray[np.float64], sorted_reference: npt.NDArray[np.float64]
 ) -> npt.NDArray[np.float64]:
@@ -259,11 +329,13 @@ def fit_activation_clusters(
     null_draws: int = 5,
     max_silhouette_samples: int = 1000,
     min_class_size: int = MIN_CLASS_SIZE,
+    vote_neighbours: int = VOTE_NEIGHBOURS,
     random_state: int | None = 0,
     detector: str = "activation-clustering",
 ) -> dict[str, Any]:
-    """Per class: principal projection, 2-means split, its evidence and the distances
-    that rank the items.
+    """Per class: principal projection, 2-means split, its evidence, the flagged cluster
+    grown by the neighbour vote (``vote_neighbours`` nearest items; 0: the split's
+    border stands) and the distances that rank the items.
 
     Returns ``classes`` (class -> fitted arrays and evidence) and ``skipped`` (classes
     smaller than ``min_class_size``, not scored).
@@ -293,6 +365,7 @@ def fit_activation_clusters(
             min_silhouette_z=min_silhouette_z,
             max_cluster_share=max_cluster_share,
             max_silhouette_samples=max_silhouette_samples,
+            vote_neighbours=vote_neighbours,
         )
 
     # Dozens of small fits per class: one class per worker uses the cores.
@@ -310,6 +383,7 @@ def _fit_class(
     min_silhouette_z: float,
     max_cluster_share: float,
     max_silhouette_samples: int,
+    vote_neighbours: int,
 ) -> dict[str, Any]:
     """One class's projection, split, evidence and ranking distances
     (:func:`fit_activation_clusters`), its random draws made by the caller."""
@@ -327,19 +401,25 @@ def _fit_class(
     sizes = [len(z) - n_small, n_small]
     flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
     bridges: list[npt.NDArray[np.float64]] = []
-    flagged_size = 0
+    vote: dict[str, Any] = {}
     if flagged:
         _, centre, bridges = shed_bridges(z, assign == 1, centres[0], random_state=seed, n_init=10)
         if bridges:  # the kept part's centre; else 2-means' own stands
             centres = np.stack([centres[0], centre])
-        flagged_size = int(in_flagged_cluster(z, centres, bridges).sum())
+        side = in_flagged_cluster(z, centres, bridges)
+        near = vote_neighbours_of(z, z, vote_neighbours, same_items=True)
+        # The fitted items and their grown flags: new items are looked up among them.
+        vote = {"vote_z": z, "vote_side": side, "vote_flags": grow_by_vote(side, near)}
     dist = np.linalg.norm(z - centres[0], axis=1)
     return {
+        **vote,
+        "vote_neighbours": vote_neighbours,
         "mean": mean,
         "components": comps,
         "centres": centres,
         "bridges": np.asarray(bridges, dtype=np.float64).reshape(len(bridges), z.shape[1]),
-        "flagged_size": flagged_size,
+        "flagged_size": int(vote["vote_flags"].sum()) if vote else 0,
+        "border_size": int(vote["vote_side"].sum()) if vote else 0,
         "sorted_dist": np.sort(dist),
         "flagged": flagged,
         "silhouette": sil,
@@ -373,7 +453,13 @@ def activation_cluster_scores(
         d_large = np.linalg.norm(z - m["centres"][0], axis=1)
         rank = continuous_rank(d_large, m["sorted_dist"])
         if m["flagged"]:
-            in_small = in_flagged_cluster(z, m["centres"], m["bridges"])
+            fitted = m["vote_z"]
+            if z.shape == fitted.shape and bool(np.array_equal(z, fitted)):
+                in_small = m["vote_flags"]  # the fitted items: their own vote
+            else:
+                side = in_flagged_cluster(z, m["centres"], m["bridges"])
+                near = vote_neighbours_of(z, fitted, m["vote_neighbours"], same_items=False)
+                in_small = side | neighbour_vote(side, m["vote_flags"][near])
             rank = rank + in_small * (FLAG_OFFSET + m["silhouette"])
         scores[idx] = rank
     return scores
@@ -403,6 +489,10 @@ class ActivationClusteringDetector(BaseDetector):
         Items per class the silhouette is computed on (bounds time and memory).
     min_class_size
         Smallest class that is clustered.
+    vote_neighbours
+        Nearest items of its class whose sides of a flagged class's split vote with an
+        item's own on whether it joins the flagged cluster (the module docstring); 0
+        keeps 2-means' border as it is.
     random_state
         Seed of k-means and of the null simulations.
     fpr, z
@@ -422,6 +512,7 @@ class ActivationClusteringDetector(BaseDetector):
         null_draws: int = 5,
         max_silhouette_samples: int = 1000,
         min_class_size: int = MIN_CLASS_SIZE,
+        vote_neighbours: int = VOTE_NEIGHBOURS,
         random_state: int | None = 0,
         fpr: float = 0.01,
         z: float = 3.5,
@@ -433,6 +524,7 @@ class ActivationClusteringDetector(BaseDetector):
         self.null_draws = null_draws
         self.max_silhouette_samples = max_silhouette_samples
         self.min_class_size = min_class_size
+        self.vote_neighbours = vote_neighbours
         self.random_state = random_state
 
     def _fit(self, inputs: DetectorInput) -> None:
@@ -449,6 +541,10 @@ class ActivationClusteringDetector(BaseDetector):
             raise InputError("max_silhouette_samples must be at least 10", self.name)
         if self.min_class_size < 4:
             raise InputError("min_class_size must be at least 4", self.name)
+        if self.vote_neighbours < 0:
+            raise InputError(
+                f"vote_neighbours must be at least 0, got {self.vote_neighbours}", self.name
+            )
         x, y = features_and_labels(inputs, self.name)
         self.model_ = fit_activation_clusters(
             x,
@@ -459,6 +555,7 @@ class ActivationClusteringDetector(BaseDetector):
             null_draws=self.null_draws,
             max_silhouette_samples=self.max_silhouette_samples,
             min_class_size=self.min_class_size,
+            vote_neighbours=self.vote_neighbours,
             random_state=self.random_state,
             detector=self.name,
         )
@@ -487,6 +584,7 @@ class ActivationClusteringDetector(BaseDetector):
                 "small_cluster_share": round(float(m["small_share"]), 4),
                 "bridges_shed": len(m["bridges"]),
                 "flagged_cluster_size": int(m["flagged_size"]),
+                "split_border_size": int(m["border_size"]),
                 "class_flagged": bool(m["flagged"]),
             }
         flagged = sorted(c for c, m in self.model_["classes"].items() if m["flagged"])
