@@ -18,7 +18,11 @@ verified samples of the training set (0: robust statistics), and the ensemble co
 them twice: as shipped, and with the lone-member extension switched off
 (``MIN_EXTENDED_SHARE`` above 1), so that what the extension adds on ART's poisons is
 read side by side. ART's ActivationDefence and SpectralSignatureDefense run on the same
-model and data. One JSON line per (poison, row) in ``--out``.
+model and data. One JSON line per (poison, row) in ``--out``. With ``--dump DIR`` each
+cell's labels, truth, features, probabilities and detector outputs are also stored
+there (``DIR/<data>_art-<kind>_<rate>_<seed>.npz``, the ensemble cache's layout: ``s__``
+and ``f__`` arrays, thresholds in ``meta``; no pickles), to read what the ensemble
+missed without training again.
 
     PYTHONPATH=src python benchmarks/art_backdoors.py --data cifar10-10k \\
         --kinds clean,pattern,blend --trusted 500 --out runs/art_backdoors.jsonl
@@ -105,6 +109,30 @@ def attack_success(model: Any, test: Dataset, trigger: Any, target: int) -> floa
     return float((model.predict(x) == target).mean())
 
 
+def dump_cell(
+    folder: Path,
+    name: str,
+    ds: Dataset,
+    results: dict[str, Any],
+    features: np.ndarray,
+    probs: np.ndarray,
+) -> None:
+    """The cell's labels, truth, model features and probabilities and its detectors'
+    scores, flags and thresholds, in ``folder/name.npz`` (no pickles)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {
+        "y": ds.y,
+        "truth": np.zeros(len(ds), bool) if ds.poisoned is None else np.asarray(ds.poisoned),
+        "features": np.asarray(features, np.float32),
+        "probs": np.asarray(probs, np.float32),
+    }
+    for name_, r in results.items():
+        arrays[f"s__{name_}"] = np.asarray(r.scores, float)
+        arrays[f"f__{name_}"] = np.asarray(r.flags, bool)
+    meta = {n: float(r.threshold) for n, r in results.items()}
+    np.savez_compressed(folder / f"{name}.npz", meta=np.array(json.dumps(meta)), **arrays)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="cifar10-10k", help="standard-suite dataset[@arch]")
@@ -116,6 +144,7 @@ def main() -> None:
     ap.add_argument("--trusted", type=int, default=500, help="verified samples (0: none)")
     ap.add_argument("--cache-dir", type=Path, default=Path("runs/std-cache"))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dump", type=Path, help="folder for each cell's detector outputs")
     args = ap.parse_args()
 
     _, spec = standard_suite(args.data)
@@ -153,6 +182,9 @@ def main() -> None:
             feats, ds.y, probs, ds=ds, module=model.module
         ).items():
             rows[name] = (scores, flags)
+        if args.dump is not None:
+            cell = f"{args.data}_art-{kind}_{args.rate}_{args.seed}"
+            dump_cell(args.dump, cell, ds, ours, feats, probs)
         extended = {
             fam: entry["lone_extended"]
             for fam, entry in shipped.families.items()
