@@ -2,6 +2,7 @@
 the attack success rate and clean accuracy before and after (the runner's retrain step).
 
     PYTHONPATH=src python benchmarks/probes/retrain.py runs/probe/mnist_wanet_0.01_0.npz
+    PYTHONPATH=src python benchmarks/probes/retrain.py runs/s26/gprobe-ac/gtsrb_blend_0.01_0.npz
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from combine import DATA_DIR, evidence, stored_cell
 def main() -> None:
     path = Path(sys.argv[1])
     ds, results, space = stored_cell(path)
-    spec = get_suite("standard").data[0]
+    name = path.stem.split("_")[0]
+    spec = next(d for d in get_suite("standard").data if d.name == name)
     spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
     _, test = load_suite_data(spec, DATA_DIR)
     e = combine(results, len(ds), **evidence(combine, ds, space))
