@@ -10,6 +10,10 @@ with them. No pickles.
     PYTHONPATH=src python benchmarks/probes/refresh.py activation-clustering runs/probe-ac
     PYTHONPATH=src python benchmarks/probes/refresh.py activation-clustering /tmp/gprobe-ac \
         --probe-dir runs/s21/gprobe --data gtsrb
+
+``--set NAME=VALUE`` (repeatable; VALUE read as JSON) passes a parameter to the
+detectors, for a rule before a change: ``--set vote_neighbours=0`` is activation
+clustering without its neighbour vote. ``--seed`` picks the cells' seed (default 0).
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ def main() -> None:
     ap.add_argument("out", type=Path, help="folder for the refreshed copies")
     ap.add_argument("--probe-dir", type=Path, default=Path("runs/probe"))
     ap.add_argument("--data", default="mnist")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], help="detector parameter NAME=VALUE")
     args = ap.parse_args()
     names, out = args.detectors.split(","), args.out
+    params = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(args.probe_dir.glob(f"{args.data}_*_0.npz")):
+    for path in sorted(args.probe_dir.glob(f"{args.data}_*_{args.seed}.npz")):
         cell = dict(np.load(path, allow_pickle=False))
         feat = path.with_name(f"feat_{path.name}")
         if "features" in cell:
@@ -46,7 +53,7 @@ def main() -> None:
         inputs = DetectorInput(features=f["features"].astype(np.float64), labels=f["y"])
         truth = cell["truth"]
         for name in names:
-            r = get(name)().detect(inputs)
+            r = get(name)(**params).detect(inputs)
             before = cell[f"f__{name}"]
             print(
                 f"{path.stem} {name}: flags {int(before.sum())} ({int((before & truth).sum())}"
