@@ -18,7 +18,6 @@ ascent of ``N`` steps instead of 40): the variants tried and dropped.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 
@@ -35,7 +34,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, help="items of the second fit's sample")
     ap.add_argument("--max-iter", type=int, help="steps of the second fit's ascents")
     args = ap.parse_args()
-    ascend = robust_covariance.skew_directions
+    steps = robust_covariance.ASCENT_STEPS
     for path in args.features:
         f = np.load(path)
         truth = f["truth"].astype(bool)
@@ -43,13 +42,11 @@ def main() -> None:
         row: dict[str, object] = {"cell": path}
         for name in ("all items", "sample"):
             kw: dict[str, int | None] = {"max_filter_items": None}
-            robust_covariance.skew_directions = ascend
+            robust_covariance.ASCENT_STEPS = steps
             if name == "sample":
                 kw = {} if args.sample is None else {"max_filter_items": args.sample}
                 if args.max_iter is not None:
-                    robust_covariance.skew_directions = functools.partial(
-                        ascend, max_iter=args.max_iter
-                    )
+                    robust_covariance.ASCENT_STEPS = args.max_iter
             t0 = time.perf_counter()
             res = get("spectre")(**kw).detect(inputs)
             seconds = round(time.perf_counter() - t0, 2)

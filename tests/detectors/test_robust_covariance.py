@@ -218,3 +218,35 @@ def test_the_filter_reads_a_sample_of_large_classes() -> None:
         DetectorInput(features=small_x, labels=small_y)
     )
     np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_stacked_ascents_cut_what_each_sample_cuts_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The filter runs the classes' ascents as stacks (zero rows below the shorter
+    samples, spare start columns); each sample's cut is the one it gets alone, and the
+    stack's width groups and chunks change nothing."""
+    from tripwire.detectors.poisoning import robust_covariance as rc
+
+    rng = np.random.default_rng(4)
+    samples = []
+    for n, k, shift in [(400, 8, 3.0), (250, 8, 0.0), (333, 8, 4.0), (300, 5, 3.5), (90, 5, 0.0)]:
+        g = rng.normal(size=(n, k))
+        g[: n // 8, 0] += shift  # a skewed minority along the first axis
+        mean, w = whitening(g)
+        samples.append((g - mean) @ w)
+    alone = [rc.cuts_along_skew([s], 3.5)[0] for s in samples]
+    together = rc.cuts_along_skew(samples, 3.5)
+    monkeypatch.setattr(rc, "BATCH_CLASSES", 2)
+    in_pairs = rc.cuts_along_skew(samples, 3.5)
+    for a, b, c in zip(alone, together, in_pairs, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    assert sum(int(c.sum()) for c in alone) > 0  # some sample had something to cut
+    # The one-sample directions climb: each end point's third moment is at least its
+    # start's.
+    y = samples[0]
+    ends = rc.skew_directions(y)
+    starts = rc._starts(y, 3)
+    assert np.all(rc._third_moment(y @ ends) >= rc._third_moment(y @ starts) - 1e-12)
+    np.testing.assert_allclose(np.linalg.norm(ends, axis=0), 1.0)
