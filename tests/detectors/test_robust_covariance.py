@@ -237,7 +237,8 @@ def test_stacked_ascents_cut_what_each_sample_cuts_alone(
         samples.append((g - mean) @ w)
     alone = [rc.cuts_along_skew([s], 3.5)[0] for s in samples]
     together = rc.cuts_along_skew(samples, 3.5)
-    monkeypatch.setattr(rc, "BATCH_CLASSES", 2)
+    monkeypatch.setattr(rc, "BATCH_ROWS", 700)  # stacks of one or two samples
+    assert rc._stacks([0, 1, 2], [400, 333, 250]) == [[0], [1, 2]]
     in_pairs = rc.cuts_along_skew(samples, 3.5)
     for a, b, c in zip(alone, together, in_pairs, strict=True):
         np.testing.assert_array_equal(a, b)

@@ -81,9 +81,9 @@ MAX_FILTER_ITEMS = 2000
 #: Steps of each skewness ascent (most starts settle well before).
 ASCENT_STEPS = 40
 
-#: Samples whose skewness ascents run as one stack (bounds the stack's memory to about
-#: this many times a sample of MAX_FILTER_ITEMS x 32 floats).
-BATCH_CLASSES = 32
+#: Rows (items, zeros below shorter samples included) of one stack of skewness ascents:
+#: bounds its memory to a few times this many x 32 floats (2 MB a million floats).
+BATCH_ROWS = 64_000
 
 #: Lowest z-score reported; QUE values near zero would otherwise map to -inf.
 _Z_FLOOR = -10.0
@@ -224,16 +224,17 @@ def cuts_along_skew(
     n_axes: int = 3,
 ) -> list[npt.NDArray[np.bool_]]:
     """:func:`_cut_along_skew` of each whitened sample, the ascents of samples of equal
-    width run together (:func:`_ascend_skewness_batch`, at most :data:`BATCH_CLASSES`
-    at once, which bounds memory; ``max_iter`` steps, default :data:`ASCENT_STEPS`)."""
+    width run together (:func:`_ascend_skewness_batch`, in stacks of at most
+    :data:`BATCH_ROWS` rows, which bounds memory; ``max_iter`` steps, default
+    :data:`ASCENT_STEPS`). Each sample's cut is the one it gets alone."""
     steps = ASCENT_STEPS if max_iter is None else max_iter
     out: list[npt.NDArray[np.bool_]] = [np.zeros(0, dtype=bool)] * len(samples)
     by_width: dict[int, list[int]] = {}
-    for i, y in enumerate(samples):
-        by_width.setdefault(y.shape[1], []).append(i)
+    # Longest first, so that a stack pads its shorter samples little.
+    for i in sorted(range(len(samples)), key=lambda i: -len(samples[i])):
+        by_width.setdefault(samples[i].shape[1], []).append(i)
     for width, members in by_width.items():
-        for first in range(0, len(members), BATCH_CLASSES):
-            part = members[first : first + BATCH_CLASSES]
+        for part in _stacks(members, [len(samples[i]) for i in members]):
             starts = [_starts(samples[i], n_axes) for i in part]
             rows = max(len(samples[i]) for i in part)
             cols = max(st.shape[1] for st in starts)
@@ -249,6 +250,21 @@ def cuts_along_skew(
             for j, i in enumerate(part):
                 out[i] = _largest_cut(samples[i], ends[j][:, : starts[j].shape[1]], z_cut)
     return out
+
+
+def _stacks(members: list[int], rows: list[int]) -> list[list[int]]:
+    """``members`` (longest first, ``rows`` each) cut into runs whose stack, each one
+    padded to its first member's rows, holds at most :data:`BATCH_ROWS` rows (at least
+    one member a run)."""
+    runs: list[list[int]] = []
+    tallest = 0
+    for member, n in zip(members, rows, strict=True):
+        if runs and (len(runs[-1]) + 1) * tallest <= BATCH_ROWS:
+            runs[-1].append(member)
+        else:
+            runs.append([member])
+            tallest = n
+    return runs
 
 
 def null_cut_count(n: int, k: int, *, z_cut: float, draws: int, rng: np.random.Generator) -> float:
@@ -286,7 +302,7 @@ def null_cut_counts(
 
     The samples are drawn here, in order, exactly as one :func:`null_cut_count` call
     per shape would draw them, so the counts do not depend on the number of workers;
-    at most :data:`BATCH_CLASSES` samples per worker are held at once.
+    about :data:`BATCH_ROWS` rows of samples per worker are held at once.
     """
     counts: dict[tuple[int, int], list[int]] = {shape: [] for shape in shapes}
     held: list[tuple[tuple[int, int], npt.NDArray[np.float64]]] = []
@@ -302,7 +318,7 @@ def null_cut_counts(
             g = rng.standard_normal(shape)
             mean, w = whitening(g)
             held.append((shape, (g - mean) @ w))
-            if len(held) >= BATCH_CLASSES * max(1, workers):
+            if sum(len(w) for _, w in held) >= BATCH_ROWS * max(1, workers):
                 flush()
     flush()
     return {shape: _count_to_beat(c) for shape, c in counts.items()}
@@ -543,7 +559,9 @@ def fit_spectre(
         cache = null_cut_counts(
             shapes, z_cut=z_cut, draws=null_draws, rng=rng, pool=pool, workers=workers
         )
-        read = [z if (pick := samples[c]) is None else z[pick] for c, (*_, z) in projected.items()]
+        read = [
+            projected[c][2] if (pick := samples[c]) is None else projected[c][2][pick] for c in big
+        ]
         # Classes too small for the filter keep everything (no null was simulated).
         beats = [cache.get(zs.shape, np.inf) for zs in read]
         hands = _deal(len(big), workers)
