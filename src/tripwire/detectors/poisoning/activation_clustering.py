@@ -62,6 +62,8 @@ from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
+from tripwire.detectors.input_space import without_self
+from tripwire.detectors.neighbours import nearest_neighbours
 from tripwire.detectors.parallel import map_in_threads
 from tripwire.detectors.poisoning.spectral import (
     MIN_CLASS_SIZE,
@@ -283,23 +285,25 @@ def grow_by_vote(
 
 
 def vote_neighbours_of(
-    z: npt.NDArray[np.float64],
-    fitted: npt.NDArray[np.float64],
-    k: int,
-    *,
-    same_items: bool,
+    z: npt.NDArray[np.float64], fitted: npt.NDArray[np.float64], k: int
 ) -> npt.NDArray[np.intp]:
     """Positions ``(n, k)`` in ``fitted`` of each row of ``z``'s ``k`` nearest fitted
-    rows; where ``z`` are the fitted rows themselves (``same_items``), each leaves
-    itself out."""
-    k = min(k, len(fitted) - 1 if same_items else len(fitted))
+    rows (items other than the fitted ones, looked up among them)."""
+    k = min(k, len(fitted))
     if k < 1:
         return np.zeros((len(z), 0), dtype=np.intp)
     index = NearestNeighbors(n_neighbors=k).fit(fitted)
-    if not same_items:
-        return np.asarray(index.kneighbors(z, return_distance=False), dtype=np.intp)
-    # kneighbors() without rows leaves each fitted row out of its own neighbours.
-    return np.asarray(index.kneighbors(n_neighbors=k, return_distance=False), dtype=np.intp)
+    return np.asarray(index.kneighbors(z, return_distance=False), dtype=np.intp)
+
+
+def neighbours_within(z: npt.NDArray[np.float64], k: int, seed: int) -> npt.NDArray[np.intp]:
+    """Each item's ``min(k, n - 1)`` nearest other items of ``z``, ``(n, k)`` positions
+    (the scan's exact all-items search, each item then left out of its own list)."""
+    k = min(k, len(z) - 1)
+    if k < 1:
+        return np.zeros((len(z), 0), dtype=np.intp)
+    dist, idx = nearest_neighbours(z, k + 1, random_state=seed)
+    return np.asarray(without_self(dist, idx, 0, k)[1], dtype=np.intp)
 
 
 def continuous_rank(
@@ -402,14 +406,16 @@ def _fit_class(
     flagged = bool(sil_z >= min_silhouette_z and 0 < share <= max_cluster_share)
     bridges: list[npt.NDArray[np.float64]] = []
     vote: dict[str, Any] = {}
+    border_size = 0
     if flagged:
         _, centre, bridges = shed_bridges(z, assign == 1, centres[0], random_state=seed, n_init=10)
         if bridges:  # the kept part's centre; else 2-means' own stands
             centres = np.stack([centres[0], centre])
         side = in_flagged_cluster(z, centres, bridges)
-        near = vote_neighbours_of(z, z, vote_neighbours, same_items=True)
+        border_size = int(side.sum())
         # The fitted items and their grown flags: new items are looked up among them.
-        vote = {"vote_z": z, "vote_side": side, "vote_flags": grow_by_vote(side, near)}
+        grown = grow_by_vote(side, neighbours_within(z, vote_neighbours, seed))
+        vote = {"vote_z": z, "vote_flags": grown}
     dist = np.linalg.norm(z - centres[0], axis=1)
     return {
         **vote,
@@ -419,7 +425,7 @@ def _fit_class(
         "centres": centres,
         "bridges": np.asarray(bridges, dtype=np.float64).reshape(len(bridges), z.shape[1]),
         "flagged_size": int(vote["vote_flags"].sum()) if vote else 0,
-        "border_size": int(vote["vote_side"].sum()) if vote else 0,
+        "border_size": border_size,
         "sorted_dist": np.sort(dist),
         "flagged": flagged,
         "silhouette": sil,
@@ -458,7 +464,7 @@ def activation_cluster_scores(
                 in_small = m["vote_flags"]  # the fitted items: their own vote
             else:
                 side = in_flagged_cluster(z, m["centres"], m["bridges"])
-                near = vote_neighbours_of(z, fitted, m["vote_neighbours"], same_items=False)
+                near = vote_neighbours_of(z, fitted, m["vote_neighbours"])
                 in_small = side | neighbour_vote(side, m["vote_flags"][near])
             rank = rank + in_small * (FLAG_OFFSET + m["silhouette"])
         scores[idx] = rank

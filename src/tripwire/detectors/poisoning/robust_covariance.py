@@ -388,8 +388,9 @@ def skew_filters(
         kept = {i: np.flatnonzero(keeps[i]) for i in active}
         whitened = []
         for i in active:
-            mean, w = whitening(samples[i][kept[i]])
-            whitened.append((samples[i][kept[i]] - mean) @ w)
+            zk = samples[i][kept[i]]
+            mean, w = whitening(zk)
+            whitened.append((zk - mean) @ w)
         still = []
         for i, cut in zip(active, cuts_along_skew(whitened, z_cut), strict=True):
             n, k = samples[i].shape
