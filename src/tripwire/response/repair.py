@@ -424,7 +424,6 @@ def fine_tune(
             module.eval()
             if float((predict(module, x, device) == y).mean()) < base - cfg.tune_accuracy_drop:
                 return False
-        module.eval()
         return True
 
     lr = cfg.lr

@@ -101,6 +101,12 @@ def whitening(
     return mean, vecs / np.sqrt(np.maximum(vals, floor))
 
 
+def whitened(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """``z`` whitened by its own :func:`whitening`."""
+    mean, w = whitening(z)
+    return np.asarray((z - mean) @ w, dtype=np.float64)
+
+
 def _third_moment(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """``mean(p ** 3, axis=0)`` by products: ``** 3`` calls ``pow`` per element, 20x
     slower, and the ascent evaluates it thousands of times per class."""
@@ -124,16 +130,6 @@ def skew_directions(
     steps = ASCENT_STEPS if max_iter is None else max_iter
     ends = _ascend_skewness_batch(y[None], np.array([len(y)]), starts[None], max_iter=steps)
     return np.asarray(ends[0], dtype=np.float64)
-
-
-def _cut_along_skew(y: npt.NDArray[np.float64], z_cut: float) -> npt.NDArray[np.bool_]:
-    """The largest group of items beyond ``z_cut`` robust z-scores on the heavy side of
-    a most-skewed direction of ``y`` (already whitened).
-
-    Candidates are chosen by the size of the group they cut off, not by skewness: a
-    large poison share skews its direction less than sampling noise skews others.
-    """
-    return cuts_along_skew([y], z_cut)[0]
 
 
 def _ascend_skewness_batch(
@@ -223,10 +219,14 @@ def cuts_along_skew(
     max_iter: int | None = None,
     n_axes: int = 3,
 ) -> list[npt.NDArray[np.bool_]]:
-    """:func:`_cut_along_skew` of each whitened sample, the ascents of samples of equal
-    width run together (:func:`_ascend_skewness_batch`, in stacks of at most
-    :data:`BATCH_ROWS` rows, which bounds memory; ``max_iter`` steps, default
-    :data:`ASCENT_STEPS`). Each sample's cut is the one it gets alone."""
+    """For each whitened sample, the largest group of items beyond ``z_cut`` robust
+    z-scores on the heavy side of a most-skewed direction (:func:`skew_directions`).
+    Candidates are chosen by the size of the group they cut off, not by skewness: a
+    large poison share skews its direction less than sampling noise skews others.
+
+    The ascents of samples of equal width run together (:func:`_ascend_skewness_batch`,
+    in stacks of at most :data:`BATCH_ROWS` rows, which bounds memory; ``max_iter``
+    steps, default :data:`ASCENT_STEPS`). Each sample's cut is the one it gets alone."""
     steps = ASCENT_STEPS if max_iter is None else max_iter
     out: list[npt.NDArray[np.bool_]] = [np.zeros(0, dtype=bool)] * len(samples)
     by_width: dict[int, list[int]] = {}
@@ -274,13 +274,8 @@ def null_cut_count(n: int, k: int, *, z_cut: float, draws: int, rng: np.random.G
     The search for the most skewed direction always finds one in a finite sample, and
     that direction runs through the sample's own extremes; this is the count to beat.
     """
-    return _count_to_beat([_gaussian_cut(rng.standard_normal((n, k)), z_cut) for _ in range(draws)])
-
-
-def _gaussian_cut(g: npt.NDArray[np.float64], z_cut: float) -> int:
-    """Items one filter round cuts from the Gaussian sample ``g``."""
-    mean, w = whitening(g)
-    return int(_cut_along_skew((g - mean) @ w, z_cut).sum())
+    samples = [whitened(rng.standard_normal((n, k))) for _ in range(draws)]
+    return _count_to_beat([int(cut.sum()) for cut in cuts_along_skew(samples, z_cut)])
 
 
 def _count_to_beat(counts: list[int]) -> float:
@@ -315,9 +310,7 @@ def null_cut_counts(
 
     for shape in shapes:
         for _ in range(draws):
-            g = rng.standard_normal(shape)
-            mean, w = whitening(g)
-            held.append((shape, (g - mean) @ w))
+            held.append((shape, whitened(rng.standard_normal(shape))))
             if sum(len(w) for _, w in held) >= BATCH_ROWS * max(1, workers):
                 flush()
     flush()
@@ -386,13 +379,9 @@ def skew_filters(
         if not active:
             break
         kept = {i: np.flatnonzero(keeps[i]) for i in active}
-        whitened = []
-        for i in active:
-            zk = samples[i][kept[i]]
-            mean, w = whitening(zk)
-            whitened.append((zk - mean) @ w)
+        white = [whitened(samples[i][kept[i]]) for i in active]
         still = []
-        for i, cut in zip(active, cuts_along_skew(whitened, z_cut), strict=True):
+        for i, cut in zip(active, cuts_along_skew(white, z_cut), strict=True):
             n, k = samples[i].shape
             n_cut = int(cut.sum())
             if n_cut <= beats[i] or kept[i].size - n_cut < max(n / 2, 2 * k + 2):
