@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from tripwire.attacks import apply_trigger, poison_dataset
-from tripwire.io import Dataset, load_dataset
+from tripwire.io import Dataset, load_dataset, save_dataset
 from tripwire.models.arch import auto_arch
 from tripwire.models.train import TrainConfig, save_model, train_model
 from tripwire.response.repair import (
@@ -100,8 +100,24 @@ def suite_model(cell: str) -> tuple[Any, dict[str, Any], Dataset, Path, bool]:
     return module, ds.attack, test, model_path, False
 
 
+def given_model(
+    args: argparse.Namespace, name: str
+) -> tuple[Any, dict[str, Any], Dataset, Path, bool]:
+    """``--model``, the attack record of ``--poisoned`` (the data it was trained on),
+    the test split of dataset ``name``, the model's path, and False."""
+    record = load_dataset(args.poisoned).attack
+    if not record:
+        raise SystemExit(f"{args.poisoned}: records no attack")
+    test = load_dataset(Path(args.data_dir) / FILES[name], split="test")
+    module = torch.jit.load(str(args.model), map_location="cpu")
+    return module, record, test, Path(args.model), False
+
+
 def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> dict[str, Any]:
-    if args.cell:
+    if args.model:
+        module, record, test, model_path, trained_here = given_model(args, name)
+        target = int(record.get("target", args.target))
+    elif args.cell:
         module, record, test, model_path, trained_here = suite_model(args.cell)
         target = int(record.get("target", args.target))
     else:
@@ -111,6 +127,11 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
     rng = np.random.default_rng(args.seed + 11)
     order = rng.permutation(len(test))
     clean_idx, eval_idx = order[: args.clean], order[args.clean :]
+    if args.save_clean:
+        # The defender's clean set, for a scan-model run whose report --report reads.
+        save_dataset(test.subset(np.sort(clean_idx)), args.save_clean)
+        print(f"wrote the clean set ({len(clean_idx)} inputs) to {args.save_clean}")
+        raise SystemExit(f"model: {model_path}")
     x_c, y_c = test.model_input(clean_idx), test.y[clean_idx]
     x_e, y_e = test.model_input(eval_idx), test.y[eval_idx]
 
@@ -136,7 +157,13 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         y_c,
         triggers,
         RepairConfig(
-            method=method, epochs=args.epochs, seed=args.seed, trigger_share=args.trigger_share
+            method=method,
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
+            trigger_share=args.trigger_share,
+            distill=args.distill,
+            temperature=args.temperature,
         ),
         real_trigger=real,
         real_target=target,
@@ -149,6 +176,9 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         "method": method,
         "trigger": source,
         "trigger_share": args.trigger_share,
+        "distill": args.distill,
+        "temperature": args.temperature,
+        "lr": args.lr,
         "model": str(model_path),
         "trained_here": trained_here,
         "clean_set": len(clean_idx),
@@ -175,6 +205,9 @@ def main() -> None:
     ap.add_argument("--clean", type=int, default=1000, help="size of the defender's clean set")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--trigger-share", type=float, default=0.5)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--distill", type=float, default=0.0, help="RepairConfig.distill")
+    ap.add_argument("--temperature", type=float, default=2.0)
     ap.add_argument("--report", help="use the reversed triggers of this scan-model report")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
@@ -185,12 +218,27 @@ def main() -> None:
         help="repair the standard suite's model of DATA:KIND:RATE:SEED instead "
         "(runs/std-cache; --datasets, --attacks, --rate, --target, --train-samples unused)",
     )
+    ap.add_argument(
+        "--model",
+        help="repair this model instead (trained on --poisoned, whose attack record gives "
+        "the real trigger; the first of --datasets names its test split)",
+    )
+    ap.add_argument(
+        "--save-clean",
+        metavar="NPZ",
+        help="write the defender's clean set (for scan-model) and stop",
+    )
+    ap.add_argument("--poisoned", help="the poisoned data --model was trained on (.npz)")
     args = ap.parse_args()
+    if bool(args.model) != bool(args.poisoned):
+        ap.error("--model and --poisoned go together")
     torch.set_num_threads(args.threads)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     cases = (
         [(args.cell.split(":")[0], args.cell.split(":")[1])]
         if args.cell
+        else [(args.datasets.split(",")[0], "given")]
+        if args.model
         else [(n, a) for n in args.datasets.split(",") for a in args.attacks.split(",")]
     )
     for (name, attack), method in product(cases, args.methods.split(",")):

@@ -69,9 +69,9 @@ def test_trigger_from_attack_reproduces_the_patch(backdoored: BackdooredModel) -
         )
 
 
-@pytest.mark.parametrize("method", ["both", "unlearn"])
+@pytest.mark.parametrize(("method", "distill"), [("both", 0.0), ("unlearn", 0.0), ("both", 0.5)])
 def test_repair_cuts_attack_success_and_keeps_accuracy(
-    backdoored: BackdooredModel, method: str
+    backdoored: BackdooredModel, method: str, distill: float
 ) -> None:
     import torch
 
@@ -91,7 +91,7 @@ def test_repair_cuts_attack_success_and_keeps_accuracy(
         backdoored.test.model_input(),
         backdoored.test.y,
         [trig],
-        RepairConfig(method=method, epochs=5),
+        RepairConfig(method=method, epochs=5, distill=distill),
         real_trigger=lambda x: apply_trigger(x, backdoored.attack),
         real_target=TARGET,
     )
@@ -264,3 +264,43 @@ def test_repair_is_deterministic_and_leaves_the_global_generator_alone(
         assert after == torch.rand(1).item()
         outputs.append(predict(module, x, "cpu"))
     np.testing.assert_array_equal(outputs[0], outputs[1])  # dropout's draws are seeded
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"distill": 1.0}, "distill must lie in"),
+        ({"distill": -0.1}, "distill must lie in"),
+        ({"temperature": 0.0}, "temperature must be positive"),
+        ({"trigger_share": 1.0}, "trigger_share must lie in"),
+    ],
+)
+def test_repair_config_rejects_out_of_range_values(change: dict[str, float], message: str) -> None:
+    from tripwire.response.repair import RepairConfig
+
+    with pytest.raises(InputError, match=message):
+        replace(RepairConfig(), **change).validate()  # type: ignore[arg-type]
+
+
+def test_triggers_to_remove_takes_the_searches_that_fired() -> None:
+    """Of a flagged class only the triggers of the searches that fired are unlearnt;
+    a report without ``fired`` (or naming no search the triggers came from) gives all
+    of the class's; other classes' triggers never."""
+    from tripwire.detectors.backdoor.trigger import ReversedTrigger
+    from tripwire.response.repair import ScanSummary, triggers_to_remove
+
+    def trig(target: int, method: str) -> ReversedTrigger:
+        z = np.zeros((3, 4, 4), dtype=np.float32)
+        return ReversedTrigger(target, z[0], z, method, 1.0)
+
+    triggers = [trig(c, m) for c in (2, 5) for m in ("patch-batched", "blend-batched")]
+
+    def chosen(fired: dict[int, list[str]]) -> list[tuple[int, str]]:
+        summary = ScanSummary("backdoored", [5], triggers, fired)
+        return [(t.target, t.method) for t in triggers_to_remove(summary)]
+
+    assert chosen({5: ["patch"]}) == [(5, "patch-batched")]
+    assert chosen({5: ["blend"], 2: ["patch"]}) == [(5, "blend-batched")]
+    assert chosen({5: ["patch", "blend"]}) == [(5, "patch-batched"), (5, "blend-batched")]
+    assert chosen({}) == [(5, "patch-batched"), (5, "blend-batched")]
+    assert chosen({5: ["stimulation"]}) == [(5, "patch-batched"), (5, "blend-batched")]

@@ -10,6 +10,14 @@ Two methods, combined by default:
 - **Unlearning** (Wang et al., "Neural Cleanse", IEEE S&P 2019): fine-tune on the clean
   data where a share of each batch carries a reversed trigger but keeps its TRUE label,
   so the model learns that the trigger means nothing. Pruned neurons stay pruned.
+  Each input is also distilled towards the original model's softened prediction on its
+  clean version (self-distillation; knowledge distillation after Hinton et al., 2015):
+  a few hundred hard labels cannot hold what the model learnt from its training set,
+  the original's soft labels on the same images do.
+
+Only the reversed triggers of the searches that flagged a class are unlearnt: every
+class has a trigger of every search, and one that did not fire is what a clean model of
+that class has too (:func:`triggers_to_remove`).
 
 Everything is measured on a held-out part of the clean data that neither method sees:
 clean accuracy and the reversed trigger's attack success rate, before and after.
@@ -71,6 +79,15 @@ class RepairConfig:
         ``lr_backoffs`` times. A learning rate that suits one model wrecks another (the
         standard suite's CIFAR-10 ``cnn-compact``: plain fine-tuning at 0.01 fell from
         70% to chance, at 0.001 it kept 69.9%; docs/benchmarks.md, session 25).
+    distill, temperature
+        Weight of self-distillation in the fine-tuning loss, and its temperature: each
+        input (stamped or not) is also pulled towards the ORIGINAL model's softened
+        prediction on its clean version, ``(1 - distill) * CE(true label) + distill *
+        T^2 * KL(teacher || student)``. The teacher's soft labels carry what the model
+        learnt from its whole training set, which a few hundred hard labels cannot
+        (the full-recipe CIFAR-10 BadNets model, 700 clean images: 0.87 points of test
+        accuracy lost without it, 0.05 with 0.9; docs/benchmarks.md, session 27);
+        0 turns it off (plain unlearning).
     asr_goal
         Pruning stops once the reversed trigger's success on the fitting data is below this.
     holdout
@@ -89,6 +106,8 @@ class RepairConfig:
     prune_accuracy_drop: float = 0.03
     tune_accuracy_drop: float = 0.1
     lr_backoffs: int = 2
+    distill: float = 0.9
+    temperature: float = 2.0
     asr_goal: float = 0.05
     holdout: float = 0.3
     seed: int = 0
@@ -105,6 +124,8 @@ class RepairConfig:
             (0.0 < self.holdout < 1.0, "holdout must lie in (0, 1)"),
             (0.0 < self.tune_accuracy_drop <= 1.0, "tune_accuracy_drop must lie in (0, 1]"),
             (self.lr_backoffs >= 0, "lr_backoffs must be at least 0"),
+            (0.0 <= self.distill < 1.0, "distill must lie in [0, 1)"),
+            (self.temperature > 0.0, "temperature must be positive"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -164,6 +185,9 @@ class ScanSummary:
     verdict: str
     target_classes: list[int]
     triggers: list[ReversedTrigger]
+    #: Per class, the trigger searches whose evidence flagged it (``classes[].fired``;
+    #: empty where the report predates that field).
+    fired: dict[int, list[str]] = field(default_factory=dict)
 
 
 def read_scan_report(path: str | Path) -> ScanSummary:
@@ -199,12 +223,37 @@ def read_scan_report(path: str | Path) -> ScanSummary:
         raise InputError("target_classes must be a list of class numbers", p)
     trig_path = p.parent / str(doc["triggers_file"])
     triggers = load_triggers(str(trig_path))
-    return ScanSummary(verdict=verdict, target_classes=list(targets), triggers=triggers)
+    fired: dict[int, list[str]] = {}
+    classes = doc.get("classes")
+    for entry in classes if isinstance(classes, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("class"), int):
+            methods = entry.get("fired")
+            if isinstance(methods, list) and all(isinstance(m, str) for m in methods):
+                fired[int(entry["class"])] = list(methods)
+    return ScanSummary(
+        verdict=verdict, target_classes=list(targets), triggers=triggers, fired=fired
+    )
+
+
+def search_method(trigger: ReversedTrigger) -> str:
+    """The scan-model search a reversed trigger came from (``patch``, ``blend``): its
+    ``method`` without the ``-batched`` suffix; Neural Cleanse's is a patch search."""
+    if trigger.method == "neural-cleanse":
+        return "patch"
+    return trigger.method.removesuffix("-batched")
 
 
 def triggers_to_remove(summary: ScanSummary, *, force: bool = False) -> list[ReversedTrigger]:
     """The reversed triggers of the flagged target classes (every trigger with ``force``
     on a report that flagged none).
+
+    Of a flagged class, only the triggers of the searches whose evidence fired are
+    taken (all of its triggers where the report does not say which fired, or names
+    searches none of them came from). Every
+    class has a trigger of every search, and a search that did not fire found what
+    any clean model of that class has: a full-image blend towards class 6 of the
+    full-recipe CIFAR-10 model, unlearnt beside the patch that fired, cost 2-3 points
+    of clean accuracy (docs/benchmarks.md, session 27).
 
     Raises
     ------
@@ -218,7 +267,11 @@ def triggers_to_remove(summary: ScanSummary, *, force: bool = False) -> list[Rev
             "--report",
         )
     if summary.target_classes:
-        chosen = [t for t in summary.triggers if t.target in set(summary.target_classes)]
+        chosen = []
+        for c in sorted(set(summary.target_classes)):
+            own = [t for t in summary.triggers if t.target == c]
+            fired = [t for t in own if search_method(t) in summary.fired.get(c, [])]
+            chosen.extend(fired or own)
         if not chosen:
             raise InputError(
                 f"holds no reversed trigger for the flagged classes {summary.target_classes}",
@@ -285,6 +338,16 @@ def predict(
         for s in _batches(len(x), batch_size):
             out.append(module(torch.from_numpy(x[s : s + batch_size]).to(device)).argmax(1).cpu())
     return torch.cat(out).numpy().astype(np.int64) if out else np.empty(0, np.int64)
+
+
+def logits(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> FloatArray:
+    """Logits ``(N, C)`` of model-space inputs."""
+    module.eval()
+    out = []
+    with torch.inference_mode():
+        for s in _batches(len(x), batch_size):
+            out.append(module(torch.from_numpy(x[s : s + batch_size]).to(device)).float().cpu())
+    return torch.cat(out).numpy()
 
 
 def features(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> FloatArray:
@@ -373,9 +436,12 @@ def fine_tune(
     *,
     head: torch.Tensor | None = None,
     pruned: npt.NDArray[np.int64] | None = None,
+    teacher: FloatArray | None = None,
 ) -> float | None:
     """Fine-tune in place on clean data; with ``triggers``, a share of each batch carries
     one of them and keeps its true label (unlearning). Pruned head columns stay zero.
+    With ``teacher`` (logits of the original model on ``x``, one row per input) and
+    ``cfg.distill > 0``, every input is also distilled towards its row.
 
     Returns the learning rate it finished with: ``cfg.lr``, or a tenth of it for each
     time the run diverged (see :class:`RepairConfig`'s ``tune_accuracy_drop``); None
@@ -393,6 +459,11 @@ def fine_tune(
     steps = cfg.epochs * -(-len(x) // cfg.batch_size)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     loss_fn = torch.nn.CrossEntropyLoss()
+    soft = None
+    if teacher is not None and cfg.distill > 0.0:
+        if teacher.shape[0] != len(x):
+            raise InputError(f"teacher has {teacher.shape[0]} rows for {len(x)} inputs", "repair")
+        soft = torch.softmax(torch.from_numpy(teacher).float() / cfg.temperature, dim=1)
     cols = None if pruned is None or len(pruned) == 0 else torch.from_numpy(pruned).to(device)
 
     def run(lr: float) -> bool:
@@ -413,7 +484,14 @@ def fine_tune(
                 xb = xt[idx].to(device)
                 if tt:
                     xb = _stamp(xb, tt, cfg.trigger_share, gen)
-                loss = loss_fn(module(xb), yt[idx].to(device))
+                out = module(xb)
+                loss = loss_fn(out, yt[idx].to(device))
+                if soft is not None:
+                    logp = torch.log_softmax(out / cfg.temperature, dim=1)
+                    kl = torch.nn.functional.kl_div(
+                        logp, soft[idx].to(device), reduction="batchmean"
+                    )
+                    loss = (1.0 - cfg.distill) * loss + cfg.distill * cfg.temperature**2 * kl
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -569,6 +647,8 @@ def repair_model(
         return acc, asr, real
 
     acc0, asr0, real0 = measure()
+    # The original model's view of the fitting data, before any pruning changes it.
+    teacher = logits(module, xf, device) if cfg.distill > 0.0 else None
     notes: list[str] = []
     pruned = np.empty(0, dtype=np.int64)
     head: torch.Tensor | None = None
@@ -580,13 +660,21 @@ def repair_model(
                 "model",
             )
         n_feat = int(features(module, xf[:2], device).shape[1])
-        n_cls = int(predict_logits(module, xf[:2], device).shape[1])
+        n_cls = int(logits(module, xf[:2], device).shape[1])
         head = find_head(module, n_feat, n_cls)
         pruned = prune_by_drive(module, xf, yf, triggers, head, cfg, device)
         notes.append(f"pruned {len(pruned)} of {n_feat} penultimate neurons")
     unlearn = cfg.method in ("both", "unlearn")
     lr = fine_tune(
-        module, xf, yf, triggers if unlearn else [], cfg, device, head=head, pruned=pruned
+        module,
+        xf,
+        yf,
+        triggers if unlearn else [],
+        cfg,
+        device,
+        head=head,
+        pruned=pruned,
+        teacher=teacher,
     )
     if lr is None:
         notes.append(
@@ -617,14 +705,6 @@ def repair_model(
         time_s=time.perf_counter() - t0,
         notes=notes,
     )
-
-
-def predict_logits(module: Any, x: FloatArray, device: str) -> FloatArray:
-    """Logits of a small batch."""
-    module.eval()
-    with torch.inference_mode():
-        z = module(torch.from_numpy(x).to(device)).float().cpu().numpy()
-    return np.asarray(z, dtype=np.float32)
 
 
 def save_repaired(module: Any, out: str | Path) -> None:
@@ -660,6 +740,7 @@ __all__ = [
     "read_scan_report",
     "repair_model",
     "save_repaired",
+    "search_method",
     "trigger_from_attack",
     "triggers_to_remove",
 ]

@@ -43,6 +43,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         default=0.5,
         help="share of each fine-tuning batch stamped with a reversed trigger (default 0.5)",
     )
+    p.add_argument(
+        "--distill",
+        type=float,
+        default=0.9,
+        help="weight of self-distillation towards the original model's predictions on the "
+        "clean inputs during fine-tuning, in [0, 1); 0 turns it off (default 0.9)",
+    )
     p.add_argument("--holdout", type=float, default=0.3, help="share of CLEAN kept to measure")
     p.add_argument("--max-samples", type=positive_int, help="use at most this many clean inputs")
     p.add_argument("--arch", help="architecture of a state-dict model")
@@ -130,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         trigger_share=args.trigger_share,
         holdout=args.holdout,
+        distill=args.distill,
         seed=args.seed,
     )
     torch.manual_seed(args.seed)

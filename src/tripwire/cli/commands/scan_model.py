@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, input_shape=data.input_shape)
     check_model_and_data(model, data)  # fail before any progress output
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    console.print(f"scanning {args.model} with {len(data)} clean samples ({', '.join(methods)})")
+    n = len(data) if not args.max_samples else min(len(data), args.max_samples)
+    used = f"{n} clean samples" + (f" (of {len(data)})" if n < len(data) else "")
+    console.print(f"scanning {args.model} with {used} ({', '.join(methods)})")
     try:
         res = scan_model(
             model,

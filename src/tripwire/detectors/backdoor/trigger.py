@@ -31,7 +31,7 @@ class ReversedTrigger:
     pattern
         float32 ``(C, H, W)`` in [0, 1]: what is stamped.
     method
-        The method that found it (``"nc-batched"``, ``"universal"``, ``"neural-cleanse"`` ...).
+        The search that found it (``"patch-batched"``, ``"blend-batched"``, ``"neural-cleanse"``).
     attack_success
         Share of clean inputs not of ``target`` that the trigger sends to ``target``.
     """
