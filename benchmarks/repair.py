@@ -10,6 +10,15 @@ the repair's own held-out share of the clean set. One JSON line per case.
 
     PYTHONPATH=src python benchmarks/repair.py --data-dir /work/shared/datasets \
         --datasets mnist --attacks badnets,blend --results runs/repair/results.jsonl
+
+A model trained elsewhere (``--model``, with the poisoned data it was trained on for the
+real trigger): write the clean set, scan it with ``tripwire scan-model``, then repair
+with the triggers the scan reversed::
+
+    B="benchmarks/repair.py --datasets cifar10 --model M.pt --poisoned P.npz"
+    PYTHONPATH=src python $B --save-clean /tmp/clean.npz
+    tripwire scan-model M.pt --data /tmp/clean.npz --max-samples 200 --out /tmp/scan.json
+    PYTHONPATH=src python $B --report /tmp/scan.json --methods both
 """
 
 from __future__ import annotations
