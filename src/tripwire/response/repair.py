@@ -328,18 +328,6 @@ def _batches(n: int, size: int) -> range:
     return range(0, n, size)
 
 
-def predict(
-    module: Any, x: FloatArray, device: str, batch_size: int = 512
-) -> npt.NDArray[np.int64]:
-    """Top-1 class of model-space inputs."""
-    module.eval()
-    out = []
-    with torch.inference_mode():
-        for s in _batches(len(x), batch_size):
-            out.append(module(torch.from_numpy(x[s : s + batch_size]).to(device)).argmax(1).cpu())
-    return torch.cat(out).numpy().astype(np.int64) if out else np.empty(0, np.int64)
-
-
 def logits(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> FloatArray:
     """Logits ``(N, C)`` of model-space inputs."""
     module.eval()
@@ -348,6 +336,15 @@ def logits(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> Fl
         for s in _batches(len(x), batch_size):
             out.append(module(torch.from_numpy(x[s : s + batch_size]).to(device)).float().cpu())
     return torch.cat(out).numpy()
+
+
+def predict(
+    module: Any, x: FloatArray, device: str, batch_size: int = 512
+) -> npt.NDArray[np.int64]:
+    """Top-1 class of model-space inputs."""
+    if len(x) == 0:
+        return np.empty(0, np.int64)
+    return np.asarray(logits(module, x, device, batch_size).argmax(axis=1), dtype=np.int64)
 
 
 def features(module: Any, x: FloatArray, device: str, batch_size: int = 512) -> FloatArray:
