@@ -123,11 +123,10 @@ def given_model(
 
 
 def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> dict[str, Any]:
-    if args.model:
-        module, record, test, model_path, trained_here = given_model(args, name)
-        target = int(record.get("target", args.target))
-    elif args.cell:
-        module, record, test, model_path, trained_here = suite_model(args.cell)
+    if args.model or args.cell:
+        module, record, test, model_path, trained_here = (
+            given_model(args, name) if args.model else suite_model(args.cell)
+        )
         target = int(record.get("target", args.target))
     else:
         module, record, test, model_path, trained_here = own_model(args, name, attack)

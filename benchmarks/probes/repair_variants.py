@@ -27,8 +27,7 @@ from repair import given_model, suite_model  # type: ignore[import-not-found]
 from tripwire.attacks import apply_trigger
 from tripwire.response.repair import (
     RepairConfig,
-    features,
-    find_head,
+    classifier_head,
     fine_tune,
     logits,
     predict,
@@ -95,11 +94,10 @@ def main() -> None:
                     trigger_share=max(share, 0.01),
                     prune_accuracy_drop=args.prune_drop,
                 )
-                teacher = logits(module, xf, "cpu")
+                teacher = logits(module, xf, "cpu") if distill > 0 else None
                 head, pruned = None, None
                 if prune:
-                    n_feat = features(module, xf[:2], "cpu").shape[1]
-                    head = find_head(module, n_feat, teacher.shape[1])
+                    head = classifier_head(module, xf, "cpu")
                     pruned = prune_by_drive(module, xf, yf, triggers, head, cfg, "cpu")
                     line(f"prune {len(pruned)}", module)
                 fine_tune(

@@ -396,6 +396,14 @@ def find_head(module: Any, n_features: int, n_classes: int) -> torch.Tensor:
     return head
 
 
+def classifier_head(module: Any, x: FloatArray, device: str) -> torch.Tensor:
+    """:func:`find_head` with the feature and class counts read from two of ``x``'s
+    inputs."""
+    n_feat = int(features(module, x[:2], device).shape[1])
+    n_cls = int(logits(module, x[:2], device).shape[1])
+    return find_head(module, n_feat, n_cls)
+
+
 def _freeze_batchnorm(module: Any) -> None:
     for m in module.modules():
         name = getattr(m, "original_name", type(m).__name__)
@@ -656,9 +664,8 @@ def repair_model(
                 "exports no features(x) method; fine-pruning needs it (use --method unlearn)",
                 "model",
             )
-        n_feat = int(features(module, xf[:2], device).shape[1])
-        n_cls = int(logits(module, xf[:2], device).shape[1])
-        head = find_head(module, n_feat, n_cls)
+        head = classifier_head(module, xf, device)
+        n_feat = int(head.shape[1])
         pruned = prune_by_drive(module, xf, yf, triggers, head, cfg, device)
         notes.append(f"pruned {len(pruned)} of {n_feat} penultimate neurons")
     unlearn = cfg.method in ("both", "unlearn")
@@ -730,6 +737,7 @@ __all__ = [
     "RepairResult",
     "ScanSummary",
     "TriggerEffect",
+    "classifier_head",
     "find_head",
     "fine_tune",
     "neuron_drive",
