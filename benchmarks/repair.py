@@ -154,9 +154,12 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
     if args.report:
         # Reversed triggers from a scan-model report made on the same clean digits
         # (the first --clean of the seed+11 permutation of the test split).
-        triggers = triggers_to_remove(read_scan_report(args.report))
+        summary = read_scan_report(args.report)
+        triggers = triggers_to_remove(summary)
+        scan_norms = summary.norms
         source = f"reversed by scan-model ({args.report})"
     else:
+        scan_norms = None
         triggers = [trigger_from_attack(record, test.input_shape)]
         source = "known (planted trigger as the reversed one)"
     result = repair_model(
@@ -172,9 +175,11 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
             trigger_share=args.trigger_share,
             distill=args.distill,
             temperature=args.temperature,
+            refresh=args.refresh,
         ),
         real_trigger=real,
         real_target=target,
+        scan_norms=scan_norms,
     )
     acc1, asr1 = on_eval()
     return {
@@ -186,6 +191,7 @@ def run_case(args: argparse.Namespace, name: str, attack: str, method: str) -> d
         "trigger_share": args.trigger_share,
         "distill": args.distill,
         "temperature": args.temperature,
+        "refresh": args.refresh,
         "lr": args.lr,
         "model": str(model_path),
         "trained_here": trained_here,
@@ -216,6 +222,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--distill", type=float, default=0.0, help="RepairConfig.distill")
     ap.add_argument("--temperature", type=float, default=2.0)
+    ap.add_argument(
+        "--refresh",
+        type=int,
+        default=0,
+        help="RepairConfig.refresh (default 0, as before session 28, so that older "
+        "commands reproduce their figures)",
+    )
     ap.add_argument("--report", help="use the reversed triggers of this scan-model report")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)

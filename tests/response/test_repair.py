@@ -304,3 +304,98 @@ def test_triggers_to_remove_takes_the_searches_that_fired() -> None:
     assert chosen({5: ["patch", "blend"]}) == [(5, "patch-batched"), (5, "blend-batched")]
     assert chosen({}) == [(5, "patch-batched"), (5, "blend-batched")]
     assert chosen({5: ["stimulation"]}) == [(5, "patch-batched"), (5, "blend-batched")]
+
+
+def test_refresh_rounds_reach_the_real_trigger_past_a_partial_reversed_one(
+    backdoored: BackdooredModel,
+) -> None:
+    """The playbook's failure in small: the reversed trigger is one pixel of the real
+    4x4 patch. Unlearning it alone leaves the real trigger working; one refresh round
+    searches the fine-tuned model again, finds what the class still answers to and
+    unlearns that too."""
+    import torch
+
+    from tripwire.attacks import apply_trigger
+    from tripwire.detectors.backdoor.trigger import ReversedTrigger
+    from tripwire.response.repair import RepairConfig, repair_model, trigger_from_attack
+
+    torch.set_num_threads(1)
+    x, y = backdoored.test.model_input(), backdoored.test.y
+    real = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    rows, cols = np.nonzero(real.mask)
+    mask = np.zeros_like(real.mask)
+    mask[rows[0], cols[0]] = 1.0
+    partial = ReversedTrigger(TARGET, mask, real.pattern, "patch-batched", 1.0)
+    after = {}
+    for rounds in (0, 1):
+        module = torch.jit.load(str(backdoored.path))
+        res = repair_model(
+            module,
+            x,
+            y,
+            [partial],
+            RepairConfig(epochs=5, refresh=rounds),
+            real_trigger=lambda v: apply_trigger(v, backdoored.attack),
+            real_target=TARGET,
+        )
+        assert res.real_asr_before is not None and res.real_asr_before > 0.9
+        after[rounds] = res
+    assert after[0].real_asr_after is not None and after[0].real_asr_after > 0.3
+    assert not after[0].refreshed
+    fixed = after[1]
+    assert fixed.real_asr_after is not None and fixed.real_asr_after < 0.1
+    assert fixed.accuracy_after >= fixed.accuracy_before - 0.03
+    [rec] = fixed.refreshed
+    assert (rec.round, rec.target, rec.method) == (1, TARGET, "patch")
+    assert rec.found >= 0.9 and rec.after < 0.1 and rec.trigger_norm > 1.0
+    assert np.isnan(rec.anomaly_index)  # no scan sizes given
+    assert any(n.startswith("refresh round 1: unlearnt class 0 patch") for n in fixed.notes)
+    d = fixed.to_dict()
+    json.dumps(d)
+    assert d["refreshed"][0]["target"] == TARGET
+
+
+def test_read_scan_report_takes_every_class_trigger_size(tmp_path: Path) -> None:
+    """``classes[].<search>.trigger_norm`` in class order, per search; a search that
+    some class lacks is left out rather than guessed."""
+    from tripwire.detectors.backdoor.trigger import ReversedTrigger, save_triggers
+    from tripwire.response.repair import read_scan_report
+
+    z = np.zeros((1, 4, 4), dtype=np.float32)
+    save_triggers(str(tmp_path / "t.npz"), [ReversedTrigger(1, z[0], z, "patch-batched", 1.0)])
+    classes = [
+        {"class": c, "fired": ["patch"] if c == 1 else [], "patch": {"trigger_norm": n}}
+        for c, n in ((2, 30.0), (0, 20.0), (1, 2.0))
+    ]
+    classes[0]["blend"] = {"trigger_norm": 0.3}
+    doc = {
+        "verdict": "backdoored",
+        "target_classes": [1],
+        "classes": classes,
+        "triggers_file": "t.npz",
+    }
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    summary = read_scan_report(tmp_path / "r.json")
+    assert summary.norms == {"patch": [20.0, 2.0, 30.0]}
+    assert summary.fired == {0: [], 1: ["patch"], 2: []}
+
+
+def test_a_one_pixel_reversed_patch_gets_a_warning(backdoored: BackdooredModel) -> None:
+    """Without refresh rounds, a reversed patch under two pixels is named in the notes
+    (it may be part of a larger trigger); the planted 4x4 patch is not."""
+    import torch
+
+    from tripwire.detectors.backdoor.trigger import ReversedTrigger
+    from tripwire.response.repair import RepairConfig, repair_model, trigger_from_attack
+
+    torch.set_num_threads(1)
+    x, y = backdoored.test.model_input(), backdoored.test.y
+    real = trigger_from_attack(backdoored.attack, backdoored.test.input_shape)
+    real = replace(real, method="patch-batched")
+    mask = np.zeros_like(real.mask)
+    mask[0, 0] = 1.0
+    pixel = ReversedTrigger(TARGET, mask, real.pattern, "patch-batched", 1.0)
+    for trig, warned in ((pixel, True), (real, False)):
+        module = torch.jit.load(str(backdoored.path))
+        res = repair_model(module, x, y, [trig], RepairConfig(method="unlearn", epochs=1))
+        assert any("covers under 2 pixels" in n for n in res.notes) is warned

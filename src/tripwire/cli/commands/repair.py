@@ -50,6 +50,14 @@ def register(sub: Any) -> argparse.ArgumentParser:
         help="weight of self-distillation towards the original model's predictions on the "
         "clean inputs during fine-tuning, in [0, 1); 0 turns it off (default 0.9)",
     )
+    p.add_argument(
+        "--refresh",
+        type=int,
+        default=0,
+        help="rounds of adversarial unlearning after the first: search the fine-tuned "
+        "model again for the flagged classes' triggers and unlearn them too; for a "
+        "reversed trigger that is only part of the real one (default 0: off)",
+    )
     p.add_argument("--holdout", type=float, default=0.3, help="share of CLEAN kept to measure")
     p.add_argument("--max-samples", type=positive_int, help="use at most this many clean inputs")
     p.add_argument("--arch", help="architecture of a state-dict model")
@@ -138,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
         trigger_share=args.trigger_share,
         holdout=args.holdout,
         distill=args.distill,
+        refresh=args.refresh,
         seed=args.seed,
     )
     torch.manual_seed(args.seed)
@@ -154,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         device=model.device,
         real_trigger=real,
         real_target=None if real_target is None else int(real_target),
+        scan_norms=summary.norms,
     )
     result.notes = notes + result.notes
     save_repaired(model._module, args.out)
@@ -188,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
             f"real trigger ({attack.get('kind') if attack else '?'}, from the data's attack "
             f"record): attack success {_pct(result.real_asr_before)} -> "
             f"{_pct(result.real_asr_after)}"
+        )
+    for rec in result.refreshed:
+        out(
+            f"refreshed trigger of class {rec.target} ({rec.method}, round {rec.round}, "
+            f"size {rec.trigger_norm:.3g}): attack success {_pct(rec.found)} when found "
+            f"-> {_pct(rec.after)}"
         )
     for n in result.notes:
         out(f"note: {n}")

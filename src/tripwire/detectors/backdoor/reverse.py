@@ -197,7 +197,6 @@ def search_triggers(
     InputError
         An ONNX model, inputs that are not images, an empty clean set.
     """
-    import torch
 
     cfg = config or SearchConfig()
     xa = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
@@ -207,9 +206,38 @@ def search_triggers(
     if len(xa) == 0 or len(xa) != len(ya):
         raise InputError("the clean set is empty or its labels do not match", "data")
     net = torch_module(model)
-    dev = torch.device(model.device)
     n_out = model.num_classes or int(model.logits(xa[:1]).shape[1])
     tlist = list(range(n_out)) if targets is None else [int(t) for t in targets]
+    return search_module(
+        net,
+        xa,
+        ya,
+        tlist,
+        config=cfg,
+        device=model.device,
+        random_state=random_state,
+        class_by_class=class_by_class,
+    )
+
+
+def search_module(
+    net: Any,
+    x: npt.NDArray[np.float32],
+    y: npt.NDArray[np.int64],
+    targets: list[int],
+    *,
+    config: SearchConfig | None = None,
+    device: str = "cpu",
+    random_state: int = 0,
+    class_by_class: bool = False,
+) -> SearchResult:
+    """:func:`search_triggers` on a torch module directly (inputs already checked):
+    ``repair`` searches the model it is fine-tuning, which has no :class:`Model` facade."""
+    import torch
+
+    cfg = config or SearchConfig()
+    xa, ya, tlist = x, y, targets
+    dev = torch.device(device)
     t0 = time.perf_counter()
     xt = torch.from_numpy(xa).to(dev)
     yt = torch.from_numpy(ya).to(dev)
