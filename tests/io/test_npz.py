@@ -77,6 +77,15 @@ def test_split_keyed_round_trip(tmp_path: Path) -> None:
         assert {"x_train", "y_train", "x_test", "y_test"} <= set(z.files)
         assert z["x_train"].shape == (3, 6, 6)
         assert z["x_test"].shape == (4, 6, 6)
+    # A test split (a clean set drawn from it) is written alone: read back with the
+    # default split, the file gives exactly those samples, not the train split.
+    save_dataset(te.subset([1, 3]), out)
+    back = load_dataset(out)
+    assert np.array_equal(back.x, te.x[[1, 3]]) and np.array_equal(back.y, te.y[[1, 3]])
+    assert list(back.sample_id) == ["test/000001", "test/000003"]
+    assert back.classes == ("0", "1")
+    with np.load(out) as z:
+        assert not any(k.endswith(("_train", "_test")) for k in z.files)
 
 
 def test_float_nchw_round_trip_exact() -> None:

@@ -121,9 +121,19 @@ def _build(
 
 
 def dataset_to_arrays(ds: Dataset) -> dict[str, np.ndarray]:
-    """The npz fields that represent ``ds``, in the key scheme it was read with."""
-    suffix = f"_{ds.split}" if ds.split_keys and ds.split else ""
-    out: dict[str, np.ndarray] = dict(ds.extra)
+    """The npz fields that represent ``ds``, in the key scheme it was read with.
+
+    A train split keeps the file's other splits beside it (a poisoned training set
+    travels with its clean test split). Any other split is written as a flat file of
+    its own samples, without the rest: beside a train split, the file's default split
+    would be that train split, a different dataset from the one written (a clean set
+    drawn from MNIST's test split was read back as the 60,000 training digits).
+    """
+    alone = ds.split_keys and ds.split not in (None, "train")
+    suffix = f"_{ds.split}" if ds.split_keys and ds.split and not alone else ""
+    out: dict[str, np.ndarray] = {
+        k: v for k, v in ds.extra.items() if not (alone and k.endswith(("_train", "_test")))
+    }
     out[f"x{suffix}"] = ds.x
     out[f"y{suffix}"] = ds.y
     out[f"sample_id{suffix}"] = ds.sample_id
