@@ -36,7 +36,9 @@ def register(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="REPAIRED.pt", help="where to write")
     p.add_argument("--method", choices=("both", "unlearn", "prune"), default="both")
     p.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--lr", type=float, default=0.001, help="fine-tuning learning rate (default 0.001)"
+    )
     p.add_argument(
         "--trigger-share",
         type=float,
