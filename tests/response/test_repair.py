@@ -351,8 +351,8 @@ def test_refresh_rounds_reach_the_real_trigger_past_a_partial_reversed_one(
     assert np.isnan(rec.anomaly_index)  # no scan sizes given
     assert any(n.startswith("refresh round 1: unlearnt class 0 patch") for n in fixed.notes)
     d = fixed.to_dict()
-    json.dumps(d)
-    assert d["refreshed"][0]["target"] == TARGET
+    json.dumps(d, allow_nan=False)  # strict JSON: the index that was not taken is null
+    assert d["refreshed"][0]["target"] == TARGET and d["refreshed"][0]["anomaly_index"] is None
 
 
 def test_read_scan_report_takes_every_class_trigger_size(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ import torch
 
 from tripwire.detectors.backdoor.trigger import ReversedTrigger, load_triggers
 from tripwire.errors import InputError
+from tripwire.reports.jsonutil import to_json_object
 
 Method = Literal["both", "unlearn", "prune"]
 #: A reversed patch smaller than this (mask L1, in pixels) is worth a warning: real
@@ -107,11 +108,11 @@ class RepairConfig:
         took it to 1.0% (0.3%), clean accuracy kept. The fresh trigger did not stand
         out by the scan's rule there (index 0.67; -0.15 at 0.01: a trigger that sends
         88% of inputs is not one that sends 99%, what the search asks for), so a round
-        unlearns it whether or not it does. Off by
-        default (0) because where the first unlearning already worked, a round unlearns
-        what any model of the class answers to: the full-recipe CIFAR-10 model lost 2.1
-        points of test accuracy with one round, 0.04 without (docs/benchmarks.md,
-        session 28). The rounds stop early once no search reaches the class.
+        unlearns it whether or not it does. Off by default (0) because where the first
+        unlearning already worked, a round unlearns what any model of the class answers
+        to: the full-recipe CIFAR-10 model lost 2.1 points of test accuracy with one
+        round, 0.04 without (docs/benchmarks.md, session 28). The rounds stop early once
+        no search reaches the class.
     asr_goal
         Pruning stops once the reversed trigger's success on the fitting data is below this.
     holdout
@@ -223,7 +224,8 @@ class RepairResult:
             {k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()}
             for r in d["refreshed"]
         ]
-        return d
+        # Strict JSON: a measure that could not be taken (NaN) is null.
+        return to_json_object(d, "repair result")
 
 
 # -- reading the scan report ----------------------------------------------------------------
@@ -730,6 +732,64 @@ def refresh_triggers(
     return out
 
 
+def _refresh_rounds(
+    module: Any,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
+    triggers: list[ReversedTrigger],
+    pool: list[ReversedTrigger],
+    cfg: RepairConfig,
+    device: str,
+    rounds: int,
+    lr: float | None,
+    notes: list[str],
+    *,
+    head: torch.Tensor | None,
+    pruned: npt.NDArray[np.int64],
+    teacher: FloatArray | None,
+    scan_norms: dict[str, list[float]] | None,
+) -> tuple[list[tuple[RefreshedTrigger, ReversedTrigger]], float | None]:
+    """``rounds`` of search-then-unlearn after the first fine-tuning (see
+    :class:`RepairConfig`'s ``refresh``); ``pool`` grows by each round's triggers and
+    ``notes`` by a line per round. Returns the refreshed triggers and the learning rate
+    the last fine-tuning ran at."""
+    fresh: list[tuple[RefreshedTrigger, ReversedTrigger]] = []
+    for r in range(1, rounds + 1):
+        found = refresh_triggers(
+            module, x, y, triggers, device, round_no=r, scan_norms=scan_norms, seed=cfg.seed
+        )
+        if not found:
+            notes.append(f"refresh round {r}: no search reaches the flagged classes any more")
+            break
+        fresh.extend(found)
+        pool.extend(t for _, t in found)
+        notes.append(
+            f"refresh round {r}: unlearnt "
+            + ", ".join(
+                f"class {rec.target} {rec.method} (size {rec.trigger_norm:.3g}"
+                + ("" if np.isnan(rec.anomaly_index) else f", index {rec.anomaly_index:.2f}")
+                + ")"
+                for rec, _ in found
+            )
+        )
+        lr_r = fine_tune(
+            module,
+            x,
+            y,
+            pool,
+            replace(cfg, lr=cfg.lr if lr is None else lr),
+            device,
+            head=head,
+            pruned=pruned,
+            teacher=teacher,
+        )
+        if lr_r is None:
+            notes.append(f"refresh round {r}: fine-tuning diverged; stopped refreshing")
+            break
+        lr = lr_r
+    return fresh, lr
+
+
 def stratified_split(
     y: npt.NDArray[np.int64], share: float, seed: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -817,8 +877,6 @@ def repair_model(
     unlearn = cfg.method in ("both", "unlearn")
     pool = list(triggers) if unlearn else []
     lr = fine_tune(module, xf, yf, pool, cfg, device, head=head, pruned=pruned, teacher=teacher)
-    refreshed: list[RefreshedTrigger] = []
-    fresh_triggers: list[ReversedTrigger] = []
     rounds = cfg.refresh if unlearn and lr is not None else 0
     if unlearn and not cfg.refresh:
         tiny = sorted(
@@ -831,47 +889,22 @@ def repair_model(
                 "the repaired model with the real trigger where you have it, or repair "
                 "with refresh rounds (--refresh 1)"
             )
-    for r in range(1, rounds + 1):
-        found = refresh_triggers(
-            module,
-            xf,
-            yf,
-            list(triggers),
-            device,
-            round_no=r,
-            scan_norms=scan_norms,
-            seed=cfg.seed,
-        )
-        if not found:
-            notes.append(f"refresh round {r}: no search reaches the flagged classes any more")
-            break
-        refreshed.extend(rec for rec, _ in found)
-        fresh_triggers.extend(t for _, t in found)
-        pool.extend(t for _, t in found)
-        notes.append(
-            f"refresh round {r}: unlearnt "
-            + ", ".join(
-                f"class {rec.target} {rec.method} (size {rec.trigger_norm:.3g}"
-                + ("" if np.isnan(rec.anomaly_index) else f", index {rec.anomaly_index:.2f}")
-                + ")"
-                for rec, _ in found
-            )
-        )
-        lr_r = fine_tune(
-            module,
-            xf,
-            yf,
-            pool,
-            replace(cfg, lr=cfg.lr if lr is None else lr),
-            device,
-            head=head,
-            pruned=pruned,
-            teacher=teacher,
-        )
-        if lr_r is None:
-            notes.append(f"refresh round {r}: fine-tuning diverged; stopped refreshing")
-            break
-        lr = lr_r
+    fresh, lr = _refresh_rounds(
+        module,
+        xf,
+        yf,
+        triggers,
+        pool,
+        cfg,
+        device,
+        rounds,
+        lr,
+        notes,
+        head=head,
+        pruned=pruned,
+        teacher=teacher,
+        scan_norms=scan_norms,
+    )
     if lr is None:
         notes.append(
             f"fine-tuning diverged at every learning rate from {cfg.lr:g} down to "
@@ -883,7 +916,7 @@ def repair_model(
             f"fitting data fell by more than {cfg.tune_accuracy_drop:g}); ran at {lr:g}"
         )
     acc1, asr1, real1 = measure()
-    for rec, trig in zip(refreshed, fresh_triggers, strict=True):
+    for rec, trig in fresh:
         rec.after = trigger_success(module, xh, yh, trig.apply, trig.target, device)
     return RepairResult(
         method=cfg.method,
@@ -902,7 +935,7 @@ def repair_model(
         epochs=cfg.epochs,
         time_s=time.perf_counter() - t0,
         notes=notes,
-        refreshed=refreshed,
+        refreshed=[rec for rec, _ in fresh],
     )
 
 
@@ -939,6 +972,7 @@ __all__ = [
     "neuron_drive",
     "prune_by_drive",
     "read_scan_report",
+    "refresh_triggers",
     "repair_model",
     "save_repaired",
     "search_method",

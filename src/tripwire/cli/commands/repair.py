@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 
 from tripwire.cli.common import add_data_args, console, load_data, out, positive_int
 from tripwire.errors import InputError, MissingDependencyError
+from tripwire.reports.jsonutil import dumps_strict
 
 
 def register(sub: Any) -> argparse.ArgumentParser:
@@ -182,9 +182,9 @@ def run(args: argparse.Namespace) -> int:
         "exports": ["forward", "features", "forward_features"],
         "repair": result.to_dict(),
     }
-    metadata_path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    metadata_path(args.out).write_text(dumps_strict(record) + "\n")
     if args.json:
-        out(json.dumps(record, indent=2))
+        out(dumps_strict(record))
         return 0
     out(
         f"clean accuracy {_pct(result.accuracy_before)} -> {_pct(result.accuracy_after)} "
