@@ -104,7 +104,7 @@ class Dataset:
         idx = np.asarray(indices)
         n = len(self)
         extra = {
-            k: (v[idx] if v.ndim >= 1 and v.shape[0] == n and not _is_other_split(k) else v)
+            k: (v[idx] if v.ndim >= 1 and v.shape[0] == n and not is_split_key(k) else v)
             for k, v in self.extra.items()
         }
         return replace(
@@ -151,7 +151,9 @@ class Dataset:
         }
 
 
-def _is_other_split(key: str) -> bool:
+def is_split_key(key: str) -> bool:
+    """Whether an extra field belongs to one split of a split-keyed file (``x_test``):
+    beside a dataset read from another split, such fields are not its own."""
     return key.endswith(("_train", "_test"))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tripwire.errors import InputError, MissingSplitError
-from tripwire.io.dataset import RESERVED_FIELDS, Dataset, make_dataset
+from tripwire.io.dataset import RESERVED_FIELDS, Dataset, is_split_key, make_dataset
 
 SPLITS = ("train", "test")
 
@@ -132,7 +132,7 @@ def dataset_to_arrays(ds: Dataset) -> dict[str, np.ndarray]:
     alone = ds.split_keys and ds.split not in (None, "train")
     suffix = f"_{ds.split}" if ds.split_keys and ds.split and not alone else ""
     out: dict[str, np.ndarray] = {
-        k: v for k, v in ds.extra.items() if not (alone and k.endswith(("_train", "_test")))
+        k: v for k, v in ds.extra.items() if not (alone and is_split_key(k))
     }
     out[f"x{suffix}"] = ds.x
     out[f"y{suffix}"] = ds.y

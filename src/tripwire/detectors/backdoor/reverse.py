@@ -197,7 +197,6 @@ def search_triggers(
     InputError
         An ONNX model, inputs that are not images, an empty clean set.
     """
-
     cfg = config or SearchConfig()
     xa = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     ya = np.asarray(y, dtype=np.int64)
@@ -236,13 +235,12 @@ def search_module(
     import torch
 
     cfg = config or SearchConfig()
-    xa, ya, tlist = x, y, targets
     dev = torch.device(device)
     t0 = time.perf_counter()
-    xt = torch.from_numpy(xa).to(dev)
-    yt = torch.from_numpy(ya).to(dev)
+    xt = torch.from_numpy(x).to(dev)
+    yt = torch.from_numpy(y).to(dev)
     gen = torch.Generator(device="cpu").manual_seed(random_state)
-    groups = [[t] for t in tlist] if class_by_class else [tlist]
+    groups = [[t] for t in targets] if class_by_class else [targets]
     parts = [_search(net, xt, yt, g, cfg, gen) for g in groups]
     masks = np.concatenate([p[0] for p in parts])
     patterns = np.concatenate([p[1] for p in parts])
@@ -250,7 +248,7 @@ def search_module(
     conv = np.concatenate([p[3] for p in parts])
     epochs = np.concatenate([p[4] for p in parts])
     images = int(sum(p[5] for p in parts))
-    success = _attack_success(net, xt, yt, tlist, masks, patterns)
+    success = _attack_success(net, xt, yt, targets, masks, patterns)
     elapsed = time.perf_counter() - t0
     method = "neural-cleanse" if class_by_class else f"{cfg.mask}-batched"
     trig = [
@@ -262,7 +260,7 @@ def search_module(
             attack_success=float(success[i]),
             extra={"converged": bool(conv[i]), "epochs": int(epochs[i])},
         )
-        for i, t in enumerate(tlist)
+        for i, t in enumerate(targets)
     ]
     return SearchResult(
         triggers=trig,
