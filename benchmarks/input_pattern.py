@@ -10,6 +10,8 @@ tripwire did not make, on a 10,000-image MNIST subset.
 
     PYTHONPATH=src python benchmarks/input_pattern.py --data-dir ../shared/datasets \
         --art --out runs/input_pattern.jsonl
+    PYTHONPATH=src python benchmarks/input_pattern.py --data-dir ../shared/datasets \
+        --only gtsrb_subset.npz --out runs/input_pattern_gtsrb.jsonl
 
 Prints a markdown table (the one in docs/benchmarks.md) and writes one JSON row per
 cell to ``--out``.
@@ -180,6 +182,11 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, help="../shared/datasets (else bundled data)")
     ap.add_argument("--art", action="store_true", help="add ART's clean-label backdoor")
     ap.add_argument("--out", type=Path, default=Path("runs/input_pattern.jsonl"))
+    ap.add_argument(
+        "--only",
+        help="run only these datasets' cells (comma-separated file names, e.g. "
+        "gtsrb_subset.npz); the ART cells still run with --art",
+    )
     args = ap.parse_args()
     from tripwire.bench.runner import stratified_subset
 
@@ -188,6 +195,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as out:
         for name, subset, cells in plan:
+            if args.only and name not in args.only.split(","):
+                continue
             src = name if args.data_dir is None else str(args.data_dir / name)
             train = load_dataset(src)
             if subset is not None:
