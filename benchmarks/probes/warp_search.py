@@ -58,17 +58,14 @@ def add_size(delta: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return delta.flatten(1).norm(dim=1)
 
 
-def ladder_search(
-    net, x, y, n_out, family, k, budgets, steps, bs, asr, seed
-) -> tuple[np.ndarray, np.ndarray]:
-    gen = torch.Generator().manual_seed(seed)
-    n, c, h, w = x.shape
-    if family == "warp":
-        par = torch.randn((n_out, 2, k, k), generator=gen) * 0.01
-        apply, size = warp_apply, warp_size
-    else:
-        par = torch.randn((n_out, c, h, w), generator=gen) * 1e-3
-        apply, size = add_apply, add_size
+def budget_ladder(forward, x, y, par, apply, size, budgets, lr_of, steps, bs, asr, gen):
+    """For each class ``t`` (row ``t`` of ``par``), the smallest budget of ``budgets`` at
+    which a trigger of size at most that budget sends ``asr`` of the other classes'
+    inputs to ``t``: projected Adam at each rung, warm-started from the rung below.
+    ``apply(xb, p)`` gives the ``(len(p) * len(xb), ...)`` triggered batch, ``forward``
+    its logits, ``size(p)`` each trigger's size. Returns sizes (inf: never) and the
+    last attack success of each class."""
+    n_out, n = par.shape[0], x.shape[0]
     sizes = np.full(n_out, np.inf)
     reach = np.zeros(n_out)
     active = np.ones(n_out, dtype=bool)
@@ -78,16 +75,14 @@ def ladder_search(
         if act.size == 0:
             break
         p = par[act].clone().requires_grad_(True)
-        opt = torch.optim.Adam([p], lr=b / 10 if family == "warp" else b / 50)
+        opt = torch.optim.Adam([p], lr=lr_of(b))
         tg = tg_all[act]
         for _ in range(steps):
             bi = torch.randint(0, n, (bs,), generator=gen)
             xb, yb = x[bi], y[bi]
-            out = net(apply(xb, p)).reshape(act.size, bs, -1)
+            out = forward(apply(xb, p))
             ce = F.cross_entropy(
-                out.reshape(act.size * bs, -1),
-                tg[:, None].expand(-1, bs).reshape(-1),
-                reduction="none",
+                out, tg[:, None].expand(-1, bs).reshape(-1), reduction="none"
             ).reshape(act.size, bs)
             wgt = (yb[None] != tg[:, None]).float()
             loss = ((ce * wgt).sum(1) / wgt.sum(1).clamp(min=1)).sum()
@@ -95,15 +90,14 @@ def ladder_search(
             loss.backward()
             opt.step()
             with torch.no_grad():
-                s = size(p, h, w)
-                p.mul_(torch.clamp(b / s, max=1.0).view(-1, *([1] * (p.dim() - 1))))
+                p.mul_(torch.clamp(b / size(p), max=1.0).view(-1, *([1] * (p.dim() - 1))))
         with torch.no_grad():
             par[act] = p.detach()
             hits = np.zeros(act.size)
             cnt = np.zeros(act.size)
-            for lo in range(0, n, 100):
-                xb, yb = x[lo : lo + 100], y[lo : lo + 100]
-                pred = net(apply(xb, p)).reshape(act.size, len(xb), -1).argmax(-1)
+            for lo in range(0, n, 50):
+                xb, yb = x[lo : lo + 50], y[lo : lo + 50]
+                pred = forward(apply(xb, p)).reshape(act.size, len(xb), -1).argmax(-1)
                 keep = yb[None] != tg[:, None]
                 hits += ((pred == tg[:, None]) & keep).sum(1).numpy()
                 cnt += keep.sum(1).numpy()
@@ -113,6 +107,33 @@ def ladder_search(
         sizes[act[ok]] = b
         active[act[ok]] = False
     return sizes, reach
+
+
+def ladder_search(
+    net, x, y, n_out, family, k, budgets, steps, bs, asr, seed
+) -> tuple[np.ndarray, np.ndarray]:
+    gen = torch.Generator().manual_seed(seed)
+    _, c, h, w = x.shape
+    if family == "warp":
+        par = torch.randn((n_out, 2, k, k), generator=gen) * 0.01
+        apply, size = warp_apply, warp_size
+    else:
+        par = torch.randn((n_out, c, h, w), generator=gen) * 1e-3
+        apply, size = add_apply, add_size
+    return budget_ladder(
+        net,
+        x,
+        y,
+        par,
+        apply,
+        lambda p: size(p, h, w),
+        budgets,
+        lambda b: b / 10 if family == "warp" else b / 50,
+        steps,
+        bs,
+        asr,
+        gen,
+    )
 
 
 def main() -> None:
