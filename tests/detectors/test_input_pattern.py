@@ -240,9 +240,9 @@ def test_clean_label_carriers_pass_the_dirty_label_test(label: int) -> None:
 def test_clean_label_carriers_that_are_most_of_their_class_are_found() -> None:
     """SIG at 1% of the GTSRB subset is 59% of its smallest class, whose images look like
     another class's (two speed limits). The pattern moves each carrier away from the
-    clean rest, so that the rest's nearest items outside it are the look-alike class's:
-    read instead of the carriers, the rest looked like a dirty-label set and the
-    poisons were dropped (session 17)."""
+    clean rest, so that the rest's nearest items outside it are the look-alike class's,
+    while the carriers vouch for each other: read instead of the carriers, the rest
+    looked like a dirty-label set and the poisons were dropped (session 17)."""
     x, y = _images(seed=3, same_template=(0, 1))
     x[y == 1] = np.clip(x[y == 1] + 0.08, 0, 1)  # close to class 0, not the same
     rng = np.random.default_rng(7)
