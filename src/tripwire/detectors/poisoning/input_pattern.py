@@ -502,9 +502,9 @@ def looks_other_shares(
     that could vouch for each other (clean-label SIG at 59% of GTSRB's class 0: 56%
     against 3%; the carriers read without each other: 57% against 43%).
     """
-    small, rest = idx[carriers], idx[~carriers]
+    carried, rest = idx[carriers], idx[~carriers]
     outside = np.ones(len(labels), dtype=bool)
-    outside[small] = False
+    outside[carried] = False
     if rest.size > _REST_SAMPLE:
         rest = np.random.default_rng(random_state).choice(rest, _REST_SAMPLE, replace=False)
 
@@ -515,7 +515,7 @@ def looks_other_shares(
         other = (labels[near] != labels[query][:, None]).mean(axis=1)
         return float((other > LOOKS_OTHER_SHARE).mean())
 
-    return share(small), share(rest)
+    return share(carried), share(rest)
 
 
 def is_dirty_label(looks_other: float, looks_other_rest: float) -> bool:
