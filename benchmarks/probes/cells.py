@@ -27,15 +27,23 @@ def standard_suite(name: str) -> tuple[Suite, DataSpec]:
     return suite, spec
 
 
-def standard_cell(
+def standard_data(
     name: str, kind: str, rate: float, seed: int
 ) -> tuple[DataSpec, Any, np.ndarray, Any]:
     """The standard suite's dataset ``name`` attacked by ``kind`` at ``rate`` (seed
-    ``seed``): its spec, the attacked training set, the poisoned mask, and the model the
-    suite trained on it (from ``runs/std-cache``, trained there if missing)."""
+    ``seed``): its spec, the attacked training set, the poisoned mask and the test set."""
     suite, spec = standard_suite(name)
     spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
     cell = next(a for a in suite.attacks if a.kind == kind)
     train, test = load_suite_data(spec, DATA_DIR)
     ds, truth, _ = attacked(train, cell, rate, seed)
+    return spec, ds, truth, test
+
+
+def standard_cell(
+    name: str, kind: str, rate: float, seed: int
+) -> tuple[DataSpec, Any, np.ndarray, Any]:
+    """:func:`standard_data`'s spec, attacked training set and poisoned mask, and the
+    model the suite trained on it (from ``runs/std-cache``, trained there if missing)."""
+    spec, ds, truth, test = standard_data(name, kind, rate, seed)
     return spec, ds, truth, train_cached(ds, test, spec, seed, CACHE)

@@ -6,9 +6,9 @@ input-dependent (WaNet) and large global (SIG) triggers escape that question (se
 how small a universal additive change of the activations (``full``: one ``C x H x W``
 change; ``channel``: one value per channel at every position) sends 90% of the other
 classes' clean inputs to ``t``? The activations stay non-negative (they follow a ReLU
-or a pooling of one). Sizes are relative to the clean activations' mean L2 norm; a
-ladder of budgets as in ``warp_search.py``. Prints one JSON line: sizes per class and
-the MAD anomaly index of their logs (the ladder is ``warp_search.py``'s).
+or a pooling of one). Sizes are relative to the clean activations' mean L2 norm; the
+ladder of budgets is ``warp_search.py``'s. Prints one JSON line: sizes per class and
+the MAD anomaly index of their logs.
 
     PYTHONPATH=src python benchmarks/probes/feature_trigger.py MODEL.pt DATA --split 3
 """

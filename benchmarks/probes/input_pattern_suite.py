@@ -14,30 +14,21 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from tripwire.bench.runner import attacked, load_suite_data
 from tripwire.detectors import DetectorInput
 from tripwire.detectors.poisoning.input_pattern import InputPatternDetector
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cells import DATA_DIR, standard_suite  # type: ignore[import-not-found]
+from cells import standard_data  # type: ignore[import-not-found]
 
 
 def main() -> None:
     for cell in sys.argv[1:]:
         name, kind, rate, seed = cell.split(":")
-        suite, spec = standard_suite(name)
-        spec = replace(spec, spec=spec.spec.format(data_dir=DATA_DIR))
-        train, _ = load_suite_data(spec, DATA_DIR)
-        if kind == "clean":
-            ds, truth = train, np.zeros(len(train), dtype=bool)
-        else:
-            attack = next(a for a in suite.attacks if a.kind == kind)
-            ds, truth, _ = attacked(train, attack, float(rate), int(seed))
+        _, ds, truth, _ = standard_data(name, kind, float(rate), int(seed))
         t0 = time.perf_counter()
         res = InputPatternDetector(random_state=int(seed)).detect(
             DetectorInput(labels=np.asarray(ds.y), data=ds)
