@@ -64,20 +64,30 @@ def test_screens_keep_the_answer_exact(spread: float, offset: float) -> None:
     _same_answer(x, 7, n_cells=24, n_probe=1)
 
 
-def test_screens_rule_out_most_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    compared: list[int] = []
-    real = nb._Screen.ruled_out
+def test_float32_bounds_leave_few_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cut keeps a row's float64 comparisons to about its k nearest members.
+    measured: list[int] = []
+    real = nb._merged
 
-    def counted(self: nb._Screen, q: np.ndarray, *a: object) -> np.ndarray:
-        out = real(self, q, *a)  # type: ignore[arg-type]
-        compared.append(len(q) - int(out.sum()))
-        return out
+    def counted(old_d: np.ndarray, old_i: np.ndarray, new_d: np.ndarray, *a: object) -> object:
+        measured.append(int(np.isfinite(new_d).sum()))
+        return real(old_d, old_i, new_d, *a)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(nb._Screen, "ruled_out", counted)
+    monkeypatch.setattr(nb, "_merged", counted)
     x = _clusters(3000, 80, seed=6)
     _same_answer(x, 5, n_cells=30, n_probe=1)
-    screened = sum(1 for _ in compared)
-    assert screened > 0 and sum(compared) < 0.5 * 3000 * 29
+    assert 3000 * 5 <= sum(measured) < 3000 * 5 * 4
+
+
+def test_many_copies_at_the_cut_are_all_measured() -> None:
+    # Rows of 40 distinct points, each repeated 40 times: the k-th distance (0) is tied
+    # with every other copy, on both sides of the cut.
+    base = _clusters(40, 70, seed=2)
+    x = base[np.random.default_rng(3).integers(0, 40, 1600)]
+    dist, idx = nearest_neighbours(x, 6, exact_below=0, n_cells=16)
+    ref_d, _ = NearestNeighbors(n_neighbors=6, algorithm="ball_tree").fit(x).kneighbors(x)
+    np.testing.assert_allclose(dist, ref_d, atol=1e-9)
+    assert (x[idx] == x[:, None, :]).all()  # copies first
 
 
 def test_exact_copies_are_at_distance_zero_and_ordered_by_position() -> None:
