@@ -55,13 +55,32 @@ def test_few_probes_are_completed_by_the_certificate(monkeypatch: pytest.MonkeyP
     assert pairs[:2] == [2000, 0] and 0 < pairs[2] < 2000 * 39  # home, other probes, more
 
 
+@pytest.mark.parametrize("whole", [False, True])
 @pytest.mark.parametrize(("spread", "offset"), [(1.0, 0.0), (1e-3, 1e3)])
-def test_screens_keep_the_answer_exact(spread: float, offset: float) -> None:
+def test_screens_keep_the_answer_exact(
+    spread: float, offset: float, whole: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 96 coordinates: both screens run (principal coordinates, then all in float32).
     # Tiny clusters far from the origin make float32 rounding as large as the
-    # distances that decide the neighbours; the rounding bound must still hold.
+    # distances that decide the neighbours; the rounding bound must still hold, for
+    # the candidates a row's cut lets through and for whole cells alike.
+    monkeypatch.setattr(nb, "_compare_whole", lambda k, dims, members: whole)
     x = _clusters(2400, 96, seed=5) * spread + offset
     _same_answer(x, 7, n_cells=24, n_probe=1)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_neighbours_nearer_than_float32_can_tell_apart_are_still_exact(
+    whole: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two tight groups far from their common centre: the neighbours' squared distances
+    # (about 1e-4) are far below the float32 rounding of the coordinates' norms (about
+    # 1e6), so the bounds rule nothing out and every member is measured in float64.
+    monkeypatch.setattr(nb, "_compare_whole", lambda k, dims, members: whole)
+    x = _clusters(2400, 96, seed=8) * 1e-3
+    x[:1200, 0] += 1e3
+    x[1200:, 0] -= 1e3
+    _same_answer(x, 5, n_cells=24, n_probe=1)
 
 
 def test_float32_bounds_leave_few_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,6 +93,7 @@ def test_float32_bounds_leave_few_candidates(monkeypatch: pytest.MonkeyPatch) ->
         return real(old_d, old_i, new_d, *a)  # type: ignore[arg-type]
 
     monkeypatch.setattr(nb, "_merged", counted)
+    monkeypatch.setattr(nb, "_compare_whole", lambda k, dims, members: False)
     x = _clusters(3000, 80, seed=6)
     _same_answer(x, 5, n_cells=30, n_probe=1)
     assert 3000 * 5 <= sum(measured) < 3000 * 5 * 4

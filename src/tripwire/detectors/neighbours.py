@@ -344,6 +344,7 @@ def _search(
         size = max(1, len(mem) // (2 * k))
         starts = np.arange(0, len(mem), size)
         width = screen.width(mem)
+        whole = _compare_whole(k, x.shape[1], len(mem))
         # Blocks whose float32 bounds stay in a core's cache (the product runs twice
         # as fast there).
         step = max(1, SCREEN_BLOCK // len(mem))
@@ -358,6 +359,9 @@ def _search(
                 q, bound, room = q[near], bound[near], room[near]
                 if len(q) == 0:
                     continue
+            if whole:
+                _compare_all(x, sq, mem, q, best_d, best_i, worst)
+                continue
             if len(starts) > k and not np.isfinite(room).all():
                 minima = np.minimum.reduceat(bound, starts, axis=1)
                 cut = np.partition(minima, k - 1, axis=1)[:, k - 1] + width + screen.width_of(q)
@@ -384,6 +388,41 @@ def _search(
                 best_d[rows_q], best_i[rows_q], pad_d[has], pad_i[has], k
             )
             worst[rows_q] = best_d[rows_q].max(axis=1)
+
+
+def _compare_whole(k: int, dims: int, members: int) -> bool:
+    """Whether rows are compared with every member of a cell in float64 rather than with
+    their candidates. Measuring a dozen candidates per row gathers their coordinates;
+    where ``k`` and the columns are many, the whole block's product and a row-wise
+    partition cost less (30,000 rows in cells of about 470: 64-128 columns and k = 11,
+    candidates 1.1-1.2x faster; 256 columns and k = 40, the whole cell 1.7x)."""
+    return k * dims >= members * (dims / 50 + 4)
+
+
+def _compare_all(
+    x: npt.NDArray[np.float64],
+    sq: npt.NDArray[np.float64],
+    mem: npt.NDArray[np.int64],
+    q: npt.NDArray[np.int64],
+    best_d: npt.NDArray[np.float64],
+    best_i: npt.NDArray[np.int64],
+    worst: npt.NDArray[np.float64],
+) -> None:
+    """Rows ``q`` against every member of one cell in float64, the ``k`` nearest kept
+    (:func:`_search`'s blocks where that costs less than measuring candidates)."""
+    k = best_d.shape[1]
+    kk = min(k, len(mem))
+    d = x[q] @ x[mem].T
+    d *= -2.0
+    d += sq[mem][None, :]
+    d += sq[q][:, None]
+    if kk < len(mem):
+        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
+        d, cand = np.take_along_axis(d, part, axis=1), mem[part]
+    else:
+        cand = np.broadcast_to(mem, d.shape)
+    best_d[q], best_i[q] = _merged(best_d[q], best_i[q], d, cand, k)
+    worst[q] = best_d[q].max(axis=1)
 
 
 def _may_come_nearer(
