@@ -10,6 +10,9 @@ return the same neighbours (up to the order of tied distances) on the same rows:
     PYTHONPATH=/tmp/old/src python benchmarks/probes/neighbour_search.py /tmp/nn_old.npz
     PYTHONPATH=src python benchmarks/probes/neighbour_search.py /tmp/nn_new.npz \\
         --against /tmp/nn_old.npz
+
+``--path candidates`` or ``--path whole`` forces one way of comparing a block with a
+cell (:func:`tripwire.detectors.neighbours._compare_whole` otherwise chooses).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 
 import numpy as np
 
+from tripwire.detectors import neighbours
 from tripwire.detectors.neighbours import nearest_neighbours
 
 #: (rows, columns, k, cluster spread)
@@ -60,7 +64,16 @@ def main() -> None:
     ap.add_argument("out", help="answers, .npz")
     ap.add_argument("--against", help="answers of another version, .npz")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--path",
+        choices=("auto", "candidates", "whole"),
+        default="auto",
+        help="force how a block meets a cell (the search's own choice by default)",
+    )
     a = ap.parse_args()
+    if a.path != "auto":
+        whole = a.path == "whole"
+        neighbours._compare_whole = lambda k, dims, members: whole  # type: ignore[assignment]
     rng = np.random.default_rng(1)
     answers: dict[str, np.ndarray] = {}
     other = np.load(a.against) if a.against else None

@@ -33,9 +33,9 @@ the candidates: the members at or below a cut that at least ``k`` members' upper
 bounds reach, about a dozen per row, which alone are measured in float64. A row-wise
 selection over a whole cell would cost ten times the block's product; the cut needs
 only the minima of groups of members. The screens and the cut do not change the
-answer (``knn-label`` on full MNIST: 2.3 s -> 1.5 s with the screens, session 20;
-2.1-2.2 s -> 1.6-1.8 s with the cut and a parallel last pass, session 30, on a slower
-day of this machine).
+answer (full MNIST's features: 2.3 s -> 1.5 s with the screens, session 20; 2.4-2.9 s
+-> 1.9-2.2 s with the cut and a parallel last pass, session 30, on a slower day of this
+machine; docs/benchmarks.md).
 
 The answer is what ``NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x)`` returns
 (each item normally first, at distance 0), up to the order of equal distances, which
@@ -394,8 +394,9 @@ def _compare_whole(k: int, dims: int, members: int) -> bool:
     """Whether rows are compared with every member of a cell in float64 rather than with
     their candidates. Measuring a dozen candidates per row gathers their coordinates;
     where ``k`` and the columns are many, the whole block's product and a row-wise
-    partition cost less (30,000 rows in cells of about 470: 64-128 columns and k = 11,
-    candidates 1.1-1.2x faster; 256 columns and k = 40, the whole cell 1.7x)."""
+    partition cost less (generated sets of 22,000-30,000 rows, cells of about 470:
+    16-128 columns and k = 5-11, candidates 1.2-1.4x faster; 256 columns and k = 40,
+    whole cells 1.4x; ``benchmarks/probes/neighbour_search.py --path``)."""
     return k * dims >= members * (dims / 50 + 4)
 
 
