@@ -33,12 +33,16 @@ from tripwire.models.loading import load_model
 from tripwire.scan.model import stratified_subset
 
 
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates in [0, 1), shaped to broadcast to ``(h, w)``."""
+    return np.arange(h)[:, None] / h, np.arange(w)[None, :] / w
+
+
 def smooth_patterns(
     n: int, shape: tuple[int, int, int], max_freq: int, rng: np.random.Generator
 ) -> np.ndarray:
     c, h, w = shape
-    u = np.arange(h)[:, None] / h
-    v = np.arange(w)[None, :] / w
+    u, v = _grid(h, w)
     out = np.zeros((n, c, h, w))
     for i in range(n):
         for ch in range(c):
@@ -55,8 +59,7 @@ def stripe_patterns(
     n: int, shape: tuple[int, int, int], max_freq: int, rng: np.random.Generator
 ) -> np.ndarray:
     c, h, w = shape
-    u = np.arange(h)[:, None] / h
-    v = np.arange(w)[None, :] / w
+    u, v = _grid(h, w)
     out = np.zeros((n, c, h, w))
     for i in range(n):
         f = rng.integers(1, max_freq + 1)
@@ -98,10 +101,12 @@ def main() -> None:
     y = ds.y[sub]
     model = load_model(a.model, input_shape=ds.input_shape)
     shape = tuple(int(s) for s in x.shape[1:])
-    rng = np.random.default_rng(a.seed)
     makers = {"smooth": smooth_patterns, "stripes": stripe_patterns}
     for family in a.families.split(","):
         make = makers[family]
+        # A family's patterns do not depend on which other families run: every
+        # model meets the same ones.
+        rng = np.random.default_rng([a.seed, list(makers).index(family)])
         pats = make(a.patterns, shape, a.max_freq, rng)  # type: ignore[arg-type]
         row: dict[str, object] = {"model": a.model.split("/")[-1][:8], "family": family}
         for delta in (float(d) for d in a.deltas.split(",")):

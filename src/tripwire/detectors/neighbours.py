@@ -154,7 +154,7 @@ def _cell_search(
     other = first != home[:, None]
     best_d = np.full((n, k), np.inf)
     best_i = np.full((n, k), -1, dtype=np.int64)
-    screen = _Screen(x)
+    screen = _Screen(x, sq)
     if not screen.finite():
         # Coordinates beyond float32's range: no bounds to search by.
         return _brute(raw, k)
@@ -233,13 +233,13 @@ class _Screen:
     times it, and the squared norms less their share of the rounding bound, so that
     ``-2 q.m + low[m] + low[q]`` never exceeds the exact squared distance."""
 
-    def __init__(self, xc: npt.NDArray[np.float64]) -> None:
-        self.full = _screen_copy(xc)  # the rows come centred
+    def __init__(self, xc: npt.NDArray[np.float64], sq: npt.NDArray[np.float64]) -> None:
+        self.full = _screen_copy(xc)  # the rows come centred, ``sq`` their squared norms
         # Each row's share of the rounding width: an upper bound of a squared distance
         # exceeds the lower bound by at most the two rows' shares.
         # (The float32 norms the bounds use differ from these by far less than 1e-6.)
         rtol = SCREEN_RTOL_PER_DIM * (xc.shape[1] + 8) * (1.0 + 1e-6)
-        self._share = np.asarray(2.0 * rtol * np.einsum("ij,ij->i", xc, xc), dtype=np.float64)
+        self._share = np.asarray(2.0 * rtol * sq, dtype=np.float64)
         self.low: tuple[npt.NDArray[np.float32], ...] | None = None
         if xc.shape[1] > 2 * SCREEN_DIMS:
             # Any orthonormal directions give lower bounds; a sample's principal ones
