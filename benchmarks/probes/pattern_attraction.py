@@ -33,19 +33,19 @@ from tripwire.models.loading import load_model
 from tripwire.scan.model import stratified_subset
 
 
-def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column coordinates in [0, 1), shaped to broadcast to ``(h, w)``."""
-    return np.arange(h)[:, None] / h, np.arange(w)[None, :] / w
+def _canvas(n: int, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column coordinates in [0, 1) (broadcasting to ``shape[1:]``) and ``n``
+    empty patterns of ``shape``."""
+    c, h, w = shape
+    return np.arange(h)[:, None] / h, np.arange(w)[None, :] / w, np.zeros((n, c, h, w))
 
 
 def smooth_patterns(
     n: int, shape: tuple[int, int, int], max_freq: int, rng: np.random.Generator
 ) -> np.ndarray:
-    c, h, w = shape
-    u, v = _grid(h, w)
-    out = np.zeros((n, c, h, w))
+    u, v, out = _canvas(n, shape)
     for i in range(n):
-        for ch in range(c):
+        for ch in range(shape[0]):
             coef = rng.normal(size=(max_freq + 1, max_freq + 1))
             coef[0, 0] = 0.0
             for a in range(max_freq + 1):
@@ -58,9 +58,7 @@ def smooth_patterns(
 def stripe_patterns(
     n: int, shape: tuple[int, int, int], max_freq: int, rng: np.random.Generator
 ) -> np.ndarray:
-    c, h, w = shape
-    u, v = _grid(h, w)
-    out = np.zeros((n, c, h, w))
+    u, v, out = _canvas(n, shape)
     for i in range(n):
         f = rng.integers(1, max_freq + 1)
         theta = rng.uniform(0, np.pi)
