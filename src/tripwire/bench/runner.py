@@ -393,15 +393,19 @@ def attacked(
 
 
 def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInput, float]:
-    """What scan-data gives the detectors for a trained model, and the seconds of the
-    one forward pass over ``ds`` (each detector's cost is reported against it).
+    """What scan-data gives the detectors for a trained model, and the seconds of one
+    forward pass over ``ds`` (each detector's cost is reported against it).
 
     The model's features, the scan's cross-validated two-view probabilities (cleanlab
     gets the same), the shared input-space graph, and the model itself for the
-    behavioural detectors.
+    behavioural detectors. The pass timed is a second, warm one: the first also
+    runs TorchScript's profiling, up to 1.6x slower on the suite's models, which made
+    the detectors' ratios to it flattering (docs/benchmarks.md, session 30).
     """
+    x = ds.model_input()
+    feats = model.features(x)
     t0 = time.perf_counter()
-    feats = model.features(ds.model_input())
+    model.features(x)
     forward_s = time.perf_counter() - t0
     net = None if model.module is None else model_from_module(model.module, "suite model")
     inputs, *_ = scan_inputs(ds, feats, seed, model=net, margins=model.margins)
