@@ -40,3 +40,27 @@ def test_principal_subspace_keeps_the_fewest_directions_for_the_share() -> None:
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(InputError, match="variance"):
             principal_subspace(x, bad)
+
+
+def test_remembered_directions_are_those_computed_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan's detectors share one decomposition a class through the content-keyed
+    cache: a hit returns what a fresh computation gives, a changed matrix misses, and
+    callers cannot change what is remembered."""
+    from tripwire.detectors import projection
+
+    x = spread([9.0, 4.0, 1.0, 0.5, 0.1, 0.05], n=300, seed=3)
+    first = top_directions(x, 3)
+    first[:] = 0.0  # a caller's own copy
+    hit = top_directions(x.copy(), 2)
+    projection._cache.clear()
+    fresh = top_directions(x, 3)
+    np.testing.assert_array_equal(hit, fresh[:2])
+    assert np.abs(fresh).max() > 0.0
+    moved = x.copy()
+    moved[0, 0] += 1.0
+    assert not np.array_equal(top_directions(moved, 3), fresh)
+    # Bounded: with room for one entry only the latest stays.
+    monkeypatch.setattr(projection, "CACHE_BYTES", 1)
+    for seed in range(4):
+        top_directions(spread([2.0, 1.0, 0.5], n=50, seed=seed), 2)
+    assert len(projection._cache) == 1

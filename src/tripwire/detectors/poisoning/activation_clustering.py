@@ -58,11 +58,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cluster import KMeans
 from sklearn.neighbors import NearestNeighbors
 
 from tripwire.detectors.base import BaseDetector, DetectorInput, Need, Threat
 from tripwire.detectors.input_space import without_self
+from tripwire.detectors.kmeans import k_means_many
 from tripwire.detectors.neighbours import nearest_neighbours
 from tripwire.detectors.parallel import map_in_threads
 from tripwire.detectors.poisoning.spectral import (
@@ -101,13 +101,23 @@ def two_means(
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
     """2-means of ``z``: assignments with 0 = larger cluster, 1 = smaller, and the two
     centres in that order."""
-    km = KMeans(n_clusters=2, n_init=n_init, random_state=random_state).fit(z)
-    assign = np.asarray(km.labels_, dtype=np.intp)
-    centres = np.asarray(km.cluster_centers_, dtype=np.float64)
-    if int((assign == 1).sum()) > int((assign == 0).sum()):
-        assign = 1 - assign
-        centres = centres[::-1]
-    return assign, centres
+    seed = np.random.default_rng().integers(2**31 - 1) if random_state is None else random_state
+    return two_means_many([z], seeds=[int(seed)], n_init=[n_init])[0]
+
+
+def two_means_many(
+    problems: Sequence[npt.NDArray[np.float64]], *, seeds: Sequence[int], n_init: Sequence[int]
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]]:
+    """:func:`two_means` of each problem (one seed and restart count each), all in one
+    batch (:func:`~tripwire.detectors.kmeans.k_means_many`)."""
+    out = []
+    for fit in k_means_many(problems, 2, n_init=n_init, seeds=seeds):
+        assign, centres = fit.labels, fit.centres
+        if int((assign == 1).sum()) > int((assign == 0).sum()):
+            assign = 1 - assign
+            centres = centres[::-1]
+        out.append((np.asarray(assign, dtype=np.intp), np.asarray(centres, dtype=np.float64)))
+    return out
 
 
 def silhouette(
@@ -190,13 +200,28 @@ def silhouettes_of(
     variances: npt.NDArray[np.float64], normals: NullDraws, *, max_samples: int
 ) -> npt.NDArray[np.float64]:
     """:func:`null_silhouettes` of samples already drawn (:func:`draw_null`)."""
-    out = np.empty(len(normals))
-    for i, (normal, seed) in enumerate(normals):
-        g = normal * np.sqrt(variances)
-        # Fewer restarts than for the class itself: a Gaussian sample has one split.
-        assign, _ = two_means(g, random_state=seed, n_init=3)
-        out[i] = silhouette(g, assign, max_samples=max_samples, random_state=seed)
-    return out
+    samples = [normal * np.sqrt(variances) for normal, _ in normals]
+    seeds = [seed for _, seed in normals]
+    # Fewer restarts than for the class itself: a Gaussian sample has one split.
+    fits = two_means_many(samples, seeds=seeds, n_init=[3] * len(samples))
+    return null_silhouettes_of(samples, seeds, fits, max_samples=max_samples)
+
+
+def null_silhouettes_of(
+    samples: Sequence[npt.NDArray[np.float64]],
+    seeds: Sequence[int],
+    fits: Sequence[tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]],
+    *,
+    max_samples: int,
+) -> npt.NDArray[np.float64]:
+    """Silhouettes of the null samples' 2-means splits ``fits``."""
+    return np.array(
+        [
+            silhouette(g, assign, max_samples=max_samples, random_state=seed)
+            for g, seed, (assign, _) in zip(samples, seeds, fits, strict=True)
+        ],
+        dtype=np.float64,
+    )
 
 
 def shed_bridges(
@@ -395,9 +420,15 @@ def _fit_class(
     centred = xc - mean
     comps = top_directions(centred, min(n_components, xc.shape[0] - 1, xc.shape[1]))
     z = centred @ comps.T
-    assign, centres = two_means(z, random_state=seed, n_init=10)
+    # The class's split and its Gaussian null samples' splits in one batch.
+    samples = [normal * np.sqrt(z.var(axis=0)) for normal, _ in normals]
+    null_seeds = [s for _, s in normals]
+    fits = two_means_many(
+        [z, *samples], seeds=[seed, *null_seeds], n_init=[10] + [3] * len(samples)
+    )
+    assign, centres = fits[0]
     sil = silhouette(z, assign, max_samples=max_silhouette_samples, random_state=seed)
-    null = silhouettes_of(z.var(axis=0), normals, max_samples=max_silhouette_samples)
+    null = null_silhouettes_of(samples, null_seeds, fits[1:], max_samples=max_silhouette_samples)
     null_sd = max(float(null.std(ddof=1)), _MIN_NULL_SD)
     sil_z = (sil - float(null.mean())) / null_sd
     n_small = int((assign == 1).sum())

@@ -42,8 +42,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
 
 from tripwire.detectors.base import (
     BaseDetector,
@@ -55,8 +53,10 @@ from tripwire.detectors.base import (
 )
 from tripwire.detectors.calibration import MAD_TO_SD
 from tripwire.detectors.input_space import SHARED_NEIGHBOURS, InputSpace
+from tripwire.detectors.kmeans import k_means_many
 from tripwire.detectors.parallel import map_in_threads
 from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE, features_and_labels
+from tripwire.detectors.projection import top_directions
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -74,22 +74,28 @@ def feature_clusters(
     Classes smaller than ``MIN_CLASS_SIZE * n_clusters`` stay one cluster.
     """
     classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    split = [idx for idx in classes if idx.size >= MIN_CLASS_SIZE * n_clusters]
 
-    def split(idx: npt.NDArray[np.intp]) -> npt.NDArray[np.int64]:
-        if idx.size < MIN_CLASS_SIZE * n_clusters:
-            return np.zeros(idx.size, dtype=np.int64)
+    def project(idx: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
         fc = features[idx] - features[idx].mean(axis=0)
         dims = min(n_dims, fc.shape[1], idx.size - 1)
-        z = PCA(dims, random_state=random_state).fit_transform(fc)
-        km = KMeans(n_clusters, n_init=4, random_state=random_state).fit(z)
-        return np.asarray(km.labels_, dtype=np.int64)
+        return np.asarray(fc @ top_directions(fc, dims).T, dtype=np.float64)
 
+    # The projections one class per worker; the k-means fits of all classes in one
+    # batch, each seeded alike (nothing drawn in turn).
+    fits = k_means_many(
+        map_in_threads(project, split), n_clusters, n_init=4, seeds=[random_state] * len(split)
+    )
+    each = iter(fits)
     out = np.full(labels.shape[0], -1, dtype=np.int64)
     next_id = 0
-    # Small fits, one class per worker (each fit seeded alike, nothing drawn in turn).
-    for idx, local in zip(classes, map_in_threads(split, classes), strict=True):
-        out[idx] = local + next_id
-        next_id += 1 if idx.size < MIN_CLASS_SIZE * n_clusters else n_clusters
+    for idx in classes:
+        if idx.size >= MIN_CLASS_SIZE * n_clusters:
+            out[idx] = next(each).labels + next_id
+            next_id += n_clusters
+        else:
+            out[idx] = next_id
+            next_id += 1
     return out
 
 
@@ -136,7 +142,7 @@ class DualSpaceDetector(BaseDetector):
     min_disagreement
         Floor of the threshold: a flagged item's neighbours mostly carry another label.
     random_state
-        Seed of PCA and k-means.
+        Seed of the input-space embedding and of k-means.
     """
 
     name: ClassVar[str] = "dual-space"
