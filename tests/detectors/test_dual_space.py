@@ -96,3 +96,28 @@ def test_a_cluster_surrounded_by_itself_agrees_with_its_label() -> None:
     dis = leave_cluster_out_disagreement(InputSpace.from_embedding(x), labels, clusters, 10)
     assert np.all(dis[:n_blob] == 0.0)  # clean 0s: nothing but their own cluster nearby
     assert np.all(dis[-30:] >= 0.9)  # poisons: the other digit's items next door
+
+
+def test_feature_clusters_split_big_classes_and_keep_small_ones_whole() -> None:
+    """Each class large enough gets ``n_clusters`` ids of its own (the k-means of all
+    classes run as one batch), a small class one id; the planted poisons share a
+    cluster of the target class that holds no clean item."""
+    from tripwire.detectors.poisoning.dual_space import feature_clusters
+    from tripwire.detectors.poisoning.spectral import MIN_CLASS_SIZE
+
+    inputs, poisoned = _planted(0.05)
+    feats, y = np.asarray(inputs.features), np.asarray(inputs.labels)
+    small = np.flatnonzero(y == 9)[: MIN_CLASS_SIZE * 3 - 1]
+    keep = np.ones(len(y), bool)
+    keep[np.setdiff1d(np.flatnonzero(y == 9), small)] = False
+    feats, y, poisoned = feats[keep], y[keep], poisoned[keep]
+    clusters = feature_clusters(feats, y, n_clusters=3, n_dims=5, random_state=0)
+    for c in range(10):
+        ids = np.unique(clusters[y == c])
+        assert len(ids) == (1 if c == 9 else 3)
+        assert not np.isin(ids, clusters[y != c]).any()  # ids never shared across classes
+    poison_ids = np.unique(clusters[poisoned])
+    assert len(poison_ids) == 1
+    assert not (np.isin(clusters, poison_ids) & ~poisoned).any()
+    again = feature_clusters(feats, y, n_clusters=3, n_dims=5, random_state=0)
+    np.testing.assert_array_equal(clusters, again)

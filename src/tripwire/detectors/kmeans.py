@@ -9,11 +9,11 @@ Here the restarts of all problems of one shape given together run as one batch o
 iterations (products over a ``(problems, restarts, clusters, rows)`` array), so the
 fixed cost is paid once per batch, not once per restart.
 
-Each restart starts from k-means++ seeding (Arthur and
-Vassilvitskii, 2007) and iterates until no assignment changes (an exact fixed point of
-Lloyd's algorithm, not a tolerance on the centres' moves) or ``max_iter``; a cluster left
-empty restarts at the problem's item farthest from its own centre. The restart with the
-least inertia is kept, the first one among equals.
+Each restart starts from k-means++ seeding (Arthur and Vassilvitskii, 2007) and
+iterates until no assignment changes (an exact fixed point of Lloyd's algorithm, not a
+tolerance on the centres' moves) or ``max_iter``; a cluster left empty restarts at the
+problem's item farthest from its nearest centre. The restart with the least inertia is
+kept, the first one among equals.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def _lloyd(
         counts = sums[..., d]
         fresh = sums[..., :d] / np.maximum(counts, 1.0)[..., None]
         for i, r, j in zip(*np.nonzero(counts == 0.0), strict=True):
-            # An empty cluster: restart it at the item farthest from its own centre.
+            # An empty cluster: restart it at the item farthest from its nearest centre.
             fresh[i, r, j] = data[i, int(np.argmax(nearest[i, r] + sq[i, 0])), :d]
         centres = fresh
     inertia = np.maximum(nearest + sq, 0.0).sum(axis=2)
