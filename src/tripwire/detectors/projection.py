@@ -38,22 +38,35 @@ _cache: OrderedDict[tuple[tuple[int, ...], bytes], _Pairs] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def _gram(xc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The smaller Gram matrix of ``xc``: ``F x F`` where ``F <= n``, else ``n x n``."""
+    n, f = xc.shape
+    return xc.T @ xc if f <= n else xc @ xc.T
+
+
+def _directions(
+    xc: npt.NDArray[np.float64], vals: npt.NDArray[np.float64], vecs: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Right singular vectors of ``xc`` as rows, from eigenpairs of :func:`_gram`
+    (``vals`` and ``vecs``' columns largest first), each signed so that its largest
+    coordinate is positive (repeated fits agree)."""
+    n, f = xc.shape
+    if f <= n:
+        v = vecs.T
+    else:
+        s = np.sqrt(np.maximum(vals, 0.0))
+        v = (vecs / np.where(s > 0.0, s, 1.0)).T @ xc
+    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
+    return np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None], dtype=np.float64)
+
+
 def _spectrum(
     xc: npt.NDArray[np.float64],
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Eigenvalues of ``xc``'s scatter, largest first, and the right singular vectors
-    as rows in the same order, from the smaller Gram matrix (``F x F`` or ``n x n``),
-    each signed so that its largest coordinate is positive (repeated fits agree)."""
-    n, f = xc.shape
-    if f <= n:
-        vals, vecs = np.linalg.eigh(xc.T @ xc)
-        v = vecs[:, ::-1].T
-    else:
-        vals, vecs = np.linalg.eigh(xc @ xc.T)
-        s = np.sqrt(np.maximum(vals[::-1], 0.0))
-        v = (vecs[:, ::-1] / np.where(s > 0.0, s, 1.0)).T @ xc
-    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
-    return vals[::-1], np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None])
+    as rows in the same order (:func:`_directions`)."""
+    vals, vecs = np.linalg.eigh(_gram(xc))
+    return vals[::-1], _directions(xc, vals[::-1], vecs[:, ::-1])
 
 
 def top_directions(xc: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float64]:
@@ -66,15 +79,7 @@ def top_directions(xc: npt.NDArray[np.float64], k: int) -> npt.NDArray[np.float6
     """
     n, f = xc.shape
     k = max(1, min(k, n, f))
-    gram = xc.T @ xc if f <= n else xc @ xc.T
-    vals, vecs = _leading_pairs(gram, k)
-    if f <= n:
-        v = vecs.T
-    else:
-        s = np.sqrt(np.maximum(vals, 0.0))
-        v = (vecs / np.where(s > 0.0, s, 1.0)).T @ xc
-    signs = np.sign(v[np.arange(v.shape[0]), np.argmax(np.abs(v), axis=1)])
-    return np.asarray(v * np.where(signs == 0.0, 1.0, signs)[:, None], dtype=np.float64)
+    return _directions(xc, *_leading_pairs(_gram(xc), k))
 
 
 def clear_cache() -> None:
