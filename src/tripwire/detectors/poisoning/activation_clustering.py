@@ -200,11 +200,17 @@ def silhouettes_of(
     variances: npt.NDArray[np.float64], normals: NullDraws, *, max_samples: int
 ) -> npt.NDArray[np.float64]:
     """:func:`null_silhouettes` of samples already drawn (:func:`draw_null`)."""
-    samples = [normal * np.sqrt(variances) for normal, _ in normals]
-    seeds = [seed for _, seed in normals]
+    samples, seeds = null_samples(variances, normals)
     # Fewer restarts than for the class itself: a Gaussian sample has one split.
     fits = two_means_many(samples, seeds=seeds, n_init=[3] * len(samples))
     return null_silhouettes_of(samples, seeds, fits, max_samples=max_samples)
+
+
+def null_samples(
+    variances: npt.NDArray[np.float64], normals: NullDraws
+) -> tuple[list[npt.NDArray[np.float64]], list[int]]:
+    """The null draws scaled to the class's principal variances, and their 2-means seeds."""
+    return [normal * np.sqrt(variances) for normal, _ in normals], [s for _, s in normals]
 
 
 def null_silhouettes_of(
@@ -421,8 +427,7 @@ def _fit_class(
     comps = top_directions(centred, min(n_components, xc.shape[0] - 1, xc.shape[1]))
     z = centred @ comps.T
     # The class's split and its Gaussian null samples' splits in one batch.
-    samples = [normal * np.sqrt(z.var(axis=0)) for normal, _ in normals]
-    null_seeds = [s for _, s in normals]
+    samples, null_seeds = null_samples(z.var(axis=0), normals)
     fits = two_means_many(
         [z, *samples], seeds=[seed, *null_seeds], n_init=[10] + [3] * len(samples)
     )
