@@ -2,8 +2,9 @@
 
 For each cell: the suite's attacked training set and cached model (``runs/std-cache``,
 trained there when missing), one more training run of the suite's recipe on the same
-data with every item's margin recorded (``record_dynamics``; saved to and reused from
-``--margins-dir``), then, side by side in the same run:
+data with every item's margin recorded and 1% of the labels planted as calibrators
+(``record_dynamics``; saved to and reused from ``--margins-dir``), then, side by side
+in the same run:
 
 - ``training-margin`` alone (its robust cut);
 - the scan's ensemble verdict without and with the training run's margins
@@ -33,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from tripwire.bench.metrics import flag_metrics
 from tripwire.bench.runner import detector_input
-from tripwire.detectors.poisoning.dynamics import record_dynamics
+from tripwire.detectors.poisoning.dynamics import Dynamics, record_dynamics
 from tripwire.scan.data import scan_data
 
 sys.path.insert(0, str(Path(__file__).parent / "probes"))
@@ -51,16 +52,18 @@ def summary(truth: np.ndarray, scores: np.ndarray | None, flags: np.ndarray) -> 
 def run_cell(name: str, kind: str, rate: float, seed: int, margins_dir: Path) -> dict[str, Any]:
     spec, ds, truth, model = standard_cell(name, kind, rate, seed)
     truth = np.asarray(truth, dtype=bool)
-    path = margins_dir / f"{name}_{kind}_{rate}_{seed}.npy"
+    path = margins_dir / f"{name}_{kind}_{rate}_{seed}.npz"
     t0 = time.perf_counter()
     if path.exists():
-        margins = np.load(path, allow_pickle=False)
+        with np.load(path, allow_pickle=False) as z:
+            dyn = Dynamics(margins=z["margins"], calibrators=z["calibrators"])
         train_s = None
     else:
-        margins = record_dynamics(ds, arch=spec.arch, epochs=spec.epochs, seed=seed)
+        dyn = record_dynamics(ds, arch=spec.arch, epochs=spec.epochs, seed=seed)
         train_s = round(time.perf_counter() - t0, 1)
         margins_dir.mkdir(parents=True, exist_ok=True)
-        np.save(path, margins)
+        np.savez(path, margins=dyn.margins, calibrators=dyn.calibrators)
+    margins = dyn.margins
     inputs, forward_s = detector_input(ds, model, seed)
     feats, probs = inputs.features, inputs.probs
     if feats is None or probs is None:  # detector_input makes both
@@ -70,14 +73,17 @@ def run_cell(name: str, kind: str, rate: float, seed: int, margins_dir: Path) ->
         "n": len(ds),
         "n_positive": int(truth.sum()),
         "epochs": int(margins.shape[0]),
+        "calibrators": int(dyn.calibrators.size),
         "dynamics_train_s": train_s,
         "forward_s": round(forward_s, 2),
     }
     net = inputs.model
     before = scan_data(ds, feats, seed=seed, model=net)
-    after = scan_data(ds, feats, seed=seed, model=net, margins=margins)
+    after = scan_data(ds, feats, seed=seed, model=net, margins=margins, calibrators=dyn.calibrators)
     tm = after.detectors["training-margin"]
     row["training_margin"] = summary(truth, tm.scores, tm.flags)
+    row["training_margin_cut"] = tm.calibration.to_dict()
+    row["labels_family"] = None if after.ensemble is None else after.ensemble.families.get("labels")
     row["ensemble"] = summary(truth, before.scores, before.flags)
     row["ensemble_dynamics"] = summary(truth, after.scores, after.flags)
     try:

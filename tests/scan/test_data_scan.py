@@ -257,13 +257,18 @@ def test_cli_dynamics_adds_the_training_runs_disputed_labels(
     code, _, err = run(capsys, *argv, "knn-label,training-margin")
     assert code == 2 and not report.exists()
     one_line_error(err, "--detectors", "add --dynamics")
-    # The proxy trains on every sample, recording margins as it goes.
+    # A training run of its own with planted calibrators, which set the cut.
     run(capsys, *argv, "confident-learning,knn-label,training-margin", "--dynamics")
     rep = json.loads(report.read_text())
     det = rep["detectors"]["training-margin"]
     assert len(det["scores"]) == len(ds) and det["evidence"]["epochs"] == 12
+    cal = det["calibration"]
+    assert cal["method"] == "planted" and cal["n_reference"] == det["evidence"]["calibrators"]
+    estimated = cal["details"]["estimated_mislabelled"]
+    assert abs(estimated - ds.poisoned.sum()) <= 0.25 * ds.poisoned.sum()
     flagged = np.asarray(det["flagged"], dtype=np.int64)
-    assert len(flagged) >= 0.5 * ds.poisoned.sum() and ds.poisoned[flagged].mean() >= 0.95
+    assert ds.poisoned[flagged].sum() >= 0.9 * ds.poisoned.sum()
+    assert ds.poisoned[flagged].mean() >= 0.85
     # A third vote on labels: its flags stand where another label check agrees.
     others = set(rep["detectors"]["confident-learning"]["flagged"])
     others |= set(rep["detectors"]["knn-label"]["flagged"])

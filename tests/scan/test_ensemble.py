@@ -516,3 +516,38 @@ def test_feature_cluster_groups_of_near_copies_are_held_back() -> None:
     # Without the check (no spread given, or no labels) the group stands.
     assert combine(results, n, labels=labels).flags[copies].all()
     assert combine(results, n, spread=spread).flags[copies].all()
+
+
+def _planted(flagged: list[int], estimated: float, n: int = 20) -> DetectorResult:
+    res = _result("training-margin", flagged, n)
+    cal = Calibration(method="planted", threshold=2.0, details={"estimated_mislabelled": estimated})
+    return DetectorResult(
+        detector=res.detector,
+        threat=Threat.POISONING,
+        scores=res.scores,
+        threshold=res.threshold,
+        flags=res.flags,
+        calibration=cal,
+    )
+
+
+def test_a_label_quorum_beyond_the_planted_estimate_is_held_back() -> None:
+    label_checks = {
+        "confident-learning": _result("confident-learning", [1, 2, 3, 4, 5, 6, 7, 8]),
+        "knn-label": _result("knn-label", [1, 2, 3, 4, 5, 6, 7, 8, 9]),
+    }
+    # The calibrators estimate 2 mislabelled items; the quorum flags 8: at most a
+    # quarter of them could be flips, so training-margin's planted cut decides.
+    res = combine({**label_checks, "training-margin": _planted([1, 12], 2.0)}, 20)
+    assert np.flatnonzero(res.flags).tolist() == [1, 12]
+    fam = res.families["labels"]
+    assert fam["quorum_flagged"] == 8 and fam["quorum_held_back"] == 7
+    assert fam["estimated_mislabelled"] == 2.0
+    # An estimate the quorum is consistent with (8 flags, 6 estimated): the quorum
+    # stands, with training-margin's vote.
+    res = combine({**label_checks, "training-margin": _planted([1, 9, 12], 6.0)}, 20)
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 10))
+    assert "quorum_held_back" not in res.families["labels"]
+    # A robust cut (no calibrators) never holds the quorum back.
+    res = combine({**label_checks, "training-margin": _result("training-margin", [12])}, 20)
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))

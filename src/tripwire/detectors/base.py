@@ -80,6 +80,10 @@ class DetectorInput:
     margins
         ``(epochs, N)`` margins of each item in each epoch of a training run on the
         data (:func:`~tripwire.models.train.train_model` with ``record_margins``).
+    calibrators
+        Positions of the items that run relabelled at random
+        (:func:`~tripwire.detectors.poisoning.dynamics.record_dynamics`); their margins
+        are against the planted labels.
     """
 
     labels: npt.NDArray[np.int64] | None = None
@@ -90,6 +94,7 @@ class DetectorInput:
     queries: npt.NDArray[np.floating[Any]] | None = None
     input_space: InputSpace | None = None
     margins: npt.NDArray[np.floating[Any]] | None = None
+    calibrators: npt.NDArray[np.integer[Any]] | None = None
 
     def space(self, random_state: int = 0) -> InputSpace:
         """``data``'s shared :class:`InputSpace` where one was given, else a new one.
@@ -158,7 +163,9 @@ class Calibration:
         ``robust-z``: median + ``z`` * 1.4826 * MAD of the scored items themselves;
         ``fixed``: a threshold the user gave;
         ``class-test``: flags only in classes that pass the detector's own class-level
-        test (its ``details`` say which), at a fixed cut on scores built so.
+        test (its ``details`` say which), at a fixed cut on scores built so;
+        ``planted``: at an estimated false share among the flags, from items planted
+        with the sought defect (``training-margin``'s calibrators).
     threshold
         Scores strictly above it are flagged.
     target_fpr
@@ -167,7 +174,7 @@ class Calibration:
         How many scores the threshold was estimated from.
     """
 
-    method: Literal["fpr", "robust-z", "fixed", "class-test"]
+    method: Literal["fpr", "robust-z", "fixed", "class-test", "planted"]
     threshold: float
     target_fpr: float | None = None
     n_reference: int = 0
@@ -387,26 +394,21 @@ class BaseDetector(ABC):
         scores = self.score(inputs)
         calibration: Calibration | None = getattr(self, "calibration_", None)
         if calibration is None:
-            calibration = Calibration(
-                method="robust-z",
-                threshold=robust_threshold(scores, self.z),
-                n_reference=int(scores.size),
-                details={"z": self.z},
-            )
+            calibration = self.default_calibration(scores)
         elif calibration.details.get("floor") == "robust-z":
-            # A false-alarm cap (verified items): the robust threshold still applies.
-            robust = robust_threshold(scores, self.z)
-            if robust > calibration.threshold:
+            # A false-alarm cap (verified items): the default threshold still applies.
+            floor = self.default_calibration(scores)
+            if floor.threshold > calibration.threshold:
                 calibration = Calibration(
-                    method="robust-z",
-                    threshold=robust,
-                    n_reference=int(scores.size),
+                    method=floor.method,
+                    threshold=floor.threshold,
+                    n_reference=floor.n_reference,
                     details={
-                        "z": self.z,
+                        **floor.details,
                         "fpr_threshold": calibration.threshold,
                         "target_fpr": calibration.target_fpr,
                         "n_verified": calibration.n_reference,
-                        "binding": "robust-z, above the verified items' cut",
+                        "binding": f"{floor.method}, above the verified items' cut",
                     },
                 )
         flags = scores > calibration.threshold
@@ -418,6 +420,16 @@ class BaseDetector(ABC):
             flags=flags,
             calibration=calibration,
             evidence=self._evidence(inputs, scores, flags),
+        )
+
+    def default_calibration(self, scores: npt.NDArray[np.float64]) -> Calibration:
+        """The threshold without clean reference items: the robust cut of ``scores``
+        (a detector with evidence of its own, such as planted items, overrides it)."""
+        return Calibration(
+            method="robust-z",
+            threshold=robust_threshold(scores, self.z),
+            n_reference=int(scores.size),
+            details={"z": self.z},
         )
 
     def _check_params(self) -> None:

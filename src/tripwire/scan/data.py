@@ -210,10 +210,11 @@ def scan_inputs(
     *,
     model: Any = None,
     margins: npt.NDArray[np.floating[Any]] | None = None,
+    calibrators: npt.NDArray[np.integer[Any]] | None = None,
 ) -> tuple[DetectorInput, InputSpace, npt.NDArray[np.float64], str]:
     """What every detector of a data scan reads: the features, labels, out-of-sample
     probabilities (:func:`scan_probabilities`), the data, the model where there is one,
-    the training run's margins where recorded, and one input-space embedding and
+    the training run's margins and calibrators where recorded, and one input-space embedding and
     neighbour search shared by every check that reads them. Returns the input, that
     input space, the probabilities and their origin."""
     space = InputSpace(ds.model_input(), random_state=seed)
@@ -226,6 +227,7 @@ def scan_inputs(
         model=model,
         input_space=space,
         margins=margins,
+        calibrators=calibrators,
     )
     return inputs, space, probs, origin
 
@@ -282,6 +284,7 @@ def scan_data(
     artifact: str | None = None,
     model: Model | None = None,
     margins: npt.NDArray[np.floating[Any]] | None = None,
+    calibrators: npt.NDArray[np.integer[Any]] | None = None,
 ) -> DataScanResult:
     """Run the data detectors on ``ds`` with its ``features``.
 
@@ -310,6 +313,9 @@ def scan_data(
         ``(epochs, len(ds))`` margins of a training run on ``ds``
         (:func:`~tripwire.detectors.poisoning.dynamics.record_dynamics`): the
         training-dynamics detector runs only with them.
+    calibrators
+        The positions that run relabelled at random (``Dynamics.calibrators``): they
+        set the training-dynamics detector's cut.
 
     Raises
     ------
@@ -326,7 +332,9 @@ def scan_data(
         raise InputError("features contain NaN or infinite values", "--features")
     if len(np.unique(ds.y)) < 2:
         raise InputError("a data scan needs at least two classes", ds.path)
-    inputs, space, probs, probs_origin = scan_inputs(ds, feats, seed, model=model, margins=margins)
+    inputs, space, probs, probs_origin = scan_inputs(
+        ds, feats, seed, model=model, margins=margins, calibrators=calibrators
+    )
     have = WITH_MODEL if model is not None else DATA_NEEDS
     if margins is not None:
         have = have | {Need.DYNAMICS}
@@ -594,7 +602,8 @@ def _findings(ds: Dataset, res: DataScanResult, artifact: str | None) -> list[Fi
                         evidence={"per_class": res.per_class, "excess_p_value": class_p},
                     )
                 )
-    # Label issues: the label checks' quorum (training-margin votes there where it ran).
+    # Label issues: the label checks' quorum (training-margin votes there where it ran,
+    # and its planted cut decides alone where the quorum flags more than it allows).
     fams = {} if res.ensemble is None else res.ensemble.family_flags
     label_flags = fams.get("labels")
     if label_flags is not None and label_flags.any():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,8 @@ def register_scan(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="record every sample's margin in every epoch of a training run on the data "
         "and run the training-margin detector (label flips the network disputed before "
-        "memorising them); free when tripwire trains the proxy, one training run otherwise",
+        "memorising them): one training run of its own, with 1%% of the labels replaced "
+        "at random as calibrators of its cut",
     )
     add_report_args(p)
     p.set_defaults(func=run_scan)
@@ -91,10 +91,10 @@ def _load_npy(path: str, flag: str) -> np.ndarray:
 
 def _features(
     args: argparse.Namespace, ds: Dataset, trusted: Dataset | None
-) -> tuple[np.ndarray, np.ndarray | None, str, Any, np.ndarray | None]:
-    """Features of the data (and of the trusted set), where they came from, the model
-    trained on the data (the given one or the proxy; ``None`` with features only), and
-    the proxy's recorded margins (``--dynamics`` with a proxy trained here; else None)."""
+) -> tuple[np.ndarray, np.ndarray | None, str, Any]:
+    """Features of the data (and of the trusted set), where they came from, and the
+    model trained on the data (the given one or the proxy; ``None`` with features
+    only)."""
     if args.features:
         if trusted is not None and not args.model:
             raise InputError(
@@ -108,7 +108,7 @@ def _features(
             )
         origin = f"features file {args.features}"
         if not args.model:
-            return feats.astype(np.float64), None, origin, None, None
+            return feats.astype(np.float64), None, origin, None
     from tripwire.models.loading import load_model
 
     if args.model:
@@ -126,17 +126,13 @@ def _features(
             else feats
         )
         t_feats = None if trusted is None else model.features(trusted.model_input())
-        return feats, t_feats, f"model {args.model}", model, None
+        return feats, t_feats, f"model {args.model}", model
     import torch
 
     from tripwire.models.train import TrainConfig, train_model
 
     console.print("no --model or --features: training a proxy model on the data")
-    config = TrainConfig(seed=args.seed, epochs=args.epochs)
-    if args.dynamics:
-        # Every sample trains (no hold-out), so that each has its margins.
-        config = replace(config, val_fraction=0.0)
-    result = train_model(ds, config, record_margins=args.dynamics)
+    result = train_model(ds, TrainConfig(seed=args.seed, epochs=args.epochs))
     net = result.model.eval()
 
     def embed(x: np.ndarray) -> np.ndarray:
@@ -153,7 +149,7 @@ def _features(
     t_feats = None if trusted is None else embed(trusted.model_input())
     proxy = model_from_module(net, f"proxy {result.arch}")
     origin = f"proxy {result.arch} trained here"
-    return embed(ds.model_input()), t_feats, origin, proxy, result.margins
+    return embed(ds.model_input()), t_feats, origin, proxy
 
 
 def _trusted_sources(ds: Dataset, spec: str) -> np.ndarray:
@@ -230,12 +226,15 @@ def run_scan(args: argparse.Namespace) -> int:
         raise InputError(
             "training-margin reads a training run's margins: add --dynamics", "--detectors"
         )
-    feats, t_feats, origin, model, margins = _features(args, ds, trusted)
-    if args.dynamics and margins is None:
+    feats, t_feats, origin, model = _features(args, ds, trusted)
+    dynamics = None
+    if args.dynamics:
         from tripwire.detectors.poisoning.dynamics import record_dynamics
 
-        console.print("--dynamics: training a proxy on the data to record its margins")
-        margins = record_dynamics(ds, epochs=args.epochs, seed=args.seed)
+        # A run of its own, even beside a proxy trained here: its planted calibrators
+        # would teach the proxy wrong labels that the other label checks then flag.
+        console.print("--dynamics: a training run on the data with planted calibrators")
+        dynamics = record_dynamics(ds, epochs=args.epochs, seed=args.seed)
     res = scan_data(
         ds,
         feats,
@@ -248,7 +247,8 @@ def run_scan(args: argparse.Namespace) -> int:
         feature_origin=origin,
         artifact=str(args.data),
         model=model,
-        margins=margins,
+        margins=None if dynamics is None else dynamics.margins,
+        calibrators=None if dynamics is None else dynamics.calibrators,
     )
     order = np.argsort(-res.scores)[:24]
     figures = [

@@ -12,10 +12,22 @@ The margins come from the training passes themselves
 (:func:`~tripwire.models.train.train_model` with ``record_margins``), so a scan that
 trains a proxy anyway gets them at no cost; a scan of a given model pays one training
 run (:func:`record_dynamics`).
+
+Where a label is wrong depends on how well the network can learn the data: a weak
+network (the CIFAR-10 subset at 71% accuracy) disputes many clean items as long as
+it disputes flips, and a robust cut on the scores keeps only the clearest flips
+(session 23: 108 of 496 at precision 1.0). So the recording run **plants calibrators**
+(Pleiss et al.'s threshold samples): a seeded 1% of the items, relabelled to a random
+other class for that run only, whose areas show where mislabelled items fall in this
+run, on this data. The cut is the one whose flags hold an estimated 5% of clean items
+(:func:`~tripwire.detectors.calibration.planted_fdr_threshold`); the calibrators get no
+score of their own (a neutral one: they are never flagged by this detector; the other
+label checks still read them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -23,11 +35,13 @@ import numpy.typing as npt
 
 from tripwire.detectors.base import (
     BaseDetector,
+    Calibration,
     DetectorInput,
     Need,
     Threat,
     class_flag_counts,
 )
+from tripwire.detectors.calibration import planted_fdr_threshold
 from tripwire.detectors.registry import register
 from tripwire.errors import InputError
 
@@ -36,6 +50,66 @@ if TYPE_CHECKING:
 
 #: Fewest recorded epochs whose area means anything (one epoch is only a snapshot).
 MIN_EPOCHS = 2
+#: Share of the items a recording run relabels at random as calibrators ...
+PLANTED_SHARE = 0.01
+#: ... but at least this many (a small set's cut needs enough of them), and never more
+#: than :data:`MAX_PLANTED_SHARE` of the items.
+MIN_PLANTED_COUNT = 50
+MAX_PLANTED_SHARE = 0.1
+#: Fewest calibrators whose areas set a cut; with fewer, the robust cut stays.
+MIN_PLANTED = 20
+#: The estimated share of clean items among the flags that the planted cut allows. The
+#: estimate is optimistic (the step-up rule takes the deepest cut that a noisy tail of
+#: 50-600 calibrators allows, and clean items as disputed as the calibrators raise the
+#: estimated share of flips): at 5% the realised share was 7% on full MNIST and 11% on
+#: the CIFAR-10 subset under 5% flips (docs/benchmarks.md, session 32), so the target
+#: is half the precision bar of 0.9 that flags for review are held to.
+PLANTED_FDR = 0.05
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """A training run's margins and the calibrators it planted.
+
+    Attributes
+    ----------
+    margins
+        ``(epochs, N)`` margin of each item in each epoch (the calibrators' against the
+        label they were given for the run).
+    calibrators
+        Sorted positions of the items relabelled at random for the run (empty: none).
+    """
+
+    margins: npt.NDArray[np.float32]
+    calibrators: npt.NDArray[np.int64]
+
+
+def plant_calibrators(
+    labels: npt.ArrayLike, n_classes: int, share: float = PLANTED_SHARE, seed: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Relabel a seeded ``share`` of the items (at least :data:`MIN_PLANTED_COUNT`, at
+    most :data:`MAX_PLANTED_SHARE`) to a uniformly drawn other class.
+
+    Returns the new labels and the sorted positions changed (none where ``share`` is 0
+    or there is one class).
+
+    Raises
+    ------
+    InputError
+        ``share`` outside [0, 0.5).
+    """
+    y = np.asarray(labels, dtype=np.int64).copy()
+    if not 0.0 <= share < 0.5:
+        raise InputError(
+            f"the calibrators' share must lie in [0, 0.5), got {share}", "training-margin"
+        )
+    n = min(max(round(share * y.size), MIN_PLANTED_COUNT), int(MAX_PLANTED_SHARE * y.size))
+    if share == 0.0 or n == 0 or n_classes < 2:
+        return y, np.zeros(0, dtype=np.int64)
+    rng = np.random.default_rng([seed, 0xCA1])
+    pos = np.sort(rng.choice(y.size, n, replace=False)).astype(np.int64)
+    y[pos] = (y[pos] + rng.integers(1, n_classes, n)) % n_classes
+    return y, pos
 
 
 def area_under_margin(margins: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -73,25 +147,28 @@ def record_dynamics(
     epochs: int | None = None,
     arch: str = "auto",
     seed: int = 0,
+    calibrators: float = PLANTED_SHARE,
     show_progress: bool = True,
-) -> npt.NDArray[np.float32]:
-    """Train a proxy on every item of ``ds`` and return its ``(epochs, N)`` margins.
+) -> Dynamics:
+    """Train a proxy on every item of ``ds`` and return its margins.
 
     One training run of the reference recipe (``arch``, ``epochs`` as
     ``tripwire train`` picks them), with no validation hold-out so that every item has
-    a margin in every epoch.
+    a margin in every epoch, on ``ds`` with a ``calibrators`` share of its items
+    relabelled at random (:func:`plant_calibrators`, seeded by ``seed``; 0: none).
     """
     from tripwire.models.train import TrainConfig, train_model
 
+    y, planted = plant_calibrators(ds.y, ds.n_classes, calibrators, seed)
     res = train_model(
-        ds,
+        replace(ds, y=y) if planted.size else ds,
         TrainConfig(arch=arch, epochs=epochs, seed=seed, val_fraction=0.0),
         show_progress=show_progress,
         record_margins=True,
     )
     if res.margins is None:  # pragma: no cover - record_margins always fills it
         raise RuntimeError("the training run recorded no margins")
-    return res.margins
+    return Dynamics(margins=res.margins, calibrators=planted)
 
 
 @register
@@ -100,8 +177,10 @@ class TrainingMarginDetector(BaseDetector):
 
     Needs ``labels`` and the run's ``margins`` (``DetectorInput.margins``, recorded where
     tripwire trains). The score is minus the area under the margin, so a label the
-    network kept disputing scores high; the threshold is the robust cut of the
-    scores (or, given verified samples or a clean set, their false-alarm rate).
+    network kept disputing scores high. The threshold is the planted cut where the
+    run planted calibrators (``DetectorInput.calibrators``: at most an estimated
+    :data:`PLANTED_FDR` of the flags clean), else the robust cut of the scores; given
+    verified samples, their false-alarm rate caps it.
 
     It reads the data's own labels only: a dirty-label backdoor's poisons, learnt
     early through their trigger, score low (the opposite of a flip).
@@ -124,8 +203,29 @@ class TrainingMarginDetector(BaseDetector):
             raise InputError(
                 f"margins cover {len(aum)} items, the labels {len(inputs.labels)}", self.name
             )
+        planted = _planted_positions(inputs.calibrators, len(aum))
+        rest = np.ones(len(aum), dtype=bool)
+        rest[planted] = False
         self.aum_ = aum
         self.epochs_ = int(np.asarray(inputs.margins).shape[0])
+        self.planted_ = planted
+        # Calibrators have no area against their own label: the lowest score of the
+        # others stands in, so that this detector never flags them.
+        self.neutral_ = float(-aum[rest].max()) if rest.any() else 0.0
+        self.planted_cut_: Calibration | None = None
+        if planted.size >= MIN_PLANTED and rest.any():
+            threshold, pi = planted_fdr_threshold(-aum[rest], -aum[planted], PLANTED_FDR)
+            self.planted_cut_ = Calibration(
+                method="planted",
+                threshold=threshold,
+                n_reference=int(planted.size),
+                details={
+                    "target_false_share": PLANTED_FDR,
+                    "estimated_mislabelled_share": round(pi, 5),
+                    "estimated_mislabelled": round(pi * int(rest.sum()), 1),
+                    "calibrators": int(planted.size),
+                },
+            )
 
     def calibrate(self, reference: DetectorInput) -> TrainingMarginDetector:
         """A separate clean set has no margins of this run (it was not trained on): the
@@ -135,16 +235,39 @@ class TrainingMarginDetector(BaseDetector):
             return self
         return super().calibrate(reference)
 
+    def default_calibration(self, scores: npt.NDArray[np.float64]) -> Calibration:
+        """The planted cut where the run planted enough calibrators, else the robust one."""
+        cut = getattr(self, "planted_cut_", None)
+        return cut if cut is not None else super().default_calibration(scores)
+
     def _score(self, inputs: DetectorInput) -> npt.NDArray[np.float64]:
         if inputs.margins is None:  # pragma: no cover - require() checked it
             raise InputError("needs margins", self.name)
-        return -area_under_margin(inputs.margins)
+        scores = -area_under_margin(inputs.margins)
+        planted = _planted_positions(inputs.calibrators, len(scores))
+        if planted.size:
+            scores[planted] = getattr(self, "neutral_", float(np.min(scores)))
+        return scores
 
     def _evidence(
         self, inputs: DetectorInput, scores: npt.NDArray[np.float64], flags: npt.NDArray[np.bool_]
     ) -> dict[str, Any]:
         return {
             "epochs": self.epochs_,
+            "calibrators": int(self.planted_.size),
             "negative_area": int((self.aum_ < 0).sum()),
             "per_class": class_flag_counts(inputs.labels, flags),
         }
+
+
+def _planted_positions(calibrators: npt.ArrayLike | None, n: int) -> npt.NDArray[np.int64]:
+    """Validated, sorted, unique calibrator positions among ``n`` items."""
+    if calibrators is None:
+        return np.zeros(0, dtype=np.int64)
+    pos = np.asarray(calibrators)
+    if pos.ndim != 1 or (pos.size and not np.issubdtype(pos.dtype, np.integer)):
+        raise InputError("calibrators must be a 1-D array of item positions", "training-margin")
+    pos = np.unique(pos.astype(np.int64))
+    if pos.size and (pos[0] < 0 or pos[-1] >= n):
+        raise InputError(f"calibrator positions must lie in [0, {n})", "training-margin")
+    return pos
