@@ -544,10 +544,29 @@ def test_a_label_quorum_beyond_the_planted_estimate_is_held_back() -> None:
     assert fam["quorum_flagged"] == 8 and fam["quorum_held_back"] == 7
     assert fam["estimated_mislabelled"] == 2.0
     # An estimate the quorum is consistent with (8 flags, 6 estimated): the quorum
-    # stands, with training-margin's vote.
+    # stands; training-margin's vote for 9 would go beyond the estimate.
     res = combine({**label_checks, "training-margin": _planted([1, 9, 12], 6.0)}, 20)
-    assert np.flatnonzero(res.flags).tolist() == list(range(1, 10))
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
     assert "quorum_held_back" not in res.families["labels"]
+    assert res.families["labels"]["vote_held_back"] == 1
     # A robust cut (no calibrators) never holds the quorum back.
     res = combine({**label_checks, "training-margin": _result("training-margin", [12])}, 20)
     assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
+
+
+def test_the_margin_vote_fills_the_other_checks_agreement_up_to_the_estimate() -> None:
+    label_checks = {
+        "confident-learning": _result("confident-learning", [1, 2, 3, 4, 5, 6]),
+        "knn-label": _result("knn-label", [1, 2, 3, 4, 7, 8]),
+    }
+    # The two agree on 4; training-margin votes for 5, 6, 7, 8 (its scores rank 8, 5
+    # highest); the calibrators estimate 6 mislabelled: two of its votes stand.
+    tm = _planted([5, 6, 7, 8], 6.0)
+    tm.scores[[8, 5, 7, 6]] = [9.0, 8.0, 7.0, 6.0]
+    res = combine({**label_checks, "training-margin": tm}, 20)
+    assert np.flatnonzero(res.flags).tolist() == [1, 2, 3, 4, 5, 8]
+    assert res.families["labels"]["vote_held_back"] == 2
+    # Room for all of them: nothing is held back.
+    res = combine({**label_checks, "training-margin": _planted([5, 6, 7, 8], 9.0)}, 20)
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
+    assert "vote_held_back" not in res.families["labels"]
