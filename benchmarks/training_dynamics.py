@@ -83,7 +83,11 @@ def run_cell(name: str, kind: str, rate: float, seed: int, margins_dir: Path) ->
     tm = after.detectors["training-margin"]
     row["training_margin"] = summary(truth, tm.scores, tm.flags)
     row["training_margin_cut"] = tm.calibration.to_dict()
-    row["labels_family"] = None if after.ensemble is None else after.ensemble.families.get("labels")
+    if after.ensemble is not None:
+        row["labels_family"] = after.ensemble.families.get("labels")
+        fam = after.ensemble.family_flags.get("labels")
+        if fam is not None:
+            row["labels_family_flags"] = summary(truth, None, fam)
     row["ensemble"] = summary(truth, before.scores, before.flags)
     row["ensemble_dynamics"] = summary(truth, after.scores, after.flags)
     try:
