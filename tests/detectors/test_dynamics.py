@@ -192,3 +192,12 @@ def test_planted_calibrators_set_the_cut(
         assert estimated <= 0.005 * len(y) and res.flags.mean() <= 0.005
         robust = get("training-margin")().detect(DetectorInput(labels=y, margins=dyn.margins))
         assert robust.calibration.method == "robust-z" and robust.flags.sum() > res.flags.sum()
+
+
+def test_the_planted_cut_is_finite_when_it_flags_nothing_or_everything() -> None:
+    planted = np.linspace(5.0, 6.0, 50)
+    cut, pi = planted_fdr_threshold(np.zeros(100), planted)  # nothing like them
+    assert np.isfinite(cut) and pi == 0.0 and not (np.zeros(100) > cut).any()
+    scores = np.linspace(5.0, 6.0, 100)  # all like them
+    cut, _ = planted_fdr_threshold(scores, planted)
+    assert np.isfinite(cut) and (scores > cut).all()

@@ -91,8 +91,8 @@ def planted_fdr_threshold(
     Returns
     -------
     (threshold, pi)
-        Scores strictly above ``threshold`` are flagged (``inf`` where no cut reaches
-        ``alpha``); ``pi`` is the estimated share of sought items.
+        Scores strictly above ``threshold`` are flagged (the highest score where no
+        cut reaches ``alpha``: none); ``pi`` is the estimated share of sought items.
 
     Raises
     ------
@@ -116,9 +116,9 @@ def planted_fdr_threshold(
     false_share = 1.0 - np.minimum(1.0, pi * s.size * tail / k)
     ok = np.flatnonzero(false_share <= alpha)
     if ok.size == 0:
-        return math.inf, pi
+        return float(order[0]), pi  # nothing flagged (a finite cut: reports are JSON)
     cut = order[ok[-1]]
     # Flags are strictly above the threshold: halfway to the next lower score, so that
     # ties at the cut are flagged with it.
     below = s[s < cut]
-    return (float((cut + below.max()) / 2) if below.size else -math.inf), pi
+    return (float((cut + below.max()) / 2) if below.size else float(np.nextafter(cut, -np.inf))), pi
