@@ -9,9 +9,9 @@ memorised them (Pleiss et al., "Identifying Mislabeled Data using the Area Under
 Margin Ranking", NeurIPS 2020).
 
 The margins come from the training passes themselves
-(:func:`~tripwire.models.train.train_model` with ``record_margins``), so a scan that
-trains a proxy anyway gets them at no cost; a scan of a given model pays one training
-run (:func:`record_dynamics`).
+(:func:`~tripwire.models.train.train_model` with ``record_margins``, no extra forward
+pass); a scan pays one training run of its own (:func:`record_dynamics`), since the
+calibrators below must not reach the model it scans or the proxy it trains.
 
 Where a label is wrong depends on how well the network can learn the data: a weak
 network (the CIFAR-10 subset at 71% accuracy) disputes many clean items as long as
