@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -521,14 +523,7 @@ def test_feature_cluster_groups_of_near_copies_are_held_back() -> None:
 def _planted(flagged: list[int], estimated: float, n: int = 20) -> DetectorResult:
     res = _result("training-margin", flagged, n)
     cal = Calibration(method="planted", threshold=2.0, details={"estimated_mislabelled": estimated})
-    return DetectorResult(
-        detector=res.detector,
-        threat=Threat.POISONING,
-        scores=res.scores,
-        threshold=res.threshold,
-        flags=res.flags,
-        calibration=cal,
-    )
+    return replace(res, threat=Threat.POISONING, calibration=cal)
 
 
 def test_a_label_quorum_beyond_the_planted_estimate_is_held_back() -> None:
