@@ -336,12 +336,12 @@ def combine(
         if fam in ranking_only and len(ranking_only) == len(grouped):
             quorum = 1  # only ranking detectors ran: the user asked for their flags
         fam_flags = np.zeros(n, dtype=bool)
-        if quorum:
-            fam_flags = _family_flags(results, members, quorum)
         entry: dict[str, Any] = {}
         if fam == "labels":
             fam_flags = label_quorum.copy()
             entry.update(planted_entry)
+        elif quorum:
+            fam_flags = _family_flags(results, members, quorum)
         if fam == "labels" and flip_entry:
             fam_flags |= flip_groups
             entry["flip_groups"] = flip_entry
