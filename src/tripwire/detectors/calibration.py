@@ -121,4 +121,6 @@ def planted_fdr_threshold(
     # Flags are strictly above the threshold: halfway to the next lower score, so that
     # ties at the cut are flagged with it.
     below = s[s < cut]
-    return (float((cut + below.max()) / 2) if below.size else float(np.nextafter(cut, -np.inf))), pi
+    if below.size == 0:
+        return float(np.nextafter(cut, -np.inf)), pi  # every score flagged
+    return float((cut + below.max()) / 2), pi

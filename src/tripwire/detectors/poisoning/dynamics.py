@@ -246,7 +246,7 @@ class TrainingMarginDetector(BaseDetector):
         scores = -area_under_margin(inputs.margins)
         planted = _planted_positions(inputs.calibrators, len(scores))
         if planted.size:
-            scores[planted] = getattr(self, "neutral_", float(np.min(scores)))
+            scores[planted] = self.neutral_
         return scores
 
     def _evidence(
