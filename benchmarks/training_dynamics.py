@@ -13,7 +13,8 @@ in the same run:
 - cleanlab's ``find_label_issues`` on the same out-of-sample probabilities.
 
 One JSON line per cell; errors (1 - F1) against cleanlab's as the ratio issue #4 sets
-its label-flip bar on (at most 0.7x).
+its label-flip bar on (at most 0.7x). ``--dump DIR`` also saves every detector's
+scores, thresholds and flags per cell (``DIR/<cell>.npz``) for analyses of the ranking.
 
     PYTHONPATH=src python benchmarks/training_dynamics.py \\
         --cells cifar10-10k:label-flip:0.05:0 cifar10-10k:clean:0.0:0 \\
@@ -35,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from tripwire.bench.metrics import flag_metrics
 from tripwire.bench.runner import detector_input
 from tripwire.detectors.poisoning.dynamics import Dynamics, record_dynamics
-from tripwire.scan.data import scan_data
+from tripwire.scan.data import DataScanResult, scan_data
 
 sys.path.insert(0, str(Path(__file__).parent / "probes"))
 from cells import standard_cell  # type: ignore[import-not-found]
@@ -49,7 +50,39 @@ def summary(truth: np.ndarray, scores: np.ndarray | None, flags: np.ndarray) -> 
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def run_cell(name: str, kind: str, rate: float, seed: int, margins_dir: Path) -> dict[str, Any]:
+def save_scores(
+    path: Path,
+    truth: np.ndarray,
+    labels: np.ndarray,
+    dyn: Dynamics,
+    probs: np.ndarray,
+    before: DataScanResult,
+    after: DataScanResult,
+) -> None:
+    """Every detector's scores, threshold and flags, and the families' flags, of the
+    scan with ``--dynamics`` (``after``); the verdict's scores of both scans."""
+    arrays = {f"score:{k}": r.scores for k, r in after.detectors.items()}
+    arrays |= {f"flags:{k}": r.flags for k, r in after.detectors.items()}
+    arrays |= {f"threshold:{k}": np.float64(r.threshold) for k, r in after.detectors.items()}
+    if after.ensemble is not None:
+        arrays |= {f"family:{k}": v for k, v in after.ensemble.family_flags.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        path,
+        truth=truth,
+        labels=np.asarray(labels),
+        calibrators=dyn.calibrators,
+        probs=probs,
+        ensemble=before.scores,
+        ensemble_dynamics=after.scores,
+        flags_dynamics=after.flags,
+        **arrays,
+    )
+
+
+def run_cell(
+    name: str, kind: str, rate: float, seed: int, margins_dir: Path, dump: Path | None = None
+) -> dict[str, Any]:
     spec, ds, truth, model = standard_cell(name, kind, rate, seed)
     truth = np.asarray(truth, dtype=bool)
     path = margins_dir / f"{name}_{kind}_{rate}_{seed}.npz"
@@ -90,6 +123,8 @@ def run_cell(name: str, kind: str, rate: float, seed: int, margins_dir: Path) ->
             row["labels_family_flags"] = summary(truth, None, fam)
     row["ensemble"] = summary(truth, before.scores, before.flags)
     row["ensemble_dynamics"] = summary(truth, after.scores, after.flags)
+    if dump is not None:  # every score, for analyses of the ranking after the run
+        save_scores(dump / path.name, truth, ds.y, dyn, probs, before, after)
     try:
         from cleanlab.filter import find_label_issues
     except ImportError:  # the baselines extra is not installed
@@ -109,10 +144,11 @@ def main() -> None:
     ap.add_argument("--cells", nargs="+", required=True, metavar="DATA:KIND:RATE:SEED")
     ap.add_argument("--margins-dir", type=Path, default=Path("runs/dynamics"))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--dump", type=Path, help="save every detector's scores here, per cell")
     args = ap.parse_args()
     for cell in args.cells:
         name, kind, rate, seed = cell.split(":")
-        row = run_cell(name, kind, float(rate), int(seed), args.margins_dir)
+        row = run_cell(name, kind, float(rate), int(seed), args.margins_dir, args.dump)
         line = json.dumps(row)
         print(line, flush=True)
         with args.out.open("a") as fh:
