@@ -58,10 +58,30 @@ def test_a_family_needs_its_quorum_and_outliers_only_rank() -> None:
     assert res.families["labels"]["flagged"] == 1
     # The combined score agrees with the verdict: at least 1 exactly where flagged.
     assert np.array_equal(res.scores >= 1.0, res.flags)
-    # Outlier flags and a lone label flag raise the score, below every flagged sample.
+    # Outlier flags and a lone label flag raise the score, below every flagged sample;
+    # the outlier detectors (a family that flagged nothing) count below a lone vote in
+    # a family that did.
     unflagged = res.scores[~res.flags]
-    assert res.scores[5] == unflagged.max() and res.scores[5] > res.scores[0]
-    assert res.scores[1] > res.scores[0]
+    assert unflagged.max() < 1.0 and res.scores[5] > res.scores[0]
+    assert res.scores[1] > res.scores[5] > res.scores[7]
+    assert res.scores[12] == unflagged.max()  # the feature-cluster family's lone flag
+
+
+def test_where_no_family_flags_every_family_orders_alike() -> None:
+    results = {
+        "confident-learning": _result("confident-learning", [1]),
+        "knn-label": _result("knn-label", [2]),
+        "spectre": _result("spectre", [5]),
+        "feature-outlier": _result("feature-outlier", [5]),
+    }
+    res = combine(results, 20)
+    assert not res.flags.any()
+    # The outlier detectors' agreement is the strongest evidence here.
+    assert res.scores[5] == res.scores.max()
+    # Once the labels family flags, its own ordering leads among the rest.
+    results["knn-label"] = _result("knn-label", [1, 2])
+    res = combine(results, 20)
+    assert res.flags[1] and res.scores[2] > res.scores[5]
 
 
 def test_training_margin_is_a_third_vote_on_labels() -> None:

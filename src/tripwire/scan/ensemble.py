@@ -155,7 +155,14 @@ then, per family,
   evidence short of a verdict, squashed so that no unflagged sample outranks a flagged
   one; ranking-only families (``outliers``) always take this branch;
 
-and the sample's score is the largest family score. A plain maximum of scaled scores,
+and the sample's score is the largest family score, except that where some families
+flagged items and others none, an unflagged sample's score is
+``(a + w * b) / (1 + w)``, ``a`` the largest score among the families that flagged,
+``b`` among the silent ones, ``w`` = :data:`SILENT_FAMILY_WEIGHT`: a family that
+reached a verdict orders the samples short of it, and the silent families' evidence
+counts at a fifth. Taken as equals, they let CIFAR-10's label flips be outranked by
+clean items that the feature-space detectors find merely unusual
+(docs/benchmarks.md, session 33). A plain maximum of scaled scores,
 the rule before, let the ranking-only outlier detectors (whose own thresholds sit inside
 the clean bulk) outrank the families' flags: on bundled MNIST it ranked 5% BadNets
 poisons at AUROC 0.87-0.89 where the family rule gives 0.999, and 5-20% label flips
@@ -193,6 +200,10 @@ FAMILIES: dict[str, tuple[int, frozenset[str]]] = {
     "outliers": (0, frozenset({"spectre", "feature-outlier"})),
 }
 
+
+#: Weight of the families that flagged nothing in the score of an unflagged sample,
+#: where others flagged (see the module docstring).
+SILENT_FAMILY_WEIGHT = 0.2
 
 #: The labels family's quorum stands only where at least this share of its flags could
 #: be flips by the count ``training-margin``'s calibrators estimate (see
@@ -388,9 +399,8 @@ def combine(
             "flagged": int(fam_flags.sum()),
             **entry,
         }
-    scores = np.max(np.vstack(fam_scores), axis=0)
     return EnsembleResult(
-        scores=scores,
+        scores=_combined_score(fam_scores, [fam_flag_sets[f] for f in grouped]),
         flags=flags,
         votes=np.asarray(votes, np.int64),
         families=report,
@@ -728,6 +738,23 @@ def _near_copy_gate(
 
     kept, _ = _drop_classes(flags, labels, near_copies)
     return kept, spreads
+
+
+def _combined_score(
+    fam_scores: list[npt.NDArray[np.float64]], fam_flags: list[npt.NDArray[np.bool_]]
+) -> npt.NDArray[np.float64]:
+    """The sample's score from its families' (see the module docstring): flagged
+    samples keep the largest (at least 1.0); the others mix the families that flagged
+    with the silent ones at :data:`SILENT_FAMILY_WEIGHT` (below 1.0, as both are)."""
+    stacked = np.vstack(fam_scores)
+    top = np.max(stacked, axis=0)
+    spoke = np.array([f.any() for f in fam_flags])
+    if spoke.all() or not spoke.any():
+        return np.asarray(top, dtype=np.float64)
+    a = np.max(stacked[spoke], axis=0)
+    b = np.max(stacked[~spoke], axis=0)
+    mixed = (a + SILENT_FAMILY_WEIGHT * b) / (1.0 + SILENT_FAMILY_WEIGHT)
+    return np.asarray(np.where(top >= 1.0, top, mixed), dtype=np.float64)
 
 
 def _squash(s: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
