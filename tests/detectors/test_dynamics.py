@@ -182,6 +182,9 @@ def test_planted_calibrators_set_the_cut(
     assert res.calibration.method == "planted"
     assert res.evidence["calibrators"] == planted.size
     assert not res.flags[planted].any()  # no score of their own
+    # ... but the others' median: no evidence either way, not "surely clean".
+    rest = np.delete(res.scores, planted)
+    assert np.all(res.scores[planted] == min(float(np.median(rest)), res.threshold))
     estimated = res.calibration.details["estimated_mislabelled"]
     if truth.any():
         assert abs(estimated - truth.sum()) <= 0.25 * truth.sum()
@@ -192,6 +195,19 @@ def test_planted_calibrators_set_the_cut(
         assert estimated <= 0.005 * len(y) and res.flags.mean() <= 0.005
         robust = get("training-margin")().detect(DetectorInput(labels=y, margins=dyn.margins))
         assert robust.calibration.method == "robust-z" and robust.flags.sum() > res.flags.sum()
+
+
+def test_calibrators_stay_unflagged_where_the_planted_cut_flags_most_items() -> None:
+    # Every item as disputed as the calibrators: the cut falls below the median.
+    rng = np.random.default_rng(0)
+    margins = rng.normal(-1.0, 0.3, size=(4, 400)).astype(np.float32)
+    y = np.arange(400) % 4
+    planted = np.arange(0, 400, 10)
+    res = get("training-margin")().detect(
+        DetectorInput(labels=y, margins=margins, calibrators=planted)
+    )
+    assert res.calibration.method == "planted" and res.threshold < np.median(res.scores)
+    assert not res.flags[planted].any() and res.flags.mean() > 0.5
 
 
 def test_the_planted_cut_is_finite_when_it_flags_nothing_or_everything() -> None:
