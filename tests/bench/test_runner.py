@@ -338,3 +338,34 @@ def test_an_attack_selection_keeps_the_cells_and_their_keys(tmp_path: Path) -> N
         assert cell_file(some, part, wanet, wanet.rates[0], 0, tmp_path) == cell_file(
             std, full, wanet, wanet.rates[0], 0, tmp_path
         )
+
+
+def test_dynamics_feeds_training_margin_a_recording_run_and_is_cached_apart(
+    tmp_path: Path, tiny_cache: Path
+) -> None:
+    from tripwire.bench.runner import cell_file
+
+    flips = Suite(
+        name="tiny-flips",
+        data=(DataSpec(name="digits", spec="bundled:digits", seeds=(0,), epochs=10),),
+        attacks=(AttackCell("label-flip", rates=(0.1,), target=None),),
+        extraction=False,
+    )
+    plain = run_suite(flips, out_dir=tmp_path / "a", cache_dir=tiny_cache, log=lambda _: None)
+    planted = run_suite(
+        flips, out_dir=tmp_path / "b", cache_dir=tiny_cache, dynamics=True, log=lambda _: None
+    )
+    spec, cell = flips.data[0], flips.attacks[0]
+    assert cell_file(flips, spec, cell, 0.1, 0, tiny_cache) != cell_file(
+        flips, spec, cell, 0.1, 0, tiny_cache, dynamics=True
+    )
+    assert len(sorted(tiny_cache.glob("models/*.dynamics-*.npz"))) == 1
+
+    def margin_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return next(r for r in rows if r["detector"] == "training-margin")
+
+    before, after = margin_row(plain["rows"]), margin_row(planted["rows"])
+    assert before["dynamics"] is False and after["dynamics"] is True
+    # The recording run's calibrators set the cut: most flips found, few clean flags.
+    assert after["recall"] >= 0.8 and after["precision"] >= 0.8
+    assert after["n_flagged"] != before["n_flagged"]

@@ -28,7 +28,12 @@ from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
 from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
-from tripwire.detectors.poisoning.dynamics import MIN_EPOCHS
+from tripwire.detectors.poisoning.dynamics import (
+    MIN_EPOCHS,
+    PLANTED_SHARE,
+    Dynamics,
+    record_dynamics,
+)
 from tripwire.errors import InputError
 from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
@@ -139,10 +144,12 @@ def cell_file(
     seed: int,
     cache_dir: Path,
     trusted: int | None = None,
+    dynamics: bool = False,
 ) -> Path:
     """Where a finished cell's rows are cached: keyed by the cell, how its data and
     model are made, whether it retrains, the detectors that exist, the ensemble's
-    families, the version and the number of verified samples that calibrate it. Suites
+    families, the version, the number of verified samples that calibrate it and
+    whether a recording run with calibrators feeds ``training-margin``. Suites
     that hold the same cell share it (the standard suite's cells are the full suite's
     too); the key does not hold the code itself, so a run after a change of detection
     starts from an empty ``cells`` folder."""
@@ -162,6 +169,7 @@ def cell_file(
             "v": __version__,
             # Only where set, so that the cells run without one keep their keys.
             **({"trusted": trusted} if trusted else {}),
+            **({"dynamics": PLANTED_SHARE} if dynamics else {}),
         }
     )
     return cache_dir / "cells" / f"{key}.json"
@@ -199,6 +207,26 @@ def cached_model_path(ds: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -
         }
     )
     return cache_dir / "models" / f"{key}.pt"
+
+
+def dynamics_cached(ds: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Dynamics:
+    """The recording run ``scan-data --dynamics`` makes on ``ds`` (the suite's recipe,
+    :data:`~tripwire.detectors.poisoning.dynamics.PLANTED_SHARE` of the labels planted
+    as calibrators; :func:`record_dynamics`), or its margins and calibrators from the
+    cache, beside the suite's model of the same data (plain arrays, no pickle)."""
+    model_path = cached_model_path(ds, spec, seed, cache_dir)
+    path = model_path.with_name(f"{model_path.stem}.dynamics-{PLANTED_SHARE}.npz")
+    if path.exists():
+        with np.load(path, allow_pickle=False) as z:
+            return Dynamics(margins=z["margins"], calibrators=z["calibrators"])
+    dyn = record_dynamics(
+        ds, arch=spec.arch, epochs=spec.epochs, seed=seed, show_progress=progress_enabled()
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")  # a stopped run leaves no half file
+    np.savez(tmp, margins=dyn.margins, calibrators=dyn.calibrators)
+    tmp.replace(path)
+    return dyn
 
 
 def train_cached(ds: Dataset, test: Dataset, spec: DataSpec, seed: int, cache_dir: Path) -> Trained:
@@ -392,9 +420,15 @@ def attacked(
     return ds, truth, ds.attack
 
 
-def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInput, float]:
+def detector_input(
+    ds: Dataset, model: Trained, seed: int, dynamics: Dynamics | None = None
+) -> tuple[DetectorInput, float]:
     """What scan-data gives the detectors for a trained model, and the seconds of one
     forward pass over ``ds`` (each detector's cost is reported against it).
+
+    ``training-margin`` reads the margins of ``dynamics`` (a recording run with
+    calibrators, what ``scan-data --dynamics`` adds) where given, else those of the
+    model's own training run (no calibrators: its robust cut).
 
     The model's features, the scan's cross-validated two-view probabilities (cleanlab
     gets the same), the shared input-space graph, and the model itself for the
@@ -408,7 +442,14 @@ def detector_input(ds: Dataset, model: Trained, seed: int) -> tuple[DetectorInpu
     model.features(x)
     forward_s = time.perf_counter() - t0
     net = None if model.module is None else model_from_module(model.module, "suite model")
-    inputs, *_ = scan_inputs(ds, feats, seed, model=net, margins=model.margins)
+    inputs, *_ = scan_inputs(
+        ds,
+        feats,
+        seed,
+        model=net,
+        margins=model.margins if dynamics is None else dynamics.margins,
+        calibrators=None if dynamics is None else dynamics.calibrators,
+    )
     return inputs, forward_s
 
 
@@ -440,6 +481,7 @@ def run_poison_cell(
     log: Log,
     retrain_rows: list[str] | None = None,
     trusted: int | None = None,
+    dynamics: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Run one cell; returns its rows (one per detector) and curve data for the report.
 
@@ -447,7 +489,9 @@ def run_poison_cell(
     every row; None: no retraining), as :func:`_retrain_settings` gives them.
     ``trusted``: calibrate every detector on the scores of this many verified training
     samples (:func:`verified_subset`; what ``scan-data --trusted-source`` does with a
-    source a user has checked) instead of by robust statistics.
+    source a user has checked) instead of by robust statistics. ``dynamics``: feed
+    ``training-margin`` a recording run with calibrators (:func:`dynamics_cached`,
+    what ``scan-data --dynamics`` does) instead of the suite model's own run.
     """
     t_start = time.perf_counter()
     ds, truth, record = attacked(train, attack, rate, seed)
@@ -458,7 +502,8 @@ def run_poison_cell(
         if has_trigger and record is not None
         else None
     )
-    inputs, forward_s = detector_input(ds, model, seed)
+    dyn = dynamics_cached(ds, spec, seed, cache_dir) if dynamics else None
+    inputs, forward_s = detector_input(ds, model, seed, dyn)
     feats, probs, space = inputs.features, inputs.probs, inputs.input_space
     if feats is None or probs is None or space is None:  # detector_input makes all three
         raise RuntimeError("incomplete detector input")
@@ -485,6 +530,7 @@ def run_poison_cell(
         "asr": None if asr_before is None else round(asr_before, 6),
         "forward_s": round(forward_s, 3),
         "trusted": trusted or 0,
+        "dynamics": dynamics,
     }
     for name, (scores, flags, secs) in results.items():
         row = {
@@ -562,6 +608,7 @@ def run_suite(
     resume: bool = False,
     finished_only: bool = False,
     trusted: int | None = None,
+    dynamics: bool = False,
     seeds: Collection[int] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -570,7 +617,8 @@ def run_suite(
 
     ``finished_only``: run nothing new, only gather the cells already finished in
     ``cache_dir`` (``unfinished`` lists the others): a long suite's table part-way.
-    ``seeds``: only these seeds' cells (as :func:`suite_grid`).
+    ``seeds``: only these seeds' cells (as :func:`suite_grid`). ``trusted`` and
+    ``dynamics``: as :func:`run_poison_cell`; their cells are cached apart.
     """
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
@@ -586,7 +634,7 @@ def run_suite(
     for i, (spec, train, test, attack, rate, seed) in enumerate(
         suite_cells(suite, data_dir, log, seeds), start=1
     ):
-        cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir, trusted)
+        cached_cell = cell_file(suite, spec, attack, rate, seed, cache_dir, trusted, dynamics)
         if attack.kind != "clean" and f"{spec.name}/{attack.kind}" not in examples:
             examples[f"{spec.name}/{attack.kind}"] = _examples(train, attack)
         if (resume or finished_only) and cached_cell.exists():
@@ -611,6 +659,7 @@ def run_suite(
                 log=log,
                 retrain_rows=_retrain_settings(suite, spec, attack, rate, seed),
                 trusted=trusted,
+                dynamics=dynamics,
             )
         except InfeasibleCellError as exc:
             log(f"cell {i}/{total} skipped ({label}): {exc}")
@@ -647,11 +696,13 @@ def train_suite_models(
     cache_dir: Path,
     data_dir: str | None = None,
     seeds: Collection[int] | None = None,
+    dynamics: bool = False,
     log: Log = print,
 ) -> int:
-    """Train and cache the model of every cell of ``suite`` (no detection); returns the
-    number of cells. Training dominates a long suite and does not depend on the
-    detectors, so it can run ahead (or on another machine sharing ``cache_dir``)."""
+    """Train and cache the model of every cell of ``suite`` (no detection), and with
+    ``dynamics`` its recording run (:func:`dynamics_cached`); returns the number of
+    cells. Training dominates a long suite and does not depend on the detectors, so it
+    can run ahead (or on another machine sharing ``cache_dir``)."""
     if suite.needs_data_dir and not data_dir:
         raise InputError(f"the {suite.name} suite needs --data-dir", "--data-dir")
     n = 0
@@ -663,6 +714,8 @@ def train_suite_models(
             log(f"{spec.name} {attack.kind} rate={rate} seed={seed}: skipped ({exc})")
             continue
         model = train_cached(ds, test, spec, seed, cache_dir)
+        if dynamics:
+            dynamics_cached(ds, spec, seed, cache_dir)
         n += 1
         log(
             f"{spec.name} {attack.kind} rate={rate} seed={seed}: model ready "

@@ -50,6 +50,13 @@ def register(sub: Any) -> argparse.ArgumentParser:
         "--trusted-source does) instead of by robust statistics; cached apart",
     )
     p.add_argument(
+        "--dynamics",
+        action="store_true",
+        help="feed training-margin one more training run per cell with 1%% of the labels "
+        "planted as calibrators, as scan-data --dynamics does (doubles the training); "
+        "cached apart",
+    )
+    p.add_argument(
         "--data",
         metavar="NAMES",
         help="run only these of the suite's datasets (comma-separated, e.g. cifar10-10k)",
@@ -108,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache_dir),
             data_dir=args.data_dir,
             seeds=seeds,
+            dynamics=args.dynamics,
             log=lambda msg: console.print(msg),
         )
         out(
@@ -123,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume,
         finished_only=args.finished_only,
         trusted=args.trusted,
+        dynamics=args.dynamics,
         seeds=seeds,
         log=lambda msg: console.print(msg),
     )
