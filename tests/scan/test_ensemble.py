@@ -569,6 +569,29 @@ def test_a_label_quorum_beyond_the_planted_estimate_is_held_back() -> None:
     assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
 
 
+def test_a_quorum_the_training_run_corroborates_stands_against_a_low_estimate() -> None:
+    label_checks = {
+        "confident-learning": _result("confident-learning", [1, 2, 3, 4, 5, 6, 7, 8]),
+        "knn-label": _result("knn-label", [1, 2, 3, 4, 5, 6, 7, 8]),
+    }
+    # Flips the network fits sooner than its random calibrators: the estimate reads 0
+    # and the planted cut flags nothing, but the run's margins put the quorum's items
+    # far out in its own tail. The estimate is what is off: the quorum stands.
+    tm = _planted([], 0.0)
+    tm.scores[1:9] = 4.0
+    res = combine({**label_checks, "training-margin": tm}, 20)
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
+    fam = res.families["labels"]
+    assert fam["estimate_overruled"] is True and fam["quorum_corroborated"] == 1.0
+    assert "quorum_held_back" not in fam
+    # Only half of them in the run's tail: still corroborated; three of eight: not.
+    tm.scores[5:9] = 0.5
+    assert combine({**label_checks, "training-margin": tm}, 20).flags[1:9].all()
+    tm.scores[4] = 0.5
+    res = combine({**label_checks, "training-margin": tm}, 20)
+    assert not res.flags.any() and res.families["labels"]["quorum_corroborated"] == 0.375
+
+
 def test_the_margin_vote_fills_the_other_checks_agreement_up_to_the_estimate() -> None:
     label_checks = {
         "confident-learning": _result("confident-learning", [1, 2, 3, 4, 5, 6]),
