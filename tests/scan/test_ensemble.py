@@ -578,12 +578,16 @@ def test_a_quorum_the_training_run_corroborates_stands_against_a_low_estimate() 
     # and the planted cut flags nothing, but the run's margins put the quorum's items
     # far out in its own tail. The estimate is what is off: the quorum stands.
     tm = _planted([], 0.0)
-    tm.scores[1:9] = 4.0
+    tm.scores[1:10] = 9.0
+    label_checks["knn-label"] = _result("knn-label", [1, 2, 3, 4, 5, 6, 7, 8, 9])
     res = combine({**label_checks, "training-margin": tm}, 20)
-    assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
+    # The planted cut rests on the same estimate: the run votes at its robust cut,
+    # which joins knn-label on 9.
+    assert np.flatnonzero(res.flags).tolist() == list(range(1, 10))
     fam = res.families["labels"]
     assert fam["estimate_overruled"] is True and fam["quorum_corroborated"] == 1.0
-    assert "quorum_held_back" not in fam
+    assert fam["margin_robust_votes"] == 9 and "quorum_held_back" not in fam
+    tm.scores[9] = 0.5
     # Only half of them in the run's tail: still corroborated; three of eight: not.
     tm.scores[5:9] = 0.5
     assert combine({**label_checks, "training-margin": tm}, 20).flags[1:9].all()
