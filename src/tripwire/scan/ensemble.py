@@ -172,7 +172,7 @@ at 0.88-0.94 where it gives 0.989-0.998 (``cnn-small``; docs/benchmarks.md, sess
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -460,11 +460,8 @@ def _label_quorum(
             # cut instead (GTSRB pair flips: the cut flagged none of 616).
             entry["estimate_overruled"] = True
             entry["margin_robust_votes"] = int(robust.sum())
-            votes = robust.astype(np.int64)
-            for m in members:
-                if m != tm.detector:
-                    votes += np.asarray(results[m].flags, dtype=np.int64)
-            return votes >= quorum, entry
+            at_robust = {**results, tm.detector: replace(tm, flags=robust)}
+            return _family_flags(at_robust, members, quorum), entry
         planted = np.asarray(tm.flags, dtype=bool)
         entry["quorum_held_back"] = int((flags & ~planted).sum())
         entry["quorum_flagged"] = int(flags.sum())
