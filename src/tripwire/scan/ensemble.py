@@ -438,11 +438,10 @@ def _label_quorum(
     disputes, and ``training-margin``'s planted cut decides alone, unless the run
     corroborates most of them (:data:`MIN_CORROBORATED_SHARE`): then the quorum
     stands, ``training-margin`` voting at its robust cut (the planted one rests on the
-    same estimate). Otherwise its vote
-    admits items beyond the other two checks' agreement only up to that count. On the CIFAR-10
-    subset (a 71%-accurate ``cnn-compact``) the quorum flagged 726 clean items (7.3%)
-    and, under 5% label flips, 1,270 items at precision 0.28 (docs/benchmarks.md,
-    sessions 16 and 23).
+    same estimate). Otherwise its vote admits items beyond the other two checks'
+    agreement only up to that count. On the CIFAR-10 subset (a 71%-accurate
+    ``cnn-compact``) the quorum flagged 726 clean items (7.3%) and, under 5% label
+    flips, 1,270 items at precision 0.28 (docs/benchmarks.md, sessions 16 and 23).
     """
     flags = _family_flags(results, members, quorum)
     tm = results.get("training-margin")
