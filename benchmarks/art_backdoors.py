@@ -46,6 +46,7 @@ from tripwire.bench.metrics import detection_metrics
 from tripwire.io import Dataset
 from tripwire.io.dataset import from_model_space
 from tripwire.scan import ensemble
+from tripwire.scan.data import scan_ensemble
 
 sys.path.insert(0, str(Path(__file__).parent / "probes"))
 from cells import DATA_DIR, standard_suite  # type: ignore[import-not-found]
@@ -166,11 +167,11 @@ def main() -> None:
             runner.verified_subset(ds.y, truth, args.trusted, args.seed) if args.trusted else None
         )
         ours, _ = runner.run_detectors(inputs, verified)
-        shipped = runner.cell_ensemble(ours, ds, space, args.seed)
+        shipped = scan_ensemble(ours, ds, space, args.seed, feats)
         default_share = ensemble.MIN_EXTENDED_SHARE
         ensemble.MIN_EXTENDED_SHARE = 2.0  # no group holds more than all of a member's flags
         try:
-            without = runner.cell_ensemble(ours, ds, space, args.seed)
+            without = scan_ensemble(ours, ds, space, args.seed, feats)
         finally:
             ensemble.MIN_EXTENDED_SHARE = default_share
         rows: dict[str, tuple[np.ndarray, np.ndarray]] = {

@@ -23,6 +23,7 @@ import numpy as np
 
 from tripwire.bench import runner
 from tripwire.detectors.input_space import InputSpace
+from tripwire.scan.data import scan_ensemble
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,7 +48,7 @@ def main() -> None:
     cache = Path("runs/std-cache")
     before = runner.train_cached(ds, test, spec, seed, cache)
     space = InputSpace(ds.model_input(), random_state=seed)
-    flags = runner.cell_ensemble(stored_results(z), ds, space, seed).flags
+    flags = scan_ensemble(stored_results(z), ds, space, seed).flags
     keep = np.flatnonzero(~flags)
     after = runner.train_cached(ds.subset(keep), test, spec, seed, cache)
     left = truth & ~flags

@@ -612,3 +612,53 @@ def test_the_margin_vote_fills_the_other_checks_agreement_up_to_the_estimate() -
     res = combine({**label_checks, "training-margin": _planted([5, 6, 7, 8], 9.0)}, 20)
     assert np.flatnonzero(res.flags).tolist() == list(range(1, 9))
     assert "vote_held_back" not in res.families["labels"]
+
+
+def test_a_standing_group_is_completed_by_the_items_like_it() -> None:
+    """Once a feature-cluster group stands in a class, the items that a classifier of the
+    group puts in it join (poisons left on the clean side of the split); items the labels
+    family flagged stay with it, a look-alike test must pass the newcomers too, and
+    groups in more classes than a backdoor targets are not completed."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASSES
+
+    n = 600
+    labels = np.repeat([0, 1, 2], 200)
+    group = list(range(0, 30))  # 15% of class 0, both members
+    like = [30, 31, 32, 33]  # what the completion says is like it
+    asked: list[list[int]] = []
+
+    def complete(g: np.ndarray) -> np.ndarray:
+        asked.append(np.flatnonzero(g).tolist())
+        out = np.zeros(n, dtype=bool)
+        out[like] = True
+        return out & (labels == labels[g][0])
+
+    results = {
+        "activation-clustering": _result("activation-clustering", group, n),
+        "spectral-signature": _result("spectral-signature", group, n),
+    }
+    res = combine(results, n, labels=labels, complete=complete)
+    assert asked == [group]
+    assert np.flatnonzero(res.flags).tolist() == group + like
+    assert res.families["feature-clusters"]["completed"] == {"0": len(like)}
+    assert res.scores[like].min() >= 1.0  # flagged items outrank the rest
+    # Items the label checks flagged are theirs.
+    noisy = {
+        **results,
+        "confident-learning": _result("confident-learning", like[:2], n),
+        "knn-label": _result("knn-label", like[:2], n),
+    }
+    res = combine(noisy, n, labels=labels, complete=complete)
+    assert res.families["feature-clusters"]["completed"] == {"0": 2}
+    # Where inputs can be compared, the newcomers must look like another class too.
+    only_group = lambda c: np.asarray(c, dtype=bool) & (np.arange(n) < 30)  # noqa: E731
+    res = combine(results, n, labels=labels, confirm_other=only_group, complete=complete)
+    assert np.flatnonzero(res.flags).tolist() == group
+    assert "completed" not in res.families["feature-clusters"]
+    # Groups in more classes than a backdoor targets: none is completed.
+    classes = range(MAX_LONE_CLASSES + 1)
+    many = [c * 200 + i for c in classes for i in range(30)]
+    wide = {k: _result(k, many, n) for k in ("activation-clustering", "spectral-signature")}
+    res = combine(wide, n, labels=labels, complete=complete)
+    assert np.flatnonzero(res.flags).tolist() == many
+    assert res.families["feature-clusters"]["completion_held_back"] == [str(c) for c in classes]

@@ -27,7 +27,6 @@ from tripwire.attacks import attack_success_rate, get_kind, poison_dataset
 from tripwire.bench.metrics import curve_points, detection_metrics
 from tripwire.bench.suites import AttackCell, DataSpec, Suite
 from tripwire.detectors import DetectorInput, DetectorResult, Need, available
-from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.detectors.poisoning.dynamics import (
     MIN_EPOCHS,
     PLANTED_SHARE,
@@ -39,8 +38,8 @@ from tripwire.io import Dataset, load_dataset
 from tripwire.models.loading import model_from_module
 from tripwire.progress import progress_enabled
 from tripwire.reports.render import write_text_atomic
-from tripwire.scan.data import scan_inputs
-from tripwire.scan.ensemble import FAMILIES, EnsembleResult, combine
+from tripwire.scan.data import scan_ensemble, scan_inputs
+from tripwire.scan.ensemble import FAMILIES
 
 Log = Callable[[str], None]
 
@@ -511,7 +510,7 @@ def run_poison_cell(
     ours, secs_of = run_detectors(inputs, verified)
     results = {name: (r.scores, r.flags, secs_of[name]) for name, r in ours.items()}
     # What a user of scan-data gets: every detector combined by the ensemble's rule.
-    ensemble = cell_ensemble(ours, ds, space, seed)
+    ensemble = scan_ensemble(ours, ds, space, seed, feats)
     results[ENSEMBLE_ROW] = (
         ensemble.scores,
         ensemble.flags,
@@ -583,20 +582,6 @@ def run_detectors(
         ours[cls.name] = det.detect(inputs)
         secs[cls.name] = time.perf_counter() - t1
     return ours, secs
-
-
-def cell_ensemble(
-    ours: dict[str, DetectorResult], ds: Dataset, space: InputSpace, seed: int
-) -> EnsembleResult:
-    """The ensemble's verdict on a cell's detector results, with the input-space
-    evidence scan-data gives it."""
-    return combine(
-        ours,
-        len(ds),
-        confirm_other=other_class_confirmation(space, ds.y),
-        labels=ds.y,
-        spread=group_spread(space, ds.y, random_state=seed),
-    )
 
 
 def run_suite(

@@ -34,6 +34,7 @@ from tripwire.detectors import (
 )
 from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.detectors.oos import label_probabilities, reference_probabilities
+from tripwire.detectors.poisoning.group_completion import group_completion
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
@@ -270,6 +271,27 @@ def trusted_reference(
     return DetectorInput(features=t_feats, labels=t_y, probs=probs)
 
 
+def scan_ensemble(
+    results: dict[str, DetectorResult],
+    ds: Dataset,
+    space: InputSpace,
+    seed: int,
+    features: npt.NDArray[np.floating[Any]] | None = None,
+) -> EnsembleResult:
+    """The ensemble's verdict on the detectors' ``results`` for ``ds``, with the
+    evidence a data scan gives it: the input-space look-alike test and group spread
+    (``space``), and the completion of found groups on the scan's ``features`` (None:
+    groups stay as found)."""
+    return combine(
+        results,
+        len(ds),
+        confirm_other=other_class_confirmation(space, ds.y),
+        labels=ds.y,
+        spread=group_spread(space, ds.y, random_state=seed),
+        complete=None if features is None else group_completion(features, ds.y, random_state=seed),
+    )
+
+
 def scan_data(
     ds: Dataset,
     features: npt.NDArray[np.floating[Any]],
@@ -395,13 +417,7 @@ def scan_data(
             skipped[cls.name] = exc.message
             continue
         timings[cls.name] = time.perf_counter() - t0
-    ensemble = combine(
-        results,
-        len(ds),
-        confirm_other=other_class_confirmation(space, ds.y),
-        labels=ds.y,
-        spread=group_spread(space, ds.y, random_state=seed),
-    )
+    ensemble = scan_ensemble(results, ds, space, seed, feats)
     scores, flags = ensemble.scores, ensemble.flags
     sources = source_enrichment(ds.source, flags)
     per_class = [

@@ -127,6 +127,18 @@ family                    members                                     quorum
   A blend pulls its poisons together by its alpha (0.3: a group measures about 0.65 of
   its draws; 0.5: about 0.48), so a blend at alpha 0.5 or more found by this family
   alone would be held back; ``input-pattern`` and ``behaviour`` do not read this;
+- a ``feature-clusters`` group that stands after all of the above is **completed**
+  where the caller gives the scan's features (``complete``; :func:`_completed_groups`):
+  the items of its class that a cross-validated logistic regression of the group
+  against the rest of the class puts in it (out-of-fold probability above 0.5) join
+  it, unless the labels family flagged them or, where there is a look-alike test, they
+  fail it, and not where groups stand in more classes than a backdoor targets. The
+  split leaves a few poisons whose trigger the network represents only in part on the
+  clean side; the classifier asks which items are like the group, not whether there is
+  one. On the CIFAR-10 subset with 5% WaNet 11 items joined, 7 of them poisons (recall
+  0.936 -> 0.950, precision 0.925 -> 0.919 with ``--dynamics``); where the split
+  already holds every poison (BadNets, blend) next to nothing joins
+  (docs/benchmarks.md, session 34);
 - ``dual-space``, ``duplicate-labels``, ``perturbation-consistency`` and
   ``input-pattern`` flag only after a class-level test, a fact or their own
   confirmation (a cluster whose inputs look like other classes; a copy under another
@@ -150,7 +162,8 @@ then, per family,
 
 - flagged by the family (its quorum of members flagged it): the quorum-th largest of
   its members' ``max(s, 1)`` among those that flagged (at least 1.0); a lone member's
-  confirmed flag takes that member's ``max(s, 1)``;
+  confirmed flag takes that member's ``max(s, 1)``, an item that joined a completed
+  group without any member's flag 1.0;
 - otherwise: the mean of the members' top-quorum ``s / (1 + |s|)`` (below 1.0): the
   evidence short of a verdict, squashed so that no unflagged sample outranks a flagged
   one; ranking-only families (``outliers``) always take this branch;
@@ -310,6 +323,7 @@ def combine(
     confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
     labels: npt.ArrayLike | None = None,
     spread: Callable[[npt.NDArray[np.bool_]], float] | None = None,
+    complete: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
 ) -> EnsembleResult:
     """Combine detector results over ``n`` items (see the module docstring).
 
@@ -321,7 +335,10 @@ def combine(
     ``labels``) takes one class's flagged group and returns how spread out it is in
     input space against its class (:func:`~tripwire.detectors.input_space.group_spread`);
     the same families' groups under :data:`MIN_GROUP_SPREAD` (near-copies) are held
-    back. None: no such check.
+    back. None: no such check. ``complete`` (with ``labels``) takes one class's
+    standing group of the same families and returns the class's other items that are
+    like it (:func:`~tripwire.detectors.poisoning.group_completion.group_completion`);
+    they join the group (see :func:`_completed_groups`). None: groups stay as found.
     """
     y = None if labels is None else np.asarray(labels)
     if y is not None and y.shape != (n,):
@@ -399,6 +416,14 @@ def combine(
             )
             if held:
                 entry["flip_group_classes"] = held
+        if fam in INPUT_CONFIRMED and complete is not None and y is not None and len(members) > 1:
+            fam_flags, completed, held_c = _completed_groups(
+                fam_flags, y, complete, label_issues, confirm_other
+            )
+            if completed:
+                entry["completed"] = completed
+            if held_c:
+                entry["completion_held_back"] = held_c
         flags |= fam_flags
         fam_flag_sets[fam] = fam_flags
         fam_scores.append(_family_score(results, scaled, members, max(quorum, 1), fam_flags))
@@ -682,6 +707,41 @@ def _extended_groups(
     return out, {k: v for k, v in added.items() if v}, sorted(held)
 
 
+def _completed_groups(
+    standing: npt.NDArray[np.bool_],
+    labels: npt.NDArray[Any],
+    complete: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]],
+    label_issues: npt.NDArray[np.bool_] | None,
+    confirm_other: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
+) -> tuple[npt.NDArray[np.bool_], dict[str, int], list[str]]:
+    """Each class's standing group (after every gate) grown by ``complete``: the
+    class's items a classifier of the group puts in it, which the unsupervised split
+    left on the clean side (CIFAR-10 subset, 5% WaNet: 32 of 500 poisons;
+    docs/benchmarks.md, session 34). Items the labels family flagged stay with it;
+    where there is a look-alike test (``confirm_other``) the joining items must pass
+    it too, as the group's own did.
+    Where groups stand in more classes than a backdoor targets (the limit of
+    :func:`_extended_groups`), none is completed: growing several classes' groups at
+    once would grow clean sub-modes that passed the gates. Returns the flags, per class
+    how many joined, and the classes held back.
+    """
+    classes = np.unique(labels[standing])
+    if classes.size > _lone_class_limit(labels):
+        return standing, {}, sorted(str(c) for c in classes)
+    out = standing.copy()
+    added: dict[str, int] = {}
+    for c in classes:
+        new = np.asarray(complete(standing & (labels == c)), dtype=bool) & ~standing
+        if label_issues is not None:
+            new &= ~label_issues
+        if confirm_other is not None and new.any():
+            new &= np.asarray(confirm_other(out | new), dtype=bool)
+        if new.any():
+            added[str(c)] = int(new.sum())
+            out |= new
+    return out, added, []
+
+
 def _drop_classes(
     flags: npt.NDArray[np.bool_],
     labels: npt.NDArray[Any],
@@ -805,5 +865,8 @@ def _family_score(
     # A lone member's confirmed flags (see _confirmed_flags) stand below the quorum:
     # they take that member's own scaled score.
     at_quorum = np.where(np.isfinite(ranked[q - 1]), ranked[q - 1], ranked[0])
+    # An item that joined a completed group (see _completed_groups) without any member's
+    # flag takes the lowest flagged score.
+    at_quorum = np.where(np.isfinite(at_quorum), at_quorum, 1.0)
     short = -np.sort(-np.vstack([_squash(scaled[m]) for m in members]), axis=0)[:q].mean(axis=0)
     return np.asarray(np.where(fam_flags, at_quorum, short), dtype=np.float64)
