@@ -296,6 +296,26 @@ def other_class_confirmation(
     return confirm
 
 
+def group_class(
+    group: npt.ArrayLike, labels: npt.NDArray[Any], where: str
+) -> tuple[npt.NDArray[np.bool_], Any]:
+    """A group of one class's items as a mask over all items, and that class.
+
+    Raises
+    ------
+    InputError
+        An empty mask, not one flag per item, or items of several classes (``where``
+        names the check in the message).
+    """
+    g = np.asarray(group, dtype=bool)
+    if g.shape != labels.shape or not g.any():
+        raise InputError("needs a non-empty group mask, one flag per item", where)
+    classes = np.unique(labels[g])
+    if classes.size != 1:
+        raise InputError("a group must hold items of one class", where)
+    return g, classes[0]
+
+
 #: A group's spread is measured on at most this many of its items, and on as many of
 #: the rest of its class per draw (the nearest-member search is exact, so bounded).
 SPREAD_SAMPLE = 1000
@@ -341,14 +361,9 @@ def group_spread(
         raise InputError("needs at least one draw", "input space")
 
     def spread(group: npt.NDArray[np.bool_]) -> float:
-        g = np.asarray(group, dtype=bool)
-        if g.shape != y.shape or not g.any():
-            raise InputError("needs a non-empty group mask, one flag per item", "input space")
-        classes = np.unique(y[g])
-        if classes.size != 1:
-            raise InputError("a group must hold items of one class", "input space")
+        g, cls = group_class(group, y, "input space")
         idx = np.flatnonzero(g)
-        rest = np.flatnonzero((y == classes[0]) & ~g)
+        rest = np.flatnonzero((y == cls) & ~g)
         m = min(idx.size, rest.size, SPREAD_SAMPLE)
         if m < 3:
             return float("nan")

@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from tripwire.detectors.input_space import group_class
 from tripwire.errors import InputError
 
 #: Cross-validation folds of the group-against-class classifier.
@@ -97,13 +98,8 @@ def group_completion(
         raise InputError("min_probability must be in (0, 1)", "group completion")
 
     def complete(group: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        g = np.asarray(group, dtype=bool)
-        if g.shape != y.shape or not g.any():
-            raise InputError("needs a non-empty group mask, one flag per item", "group completion")
-        classes = np.unique(y[g])
-        if classes.size != 1:
-            raise InputError("a group must hold items of one class", "group completion")
-        idx = np.flatnonzero(y == classes[0])
+        g, cls = group_class(group, y, "group completion")
+        idx = np.flatnonzero(y == cls)
         p = group_probabilities(x[idx], g[idx], random_state=random_state)
         out = np.zeros(y.shape, dtype=bool)
         out[idx] = ~g[idx] & (np.nan_to_num(p, nan=0.0) > min_probability)
