@@ -721,11 +721,10 @@ def _completed_groups(
     left on the clean side (CIFAR-10 subset, 5% WaNet: 32 of 500 poisons;
     docs/benchmarks.md, session 34). Items the labels family flagged stay with it;
     where there is a look-alike test (``confirm_other``) the joining items must pass
-    it too, as the group's own did.
-    Where groups stand in more classes than a backdoor targets (the limit of
-    :func:`_extended_groups`), none is completed: growing several classes' groups at
-    once would grow clean sub-modes that passed the gates. Returns the flags, per class
-    how many joined, and the classes held back.
+    it too, as the group's own did. Where groups stand in more classes than a backdoor
+    targets (the limit of :func:`_extended_groups`), none is completed: growing several
+    classes' groups at once would grow clean sub-modes that passed the gates. Returns
+    the flags, per class how many joined, and the classes held back.
     """
     classes = np.unique(labels[standing])
     if classes.size > _lone_class_limit(labels):
