@@ -1,5 +1,6 @@
-"""Probe: each detector's flags on one standard-suite cell, and the feature-clusters
-family's report (what stands, what the gates held back).
+"""Probe: each detector's flags on one standard-suite cell, the feature-clusters
+family's report (what stands, what the gates held back), and the suite model's attack
+success rate on the test set (is the backdoor there at all?).
 
     PYTHONPATH=src:benchmarks/probes python benchmarks/probes/cell_detectors.py gtsrb wanet 0.01 0
 """
@@ -10,15 +11,20 @@ import json
 import sys
 
 import numpy as np
-from cells import standard_cell  # type: ignore[import-not-found]
+from cells import CACHE, standard_data  # type: ignore[import-not-found]
 
-from tripwire.bench.runner import detector_input, run_detectors
+from tripwire.attacks import attack_success_rate
+from tripwire.bench.runner import detector_input, run_detectors, train_cached
 from tripwire.scan.data import scan_ensemble
 
 
 def main() -> None:
     name, kind, rate, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-    _, ds, truth, model = standard_cell(name, kind, rate, seed)
+    spec, ds, truth, test = standard_data(name, kind, rate, seed)
+    model = train_cached(ds, test, spec, seed, CACHE)
+    if ds.attack is not None and kind not in ("label-flip", "pair-flip"):
+        asr = attack_success_rate(model.predict, test, ds.attack)
+        print(json.dumps({"accuracy": model.accuracy, "attack_success_rate": round(asr, 4)}))
     truth = np.asarray(truth, dtype=bool)
     target = int(np.bincount(ds.y[truth]).argmax()) if truth.any() else 0
     inputs, _ = detector_input(ds, model, seed)
