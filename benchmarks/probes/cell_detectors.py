@@ -1,5 +1,6 @@
 """Probe: each detector's flags on one standard-suite cell, the feature-clusters
-family's report (what stands, what the gates held back), and the suite model's attack
+family's report (what stands, what the gates held back), the verdict's flags per class
+(flags, poisons) and per family, and the suite model's attack
 success rate on the test set (is the backdoor there at all?).
 
     PYTHONPATH=src:benchmarks/probes python benchmarks/probes/cell_detectors.py gtsrb wanet 0.01 0
@@ -44,7 +45,18 @@ def main() -> None:
     ens = scan_ensemble(ours, ds, inputs.input_space, seed, inputs.features)
     print(
         json.dumps(
-            {"flags": int(ens.flags.sum()), "feature-clusters": ens.families["feature-clusters"]},
+            {
+                "flags": int(ens.flags.sum()),
+                "by_class": {
+                    int(c): [
+                        int((ens.flags & (ds.y == c)).sum()),
+                        int((ens.flags & truth & (ds.y == c)).sum()),
+                    ]
+                    for c in np.unique(ds.y[ens.flags])
+                },
+                "families": {k: v.get("flagged") for k, v in ens.families.items()},
+                "feature-clusters": ens.families["feature-clusters"],
+            },
             default=str,
         )
     )
