@@ -4,7 +4,7 @@ class's projections by 1.4826 x MAD; where poisons are a large share of their cl
 (the shorth: centre and length of the narrowest window holding half the class) sits in
 the clean majority instead. Per cell: flags, poisons flagged, and the classes where the
 flags make at least 5% of the class, under each scale (the pooled robust-z cut of the
-detector, 3.5). Reads ``dump_features.py`` files.
+detector, 3.5) and the poisons' median score against that cut. Reads ``dump_features.py`` files.
 
     PYTHONPATH=src python benchmarks/probes/spectral_scale.py gtsrb_wanet_0.01_0 gtsrb_clean_0.0_0
 """
@@ -49,6 +49,8 @@ def main() -> None:
             cut = med + 3.5 * float(np.median(np.abs(s - med))) * 1.4826
             f = s > cut
             out[name] = {
+                "cut": round(cut, 3),
+                "poisons_median_z": round(float(np.median(s[truth])), 3) if truth.any() else None,
                 "flags": int(f.sum()),
                 "poisons": int((f & truth).sum()),
                 "groups": {
