@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tripwire.detectors.poisoning.group_completion import group_completion, group_probabilities
+from tripwire.detectors.poisoning.group_completion import (
+    group_completion,
+    group_probabilities,
+    group_side,
+)
 from tripwire.errors import InputError
 
 
@@ -65,3 +69,47 @@ def test_bad_input_is_a_one_line_error() -> None:
         complete(np.zeros(600, dtype=bool))
     with pytest.raises(InputError, match="one group flag per feature row"):
         group_probabilities(x, found[:10])
+
+
+def _majority_class(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two classes of 300 in 32 dimensions; in class 0, 225 poisons (75% of the class)
+    shifted in an 8-dimensional subspace. Returns features, labels and the poisons."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(600, 32))
+    y = np.repeat([0, 1], 300)
+    x[300:, 1] += 3.0
+    poisons = np.zeros(600, dtype=bool)
+    poisons[:225] = True
+    x[:225, :8] += 2.0
+    return x, y, poisons
+
+
+def test_a_group_names_its_side_of_the_split_whatever_its_share() -> None:
+    x, y, poisons = _majority_class()
+    seen = np.zeros(600, dtype=bool)
+    seen[:90] = True  # part of the poisons, as a behavioural test finds them
+    added = group_side(x, y)(seen)
+    assert added[poisons & ~seen].mean() >= 0.95  # the rest of the poisons
+    assert added[~poisons].sum() <= 3  # not the class's clean items, nor class 1
+    assert not added[seen].any()
+
+
+def test_no_side_without_a_clear_split_or_with_a_scattered_group() -> None:
+    x, y, _ = _majority_class()
+    scattered = np.zeros(600, dtype=bool)
+    scattered[200:260] = True  # 25 poisons and 35 clean items: both sides
+    assert not group_side(x, y)(scattered).any()
+    x[:225, :8] -= 2.0  # no poisons: class 0 is one Gaussian blob
+    seen = np.zeros(600, dtype=bool)
+    seen[:90] = True
+    assert not group_side(x, y)(seen).any()
+
+
+def test_group_side_bad_input() -> None:
+    x, y, _ = _majority_class()
+    with pytest.raises(InputError, match="one label per feature row"):
+        group_side(x, y[:10])
+    with pytest.raises(InputError, match="min_side_share"):
+        group_side(x, y, min_side_share=0.5)
+    with pytest.raises(InputError, match="one class"):
+        group_side(x, y)(np.ones(600, dtype=bool))

@@ -662,3 +662,60 @@ def test_a_standing_group_is_completed_by_the_items_like_it() -> None:
     res = combine(wide, n, labels=labels, complete=complete)
     assert np.flatnonzero(res.flags).tolist() == many
     assert res.families["feature-clusters"]["completion_held_back"] == [str(c) for c in classes]
+
+
+def test_a_behaviour_group_names_the_poisons_side_of_its_class() -> None:
+    """Where the behaviour family flags part of a class, the class's items on the
+    group's side of the split join it, and the feature-cluster flags on the other side
+    (the clean remainder, where poisons are most of the class) are dropped; below the
+    class share, or in more classes than a backdoor targets, nothing happens."""
+    from tripwire.scan.ensemble import MAX_LONE_CLASSES
+
+    n = 600
+    labels = np.repeat([0, 1, 2], 200)
+    poisons = list(range(0, 150))  # 75% of class 0
+    seen = poisons[:60]  # what the behavioural test caught
+    clean_side = list(range(150, 200))  # what the feature split's smaller side holds
+    asked: list[list[int]] = []
+
+    def side(g: np.ndarray) -> np.ndarray:
+        asked.append(np.flatnonzero(g).tolist())
+        out = np.zeros(n, dtype=bool)
+        c = labels[g][0]
+        if c == 0:
+            out[poisons] = True
+        else:  # the other classes' poisons side: their first 150 items
+            out[c * 200 : c * 200 + 150] = True
+        return out & ~g
+
+    results = {
+        "activation-clustering": _result("activation-clustering", clean_side, n),
+        "spectral-signature": _result("spectral-signature", clean_side, n),
+        "perturbation-consistency": _result("perturbation-consistency", seen, n),
+    }
+    without = combine(results, n, labels=labels)
+    assert np.flatnonzero(without.flags).tolist() == seen + clean_side
+    res = combine(results, n, labels=labels, side=side)
+    assert asked == [seen]
+    assert np.flatnonzero(res.flags).tolist() == poisons
+    assert res.families["behaviour"]["anchored_sides"] == {"0": 90}
+    assert res.families["feature-clusters"]["off_anchored_side"] == {"0": 50}
+    assert res.scores[poisons].min() >= 1.0 > res.scores[clean_side].max()
+    # Items the labels family flagged are theirs.
+    noisy = {
+        **results,
+        "confident-learning": _result("confident-learning", [100, 101], n),
+        "knn-label": _result("knn-label", [100, 101], n),
+    }
+    res = combine(noisy, n, labels=labels, side=side)
+    assert res.families["behaviour"]["anchored_sides"] == {"0": 88}
+    # A behaviour group under the class share names no side.
+    few = {**results, "perturbation-consistency": _result("perturbation-consistency", [0, 1], n)}
+    res = combine(few, n, labels=labels, side=side)
+    assert "anchored_sides" not in res.families["behaviour"]
+    # Groups in more classes than a backdoor targets: none names a side.
+    many = [c * 200 + i for c in range(MAX_LONE_CLASSES + 1) for i in range(60)]
+    wide = {**results, "perturbation-consistency": _result("perturbation-consistency", many, n)}
+    res = combine(wide, n, labels=labels, side=side)
+    assert res.families["behaviour"]["anchored_sides_held_back"] == ["0", "1", "2"]
+    assert np.flatnonzero(res.flags & (labels == 0)).tolist() == seen + clean_side

@@ -34,7 +34,7 @@ from tripwire.detectors import (
 )
 from tripwire.detectors.input_space import InputSpace, group_spread, other_class_confirmation
 from tripwire.detectors.oos import label_probabilities, reference_probabilities
-from tripwire.detectors.poisoning.group_completion import group_completion
+from tripwire.detectors.poisoning.group_completion import group_completion, group_side
 from tripwire.errors import InputError
 from tripwire.io.dataset import Dataset
 from tripwire.reports import Finding, Rule, Severity, register_rule
@@ -280,8 +280,8 @@ def scan_ensemble(
 ) -> EnsembleResult:
     """The ensemble's verdict on the detectors' ``results`` for ``ds``, with the
     evidence a data scan gives it: the input-space look-alike test and group spread
-    (``space``), and the completion of found groups on the scan's ``features`` (None:
-    groups stay as found)."""
+    (``space``), and the completion of found groups and the sides of behavioural
+    groups on the scan's ``features`` (None: groups stay as found)."""
     return combine(
         results,
         len(ds),
@@ -289,6 +289,7 @@ def scan_ensemble(
         labels=ds.y,
         spread=group_spread(space, ds.y, random_state=seed),
         complete=None if features is None else group_completion(features, ds.y, random_state=seed),
+        side=None if features is None else group_side(features, ds.y, random_state=seed),
     )
 
 

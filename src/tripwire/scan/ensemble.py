@@ -141,6 +141,17 @@ family                    members                                     quorum
   every poison (CIFAR-10 BadNets and blend) 0-1 clean items join. A clean sub-mode
   that passed the gates grows too (clean GTSRB: 15 -> 20 flags, 0.16%)
   (docs/benchmarks.md, session 34);
+- where the ``behaviour`` family (``perturbation-consistency``: a label that survives
+  superimposition) flags at least :data:`MIN_CLASS_SHARE` of a class, its group
+  **names the poisons' side** of the class's feature split where the caller gives the
+  scan's features (``side``; :func:`_anchored_sides`): the class's items on the
+  group's side join the family's flags (not those the labels family flagged), and the
+  ``feature-clusters`` flags on the other side are dropped; not where such groups
+  stand in more classes than a backdoor targets. Where a dirty-label backdoor's
+  poisons are most of their target class (the GTSRB subset at 5%: 616 of 826) the
+  feature split's smaller side is the clean remainder, which activation clustering and
+  spectral signatures flag instead of the poisons, while the behavioural test sees a
+  part of the poisons wherever they are;
 - ``dual-space``, ``duplicate-labels``, ``perturbation-consistency`` and
   ``input-pattern`` flag only after a class-level test, a fact or their own
   confirmation (a cluster whose inputs look like other classes; a copy under another
@@ -316,6 +327,9 @@ MIN_EXTENDED_SHARE = 1 / 3
 #: session 19). A backdoor's poisons carry their target's label consistently and form
 #: no flip group.
 FLIP_GROUP_GATED = frozenset({"dual-space", "feature-clusters"})
+#: Families whose group in a class names the side of the class's feature split that
+#: holds the poisons (see :func:`_anchored_sides`).
+SIDE_ANCHORS = frozenset({"behaviour"})
 
 
 def combine(
@@ -326,6 +340,7 @@ def combine(
     labels: npt.ArrayLike | None = None,
     spread: Callable[[npt.NDArray[np.bool_]], float] | None = None,
     complete: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
+    side: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]] | None = None,
 ) -> EnsembleResult:
     """Combine detector results over ``n`` items (see the module docstring).
 
@@ -341,6 +356,11 @@ def combine(
     standing group of the same families and returns the class's other items that are
     like it (:func:`~tripwire.detectors.poisoning.group_completion.group_completion`);
     they join the group (see :func:`_completed_groups`). None: groups stay as found.
+    ``side`` (with ``labels``) takes one class's group of a family of
+    :data:`SIDE_ANCHORS` and returns the class's other items on its side of the class's
+    feature split (:func:`~tripwire.detectors.poisoning.group_completion.group_side`);
+    they join that family's flags and the feature-cluster flags on the other side are
+    dropped (see :func:`_anchored_sides`). None: no such step.
     """
     y = None if labels is None else np.asarray(labels)
     if y is not None and y.shape != (n,):
@@ -366,6 +386,12 @@ def combine(
         else (np.zeros(n, dtype=bool), {})
     )
     label_issues = label_quorum | flip_groups if labels_family else None
+    anchors = [m for f in SIDE_ANCHORS for m in grouped.get(f, [])]
+    sides, held_sides = (
+        _anchored_sides(results, anchors, y, side, label_issues)
+        if side is not None and y is not None and anchors
+        else ({}, [])
+    )
     flags = np.zeros(n, dtype=bool)
     fam_scores: list[npt.NDArray[np.float64]] = []
     fam_flag_sets: dict[str, npt.NDArray[np.bool_]] = {}
@@ -418,6 +444,17 @@ def combine(
             )
             if held:
                 entry["flip_group_classes"] = held
+        if fam in INPUT_CONFIRMED and sides and y is not None:
+            fam_flags, off = _off_side(fam_flags, y, sides)
+            if off:
+                entry["off_anchored_side"] = off
+        if fam in SIDE_ANCHORS and sides and y is not None:
+            joined = {str(c): int((s_ & ~fam_flags).sum()) for c, s_ in sides.items()}
+            for s_ in sides.values():
+                fam_flags |= s_
+            entry["anchored_sides"] = {c: k for c, k in joined.items() if k}
+        if fam in SIDE_ANCHORS and held_sides:
+            entry["anchored_sides_held_back"] = held_sides
         if fam in INPUT_CONFIRMED and complete is not None and y is not None and len(members) > 1:
             fam_flags, completed, held_c = _completed_groups(
                 fam_flags, y, complete, label_issues, confirm_other
@@ -707,6 +744,58 @@ def _extended_groups(
             added[f"{member}:{c}"] = int((new & ~out).sum())
             out |= new
     return out, {k: v for k, v in added.items() if v}, sorted(held)
+
+
+def _anchored_sides(
+    results: dict[str, DetectorResult],
+    anchors: list[str],
+    labels: npt.NDArray[Any],
+    side: Callable[[npt.NDArray[np.bool_]], npt.NDArray[np.bool_]],
+    label_issues: npt.NDArray[np.bool_] | None,
+) -> tuple[dict[Any, npt.NDArray[np.bool_]], list[str]]:
+    """Per class where the ``anchors`` (the members of :data:`SIDE_ANCHORS` families)
+    flag at least :data:`MIN_CLASS_SHARE` of the class: the class's items on the
+    flagged group's side of the class's feature split (``side``), without those the
+    labels family flagged. Returns the sides by class, and the classes held back where
+    there are more than a backdoor targets (:func:`_lone_class_limit`).
+
+    A behavioural test sees part of a backdoor's poisons whatever their share of the
+    class; the feature split sees all of them as one side but cannot tell which side
+    once they are most of the class (GTSRB subset, 5% BadNets: the behaviour family
+    flagged 248 of 616 poisons and activation clustering's smaller cluster, 210 of 211,
+    was the clean remainder; docs/benchmarks.md, session 35).
+    """
+    found = _family_flags(results, anchors, 1)
+    out: dict[Any, npt.NDArray[np.bool_]] = {}
+    for c in np.unique(labels[found]):
+        members = labels == c
+        group = found & members
+        if _below_share(group, members, MIN_CLASS_SHARE):
+            continue
+        mine = np.asarray(side(group), dtype=bool) & members
+        if label_issues is not None:
+            mine &= ~label_issues
+        if mine.any():
+            out[c] = mine | group
+    if len(out) > _lone_class_limit(labels):
+        return {}, sorted(str(c) for c in out)
+    return out, []
+
+
+def _off_side(
+    flags: npt.NDArray[np.bool_], labels: npt.NDArray[Any], sides: dict[Any, npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """``flags`` without the items of an anchored class that lie off its anchored side
+    (:func:`_anchored_sides`): there the split's other side is the class's clean items.
+    Returns the kept flags and, per class, how many were dropped."""
+    kept = flags.copy()
+    dropped: dict[str, int] = {}
+    for c, mine in sides.items():
+        off = kept & (labels == c) & ~mine
+        if off.any():
+            kept &= ~off
+            dropped[str(c)] = int(off.sum())
+    return kept, dropped
 
 
 def _completed_groups(
