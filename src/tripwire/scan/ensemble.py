@@ -448,11 +448,10 @@ def combine(
             fam_flags, off = _off_side(fam_flags, y, sides)
             if off:
                 entry["off_anchored_side"] = off
-        if fam in SIDE_ANCHORS and sides and y is not None:
-            joined = {str(c): int((s_ & ~fam_flags).sum()) for c, s_ in sides.items()}
-            for s_ in sides.values():
-                fam_flags |= s_
-            entry["anchored_sides"] = {c: k for c, k in joined.items() if k}
+        if fam in SIDE_ANCHORS and sides:
+            fam_flags, joined = _on_sides(fam_flags, sides)
+            if joined:
+                entry["anchored_sides"] = joined
         if fam in SIDE_ANCHORS and held_sides:
             entry["anchored_sides_held_back"] = held_sides
         if fam in INPUT_CONFIRMED and complete is not None and y is not None and len(members) > 1:
@@ -780,6 +779,21 @@ def _anchored_sides(
     if len(out) > _lone_class_limit(labels):
         return {}, sorted(str(c) for c in out)
     return out, []
+
+
+def _on_sides(
+    flags: npt.NDArray[np.bool_], sides: dict[Any, npt.NDArray[np.bool_]]
+) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """``flags`` with every anchored side joined (:func:`_anchored_sides`); returns them
+    and, per class, how many items joined."""
+    out = flags.copy()
+    joined: dict[str, int] = {}
+    for c, mine in sides.items():
+        new = mine & ~out
+        if new.any():
+            joined[str(c)] = int(new.sum())
+            out |= new
+    return out, joined
 
 
 def _off_side(
