@@ -16,21 +16,17 @@ import json
 import sys
 
 import numpy as np
-from cells import standard_cell  # type: ignore[import-not-found]
+from cells import cell_results  # type: ignore[import-not-found]
 
-from tripwire.bench.runner import detector_input, run_detectors
 from tripwire.detectors import get
 from tripwire.scan.data import scan_ensemble
 
 
 def main() -> None:
     for cell in sys.argv[1:]:
-        name, kind, rate, seed = cell.split(":")
-        _, ds, truth, model = standard_cell(name, kind, float(rate), int(seed))
-        truth = np.asarray(truth, dtype=bool)
+        ds, truth, inputs, ours = cell_results(cell)
+        seed = cell.rsplit(":", 1)[1]
         y = np.asarray(ds.y)
-        inputs, _ = detector_input(ds, model, int(seed))
-        ours, _ = run_detectors(inputs)
         ens = scan_ensemble(ours, ds, inputs.input_space, int(seed), inputs.features)
         beh = np.asarray(ours["perturbation-consistency"].flags, dtype=bool)
         ac = get("activation-clustering")().fit(inputs)

@@ -47,3 +47,16 @@ def standard_cell(
     model the suite trained on it (from ``runs/std-cache``, trained there if missing)."""
     spec, ds, truth, test = standard_data(name, kind, rate, seed)
     return spec, ds, truth, train_cached(ds, test, spec, seed, CACHE)
+
+
+def cell_results(cell: str) -> tuple[Any, np.ndarray, Any, dict[str, Any]]:
+    """One cell named ``data:attack:rate:seed`` as ``tripwire bench`` scans it: the
+    attacked training set, the poisoned mask (boolean), the detectors' inputs (the
+    suite model's features, input space and model) and every detector's result."""
+    from tripwire.bench.runner import detector_input, run_detectors
+
+    name, kind, rate, seed = cell.split(":")
+    _, ds, truth, model = standard_cell(name, kind, float(rate), int(seed))
+    inputs, _ = detector_input(ds, model, int(seed))
+    ours, _ = run_detectors(inputs)
+    return ds, np.asarray(truth, dtype=bool), inputs, ours

@@ -14,11 +14,10 @@ import sys
 from typing import Any
 
 import numpy as np
-from cells import standard_cell  # type: ignore[import-not-found]
+from cells import cell_results  # type: ignore[import-not-found]
 from completion_cells import verdict  # type: ignore[import-not-found]
 
 import tripwire.scan.data as scan_module
-from tripwire.bench.runner import detector_input, run_detectors
 from tripwire.detectors.poisoning.group_completion import group_side
 
 
@@ -37,12 +36,9 @@ def row(ens: Any, y: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
 
 def main() -> None:
     for cell in sys.argv[1:]:
-        name, kind, rate, seed = cell.split(":")
-        _, ds, truth, model = standard_cell(name, kind, float(rate), int(seed))
-        truth = np.asarray(truth, dtype=bool)
+        ds, truth, inputs, ours = cell_results(cell)
+        seed = cell.rsplit(":", 1)[1]
         y = np.asarray(ds.y)
-        inputs, _ = detector_input(ds, model, int(seed))
-        ours, _ = run_detectors(inputs)
         out: dict[str, Any] = {"cell": cell, "poisons": int(truth.sum())}
         for label, fn in (("without", lambda *a, **k: None), ("with", group_side)):
             scan_module.group_side = fn  # type: ignore[assignment]
